@@ -1,0 +1,174 @@
+"""The configuration: one frozen dataclass per config.toml section, loaded and validated once at start.
+
+Precedence, lowest first: defaults here, the TOML file, `LIPSYNCD_<SECTION>_<KEY>` environment
+variables, then `--root`/`LIPSYNCD_ROOT`. Every key is documented in the shipped config.toml.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from daemon.core.errors import ConfigError
+from daemon.core.settings import build, setting
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+ENGINES = ("warp", "wav2lip", "copy")
+DEFAULT_PATHS = (Path("/etc/lipsyncd/config.toml"),)
+
+
+@dataclass(frozen=True)
+class ShareConfig:
+    root: str = setting("/srv/lipsyncd")
+
+
+@dataclass(frozen=True)
+class GeneralConfig:
+    language: str = setting("en", choices=("en", "zh"))
+    log_level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    host_name: str = setting("")  # empty: the machine's host name
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    scan_interval_s: float = setting(2.0, min=0.05, max=3600)
+    settle_s: float = setting(5.0, min=0, max=86400)
+    settle_scans: int = setting(2, min=2, max=100)
+    orphan_timeout_min: float = setting(60.0, min=0.01, max=10080)
+    max_ticket_bytes: int = setting(65536, min=64, max=10_485_760)
+    max_files_per_ticket: int = setting(64, min=2, max=10_000)
+    max_file_mb: int = setting(20480, min=1)
+    duplicate_policy: str = setting("process", choices=("process", "skip", "fail"))
+    allowed_engines: tuple[str, ...] = setting(["warp", "wav2lip", "copy"], choices=ENGINES)
+    local_events: bool = setting(True)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    engine: str = setting("warp", choices=ENGINES)
+    max_attempts: int = setting(3, min=1, max=100)
+    lease_s: float = setting(120.0, min=1, max=86400)
+    poll_interval_s: float = setting(1.0, min=0.05, max=3600)
+    gpus: str = setting("all")
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    ffmpeg: str = setting("ffmpeg")
+    ffprobe: str = setting("ffprobe")
+    probe_timeout_s: float = setting(60.0, min=1, max=3600)
+    max_duration_min: float = setting(60.0, min=0.01, max=1440)
+    timeout_factor: float = setting(20.0, min=1, max=1000)
+
+
+@dataclass(frozen=True)
+class WarpEngineConfig:
+    strength: float = setting(1.0, min=0, max=3)
+
+
+@dataclass(frozen=True)
+class Wav2LipEngineConfig:
+    checkpoint: str = setting("")
+    face_detector_checkpoint: str = setting("")
+
+
+@dataclass(frozen=True)
+class EnginesConfig:
+    warp: WarpEngineConfig = field(default_factory=WarpEngineConfig)
+    wav2lip: Wav2LipEngineConfig = field(default_factory=Wav2LipEngineConfig)
+
+
+@dataclass(frozen=True)
+class WatchdogConfig:
+    interval_s: float = setting(5.0, min=0.05, max=3600)
+    process_manager: str = setting("auto", choices=("auto", "up", "supervisord", "systemd", "none"))
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    language: str = setting("", choices=("", "en", "zh"))  # empty: general.language
+
+
+@dataclass(frozen=True)
+class StatusConfig:
+    interval_s: float = setting(5.0, min=0.5, max=3600)
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    done_days: float = setting(30.0, min=0)
+    failed_days: float = setting(90.0, min=0)
+
+
+@dataclass(frozen=True)
+class Config:
+    share: ShareConfig = field(default_factory=ShareConfig)
+    general: GeneralConfig = field(default_factory=GeneralConfig)
+    intake: IntakeConfig = field(default_factory=IntakeConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    engines: EnginesConfig = field(default_factory=EnginesConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    status: StatusConfig = field(default_factory=StatusConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.share.root)
+
+
+_TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    """--config, else LIPSYNCD_CONFIG, else the first default path that exists, else None (defaults)."""
+    chosen = explicit or env.get("LIPSYNCD_CONFIG")
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist (from "
+                              f"{'--config' if explicit else 'LIPSYNCD_CONFIG'})")
+        return path
+    return next((p for p in DEFAULT_PATHS if p.is_file()), None)
+
+
+def read_toml(path: Path) -> dict[str, object]:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        pos = _TOML_POS.search(msg)
+        where = f"line {pos.group(1)}, column {pos.group(2)}" if pos else "unknown position"
+        reason = _TOML_POS.sub("", msg).strip()
+        raise ConfigError(f"{path}: TOML syntax error at {where}: {reason}") from None
+
+
+def load_config(explicit_path: str | None = None, root: str | None = None,
+                env: Mapping[str, str] | None = None) -> Config:
+    """Load, override and validate the whole configuration; raises ConfigError naming the key."""
+    env = os.environ if env is None else env
+    path = find_config_file(explicit_path, env)
+    data = read_toml(path) if path else {}
+    origin = str(path) if path else "defaults"
+    config = build(Config, data, env, (), origin)
+    override = root or env.get("LIPSYNCD_ROOT")
+    if override:
+        config = replace(config, share=replace(config.share, root=override))
+    if not Path(config.share.root).is_absolute():
+        config = replace(config, share=replace(config.share, root=os.path.abspath(config.share.root)))
+    return config

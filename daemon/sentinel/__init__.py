@@ -1,0 +1,1 @@
+"""The watchdog role (named sentinel so it never reads like the `watchdog` library)."""

@@ -1,0 +1,1 @@
+"""The worker role: claims staged jobs, renders them, publishes results (one worker per GPU)."""

@@ -1,0 +1,1 @@
+"""Lip-sync engines. torch is imported only below this package."""

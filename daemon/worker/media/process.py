@@ -1,0 +1,201 @@
+"""Every ffmpeg/ffprobe child runs through here: stderr always drained, bounded in time, always reaped.
+
+ffmpeg-python's own run/probe helpers deadlock once stderr fills the pipe (reference/media.md §1.3),
+so we only ever spawn through `Child`. Children stay in our process group, so supervisord's
+stopasgroup and systemd's cgroup kill take them along; closing their pipes ends them by themselves.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO
+
+from daemon.core.errors import EnvironmentFault
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL_BYTES = 64 * 1024
+_REAP_GRACE_S = 5.0
+
+
+class ChildTimeout(Exception):
+    """A child ran past its time limit and was killed."""
+
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int
+    stdout: bytes
+    stderr_tail: str
+
+
+def resolve(tool: str) -> str:
+    """Absolute path of an executable, or EnvironmentFault naming what is missing."""
+    path = shutil.which(tool)
+    if path is None:
+        raise EnvironmentFault(f"{tool} not found on PATH: install ffmpeg (apt-get install ffmpeg) "
+                               "or set media.ffmpeg / media.ffprobe in config.toml")
+    return path
+
+
+class Child:
+    """A running child process; use as a context manager so it is reaped on every exit path."""
+
+    def __init__(self, argv: Sequence[str], *, stdin: bool = False, stdout: bool = False,
+                 pipe_size: int = 0, name: str = "") -> None:
+        self.argv = list(argv)
+        self.name = name or os.path.basename(self.argv[0])
+        self._want_stdin, self._want_stdout, self._pipe_size = stdin, stdout, pipe_size
+        self._tail: collections.deque[bytes] = collections.deque()
+        self._tail_len = 0
+        self._lock = threading.Lock()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._drain: threading.Thread | None = None
+
+    def __enter__(self) -> Child:
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE if self._want_stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if self._want_stdout else subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                bufsize=0,
+                close_fds=True,
+            )
+        except FileNotFoundError:
+            raise EnvironmentFault(f"{self.argv[0]} not found: install ffmpeg") from None
+        if self._pipe_size:
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                if pipe is not None:
+                    _grow_pipe(pipe, self._pipe_size)
+        self._drain = threading.Thread(target=self._drain_stderr, name=f"{self.name}-stderr", daemon=True)
+        self._drain.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close(force=exc_type is not None)
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self.proc is not None and self.proc.stdin is not None
+        return self.proc.stdin
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self.proc is not None and self.proc.stdout is not None
+        return self.proc.stdout
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stderr_tail(self) -> str:
+        with self._lock:
+            return b"".join(self._tail).decode("utf-8", "replace")
+
+    def wait(self, timeout: float | None) -> int:
+        """Wait for exit; on timeout kill it and raise ChildTimeout."""
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.close(force=True)
+            raise ChildTimeout(f"{self.name} ran longer than {timeout:.0f} s and was stopped") from None
+        if self._drain is not None:
+            self._drain.join(timeout=_REAP_GRACE_S)
+        return code
+
+    def close(self, force: bool = False) -> None:
+        """Close our pipe ends, then wait; terminate and kill if it does not end by itself."""
+        proc = self.proc
+        if proc is None:
+            return
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass  # a broken pipe on close means the child is already gone
+        if force and proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(timeout=_REAP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if self._drain is not None:
+            self._drain.join(timeout=_REAP_GRACE_S)
+
+    def _drain_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        stream = self.proc.stderr
+        while True:
+            block = stream.read(8192)
+            if not block:
+                break
+            with self._lock:
+                self._tail.append(block)
+                self._tail_len += len(block)
+                while self._tail_len > STDERR_TAIL_BYTES and len(self._tail) > 1:
+                    self._tail_len -= len(self._tail.popleft())
+        stream.close()
+
+
+def run(argv: Sequence[str], timeout_s: float, *, capture_stdout: bool = False,
+        max_stdout: int = 16 * 1024 * 1024) -> Finished:
+    """Run a child to completion within timeout_s; stdout (if captured) is bounded to max_stdout."""
+    started = time.monotonic()
+    with Child(argv, stdout=capture_stdout) as child:
+        out = b""
+        if capture_stdout:
+            out = _read_bounded(child, max_stdout, started + timeout_s)
+        remaining = max(0.1, started + timeout_s - time.monotonic())
+        code = child.wait(remaining)
+        return Finished(code, out, child.stderr_tail())
+
+
+def _read_bounded(child: Child, limit: int, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    timer = threading.Timer(max(0.1, deadline - time.monotonic()), child.close, kwargs={"force": True})
+    timer.daemon = True
+    timer.start()
+    try:
+        while True:
+            block = child.stdout.read(65536)
+            if not block:
+                break
+            total += len(block)
+            if total > limit:
+                child.close(force=True)
+                raise ChildTimeout(f"{child.name} wrote more than {limit} bytes of output")
+            chunks.append(block)
+    except (OSError, ValueError):
+        if time.monotonic() >= deadline:
+            raise ChildTimeout(f"{child.name} did not finish in time and was stopped") from None
+        raise
+    finally:
+        timer.cancel()
+    if time.monotonic() >= deadline and child.proc is not None and child.proc.poll() not in (0, None):
+        raise ChildTimeout(f"{child.name} did not finish in time and was stopped")
+    return b"".join(chunks)
+
+
+def _grow_pipe(pipe: IO[bytes], size: int) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), 1031, size)  # F_SETPIPE_SZ; Linux only, best effort
+    except (OSError, ImportError, ValueError):
+        log.debug("could not grow pipe to %d bytes", size)
