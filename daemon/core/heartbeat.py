@@ -1,0 +1,74 @@
+"""Worker heartbeats: one small JSON file per worker in .lipsyncd/workers/, replaced atomically.
+
+The worker writes one after every chunk and on every phase change; the watchdog only reads them.
+`progress_at` moves only when real work advanced, `written_at` on every write.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon.core import atomic
+
+PHASES = ("loading", "idle", "working", "finalizing", "stopping")
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    host: str
+    worker: str  # e.g. "gpu0"; unique per host
+    pid: int
+    pid_start: float  # process start time (seconds since boot, from /proc) to detect pid reuse
+    phase: str
+    job: str | None = None
+    chunk: int = 0
+    chunks: int = 0
+    frames_done: int = 0
+    frames_total: int = 0
+    fps: float = 0.0
+    eta_s: float | None = None
+    progress_at: float = field(default_factory=time.time)  # wall time of the last real progress
+    written_at: float = field(default_factory=time.time)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.host}--{self.worker}"
+
+
+def folder(internal: Path) -> Path:
+    return internal / "workers"
+
+
+def write(internal: Path, beat: Heartbeat) -> Path:
+    path = folder(internal) / f"{beat.key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(path, asdict(beat), fsync=False)
+    return path
+
+
+def read(path: Path) -> Heartbeat | None:
+    """The heartbeat in `path`, or None if it is missing or unreadable (a torn write is impossible)."""
+    try:
+        data = atomic.read_json(path)
+    except (OSError, ValueError):
+        return None
+    known = {k: v for k, v in data.items() if k in Heartbeat.__dataclass_fields__}
+    try:
+        return Heartbeat(**known)
+    except TypeError:
+        return None
+
+
+def read_all(internal: Path) -> list[Heartbeat]:
+    beats = []
+    base = folder(internal)
+    if base.is_dir():
+        for path in sorted(base.glob("*.json")):
+            beat = read(path)
+            if beat is not None:
+                beats.append(beat)
+    return beats
