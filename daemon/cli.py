@@ -1,0 +1,126 @@
+"""The `lipsyncd` command: one entry point, one error boundary, one subcommand per role or task.
+
+Exit codes: 0 ok, 1 a job failed (`submit --wait`) or stopped by a second signal, 2 usage,
+70 environment fault or bug (a process manager should restart us), 78 configuration error (it should not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from daemon import __version__
+from daemon.core import logs
+from daemon.core.config import Config, load_config
+from daemon.core.errors import EXIT_CONFIG, EXIT_FAULT, ConfigError, EnvironmentFault
+from daemon.core.lifecycle import StopNow
+
+log = logging.getLogger("lipsyncd")
+
+Command = Callable[[Config, argparse.Namespace], int]
+
+
+def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--config", metavar="PATH", default=default,
+                        help="config file (default: $LIPSYNCD_CONFIG, else /etc/lipsyncd/config.toml, "
+                             "else built-in defaults)")
+    parser.add_argument("--root", metavar="PATH", default=default,
+                        help="share root, overriding share.root (also $LIPSYNCD_ROOT)")
+    parser.add_argument("--log-level", metavar="LEVEL", default=default,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override general.log_level")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lipsyncd",
+        description="Hot-folder appliance for audio-driven lip-sync video. Producers drop media and a "
+                    "TOML ticket into <root>/inbox/; results appear in done/, reasons in failed/.",
+        epilog="Run 'lipsyncd COMMAND --help' for a command's options. Exit codes: 0 ok, 1 job failed, "
+               "70 environment fault (restart me), 78 configuration error (fix the config).")
+    parser.add_argument("--version", action="version", version=f"lipsyncd {__version__}")
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _common(common, suppress=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+
+    add("up", "run intake, worker(s) and watchdog as child processes (demo / single box); Ctrl-C stops all")
+    add("intake", "run the intake role: watch inbox/, accept or reject drops (for supervisord/systemd)")
+    worker = add("worker", "run one worker: claim staged jobs and render them (one per GPU)")
+    worker.add_argument("--gpu", metavar="N", help="GPU index or UUID this worker uses (sets its name gpuN)")
+    worker.add_argument("--name", help="worker name in heartbeats and status (default: gpu<N>)")
+    add("watchdog", "run the watchdog role: detect stalls, alert chat robots, restart workers")
+    status = add("status", "show queued, running, done and failed jobs")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    submit = add("submit", "copy AUDIO and VIDEO into the inbox, then a ticket naming them")
+    submit.add_argument("audio", help="speech track (any audio, or a video whose sound is used)")
+    submit.add_argument("video", help="presenter video or still image")
+    submit.add_argument("--name", help="job name (default: the audio file's name)")
+    submit.add_argument("--engine", help="engine to use, if the operator allows it")
+    submit.add_argument("--wait", action="store_true", help="show progress until done or failed; exit 1 on failure")
+    submit.add_argument("--timeout", type=float, default=0, help="with --wait: give up after N seconds")
+    retry = add("retry", "move a failed job back into the queue")
+    retry.add_argument("job", help="job id (a folder name in failed/)")
+    add("doctor", "check config, share, ffmpeg and GPU; one pass/fail line per check")
+    probe = add("probe", "describe a media file the way the worker sees it")
+    probe.add_argument("file")
+    return parser
+
+
+def _dispatch(name: str) -> Command:
+    # imported lazily: intake and watchdog never import torch or the media stack
+    if name == "intake":
+        from daemon.intake.role import run as intake_run
+
+        return intake_run
+    if name == "worker":
+        from daemon.worker.factory import run_worker
+
+        return run_worker
+    from daemon import submit, tasks
+
+    return {"up": tasks.up, "status": tasks.status, "submit": submit.submit, "retry": tasks.retry,
+            "doctor": tasks.doctor, "probe": tasks.probe, "watchdog": tasks.watchdog}[name]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config, args.root)
+    except ConfigError as exc:
+        print(f"lipsyncd: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    level = args.log_level or os.environ.get("LIPSYNCD_LOG_LEVEL") or config.general.log_level
+    errors_log = None if args.command in ("status", "probe", "doctor", "submit") else \
+        _errors_log(config)
+    logs.setup(args.command, level, errors_log)
+    try:
+        return _dispatch(args.command)(config, args)
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        print(f"lipsyncd: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except EnvironmentFault as exc:
+        log.error("environment fault: %s", exc)
+        return EXIT_FAULT
+    except StopNow:
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        log.critical("bug: %s", traceback.format_exc())
+        return EXIT_FAULT
+
+
+def _errors_log(config: Config) -> os.PathLike[str] | None:
+    from pathlib import Path
+
+    internal = Path(config.share.root) / ".lipsyncd"
+    return internal / "logs" / "errors.log" if internal.is_dir() else None

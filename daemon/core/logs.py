@@ -1,0 +1,41 @@
+"""Logging for every role: stderr (supervisord/journald rotate it) plus a shared errors log on the share."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+FORMAT = "%(asctime)s %(levelname)s %(role)s[%(process)d] %(name)s: %(message)s"
+
+
+class _RoleFilter(logging.Filter):
+    def __init__(self, role: str) -> None:
+        super().__init__()
+        self.role = role
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.role = self.role
+        return True
+
+
+def setup(role: str, level: str, errors_log: Path | None = None) -> None:
+    """Configure the root logger once per process; warnings and worse also go to errors_log."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(level)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter(FORMAT))
+    stderr.addFilter(_RoleFilter(role))
+    root.addHandler(stderr)
+    if errors_log is not None:
+        try:
+            errors_log.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(errors_log, encoding="utf-8")
+        except OSError:
+            return
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter(FORMAT))
+        handler.addFilter(_RoleFilter(role))
+        root.addHandler(handler)

@@ -1,0 +1,97 @@
+"""The share root: its state folders and internal folder, created when missing and checked at start.
+
+Every move is one rename, so all folders must sit on one filesystem and one mount; we refuse to start
+(ConfigError, exit 78) when they do not, when the root is missing, or when a test rename fails.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.core.errors import ConfigError, ShareUnreachable, is_unreachable
+
+STATE_FOLDERS = ("inbox", "staging", "processing", "done", "failed")
+INTERNAL = ".lipsyncd"
+INTERNAL_FOLDERS = ("workers", "roles", "control", "intake", "keys", "logs", "tmp")
+
+
+@dataclass(frozen=True)
+class Share:
+    root: Path
+
+    @property
+    def internal(self) -> Path:
+        return self.root / INTERNAL
+
+    def folder(self, name: str) -> Path:
+        return self.root / name
+
+    def prepare(self) -> None:
+        """Create missing folders and prove one rename works across all of them."""
+        if not self.root.is_dir():
+            raise ConfigError(f"share root {self.root} does not exist: mount the share there or set "
+                              "share.root (or --root / LIPSYNCD_ROOT) to the right folder")
+        try:
+            for name in STATE_FOLDERS:
+                (self.root / name).mkdir(exist_ok=True)
+            for name in INTERNAL_FOLDERS:
+                (self.internal / name).mkdir(parents=True, exist_ok=True)
+        except PermissionError as exc:
+            raise ConfigError(f"cannot create {exc.filename}: the share is not writable by this user "
+                              f"(uid {os.getuid()}); fix its permissions or run as its owner") from None
+        except OSError as exc:
+            if is_unreachable(exc):
+                raise ShareUnreachable(f"share {self.root} is not answering: {exc.strerror}") from exc
+            raise
+        self._check_one_filesystem()
+        self._check_renames()
+
+    def _check_one_filesystem(self) -> None:
+        root_dev = os.stat(self.root).st_dev
+        for name in (*STATE_FOLDERS, INTERNAL):
+            path = self.root / name
+            if os.stat(path).st_dev != root_dev:
+                raise ConfigError(
+                    f"{path} is on a different filesystem than {self.root}: jobs move by rename, so "
+                    f"inbox/, staging/, processing/, done/, failed/ and {INTERNAL}/ must all live on the "
+                    "same filesystem and mount; remove the separate mount or symlink for "
+                    f"{name}/ and let lipsyncd create it as a plain folder")
+
+    def _check_renames(self) -> None:
+        """Walk a probe file through every folder by rename; EXDEV or EACCES means we cannot work."""
+        token = f".lipsyncd-probe-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        path = self.internal / "tmp" / token
+        try:
+            path.write_bytes(b"probe\n")
+            for name in (*STATE_FOLDERS, INTERNAL):
+                nxt = self.root / name / token
+                os.rename(path, nxt)
+                path = nxt
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise ConfigError(f"a test rename into {exc.filename2 or exc.filename} crossed filesystems "
+                                  "(EXDEV): all share folders must be on one mount; bind mounts count "
+                                  "as separate mounts") from None
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise ConfigError(f"a test rename in {self.root} was refused ({exc.strerror}): the share "
+                                  "must be writable by this user") from None
+            if is_unreachable(exc):
+                raise ShareUnreachable(f"share {self.root} is not answering: {exc.strerror}") from exc
+            raise
+        finally:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+    def now(self) -> float:
+        """The share's own clock: the mtime of a probe file we just touched (no local clock)."""
+        probe = self.internal / "tmp" / f".clock-{socket.gethostname()}-{os.getpid()}"
+        with open(probe, "wb") as fh:
+            fh.write(b"t")
+        return os.stat(probe).st_mtime

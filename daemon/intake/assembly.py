@@ -1,0 +1,164 @@
+"""Moving a settled drop into job folders crash-safely, by renames (and links for shared files) only.
+
+A transaction folder `.lipsyncd/intake/<txn>/` first receives the new job folders with our own files
+(job.json, attempt.json, error.txt/report.json for a rejection), then `plan.json` (the commit point),
+then the producer's files are renamed/linked in, then each job folder is moved to staging/ or failed/.
+After a crash, `recover()` completes every transaction that has a plan (ops are idempotent) and removes
+those without one (they hold only our files). Nothing is ever stranded between two renames.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon.core import atomic, report, state
+from daemon.core.errors import ShareUnreachable, is_unreachable
+from daemon.core.job import ATTEMPT, INPUTS, SPEC, Job, JobSpec
+from daemon.core.state import JobState
+
+log = logging.getLogger(__name__)
+PLAN = "plan.json"
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: str  # "rename" or "link"
+    src: str  # relative to the share root
+    dst: str
+
+
+@dataclass
+class Planned:
+    job_id: str
+    target: str  # "staging", "failed", or "done" for a skipped duplicate that reuses a result
+    spec: JobSpec | None = None
+    failure: dict[str, Any] | None = None  # report.write_failure keyword arguments
+    result_from: str | None = None  # relative to the root: an identical job's finished result
+    duplicate_of: str | None = None
+
+
+@dataclass
+class Transaction:
+    txn: str
+    jobs: list[Planned]
+    ops: list[Op] = field(default_factory=list)
+
+
+class Assembler:
+    def __init__(self, root: Path, language: str) -> None:
+        self.root = root
+        self.language = language
+        self.area = root / ".lipsyncd" / "intake"
+
+    def commit(self, tx: Transaction) -> list[Job]:
+        """Prepare, commit and execute one transaction; returns the jobs where they landed."""
+        folder = self.area / tx.txn
+        folder.mkdir(parents=True)
+        for planned in tx.jobs:
+            self._prepare(folder / planned.job_id, planned)
+        plan = {"txn": tx.txn, "created_at": time.time(),
+                "jobs": [{"id": p.job_id, "target": p.target} for p in tx.jobs],
+                "ops": [op.__dict__ for op in tx.ops]}
+        atomic.write_json(folder / PLAN, plan)
+        return self._finish(folder, plan)
+
+    def recover(self) -> list[Job]:
+        """Complete or clear every transaction a crash left behind."""
+        landed: list[Job] = []
+        if not self.area.is_dir():
+            return landed
+        for folder in sorted(p for p in self.area.iterdir() if p.is_dir()):
+            try:
+                plan = atomic.read_json(folder / PLAN)
+            except FileNotFoundError:
+                log.info("removing unfinished intake preparation %s (no producer file was moved yet)",
+                         folder.name)
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            log.warning("completing intake transaction %s interrupted by a crash", folder.name)
+            landed.extend(self._finish(folder, plan))
+        return landed
+
+    def _prepare(self, job_dir: Path, planned: Planned) -> None:
+        (job_dir / INPUTS).mkdir(parents=True)
+        if planned.spec is not None:
+            atomic.write_json(job_dir / SPEC, planned.spec.to_json())
+        atomic.write_json(job_dir / ATTEMPT, {"attempt": 1})
+        if planned.failure is not None:
+            report.write_failure(job_dir, language=self.language, **planned.failure)
+        if planned.result_from is not None and planned.spec is not None:
+            _link_or_copy(self.root / planned.result_from, job_dir / planned.spec.output)
+            report.write_success(job_dir, job_id=planned.job_id, output=planned.spec.output,
+                                 inputs={"audio": planned.spec.audio, "video": planned.spec.video},
+                                 attempts=0, timings={"accepted_at": planned.spec.accepted_at},
+                                 batch=planned.spec.batch, code="duplicate_skipped",
+                                 message=f"identical to {planned.duplicate_of}; its result was reused")
+
+    def _finish(self, folder: Path, plan: dict[str, Any]) -> list[Job]:
+        vanished = [op for op in (Op(**o) for o in plan["ops"]) if not self._apply(op)]
+        landed = []
+        for entry in plan["jobs"]:
+            job_dir = folder / entry["id"]
+            if not job_dir.exists():
+                continue  # already moved before the crash
+            target = JobState(entry["target"])
+            lost = [op for op in vanished if op.dst.startswith(_rel(self.root, job_dir) + "/")]
+            if lost and target is JobState.STAGING:
+                target = JobState.FAILED
+                name = Path(lost[0].src).name
+                report.write_failure(job_dir, job_id=entry["id"], code="input_vanished",
+                                     params={"name": name}, language=self.language, inputs={}, attempts=0)
+            job = Job(root=self.root, state=JobState.INBOX.value, path=job_dir)
+            reason = {JobState.STAGING: "accepted", JobState.FAILED: "rejected"}.get(target, "duplicate skipped")
+            landed.append(state.move(job, target, reason))
+        (folder / PLAN).unlink(missing_ok=True)
+        try:
+            folder.rmdir()
+        except OSError:
+            log.warning("intake transaction folder %s not empty after completion; left for inspection",
+                        folder)
+        return landed
+
+    def _apply(self, op: Op) -> bool:
+        """Do one op if not done yet; False if its source vanished (the producer removed it)."""
+        src, dst = self.root / op.src, self.root / op.dst
+        if os.path.lexists(dst):
+            return True
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if op.kind == "rename":
+                os.rename(src, dst)
+            else:
+                _link_or_copy(src, dst)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT and not os.path.lexists(src):
+                log.warning("%s vanished before intake could move it", op.src)
+                return False
+            if is_unreachable(exc):
+                raise ShareUnreachable(f"share unreachable while moving {op.src}: {exc.strerror}") from exc
+            raise
+        return True
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A second name for a file used by several jobs; copy (temp + rename) where links are refused."""
+    try:
+        os.link(src, dst, follow_symlinks=False)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV, errno.ENOSYS):
+            raise
+    tmp = dst.with_name(f".{dst.name}.part")
+    shutil.copyfile(src, tmp, follow_symlinks=False)
+    os.rename(tmp, dst)
+
+
+def _rel(root: Path, path: Path) -> str:
+    return os.path.relpath(path, root)

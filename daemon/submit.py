@@ -1,0 +1,100 @@
+"""`lipsyncd submit`: drop a job the way a producer would (media first, ticket last) and optionally wait."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from daemon.core import atomic, heartbeat
+from daemon.core import ticket as tickets
+from daemon.core.config import Config
+from daemon.core.job import Job
+from daemon.core.state import JobState
+
+BAR = 30
+
+
+def submit(config: Config, args: argparse.Namespace) -> int:
+    root = Path(config.share.root)
+    inbox = root / "inbox"
+    audio, video = Path(args.audio), Path(args.video)
+    for path in (audio, video):
+        if not path.is_file():
+            print(f"lipsyncd: {path} is not a file", file=sys.stderr)
+            return 2
+    stem = f"{tickets.safe_stem(args.name or audio.stem, 40)}-{secrets.token_hex(2)}"
+    names = {"audio": f"{stem}.audio{audio.suffix}", "video": f"{stem}.video{video.suffix}"}
+    for key, src in (("audio", audio), ("video", video)):
+        _copy_in(src, inbox / names[key])
+    lines = [f'audio = "{names["audio"]}"', f'video = "{names["video"]}"', f'output = "{stem}.mp4"']
+    if args.engine:
+        lines.append(f'engine = "{args.engine}"')
+    atomic.write_text(inbox / f"{stem}.toml", "\n".join(lines) + "\n")  # the ticket goes last
+    print(f"submitted {stem}.toml to {inbox}")
+    return _wait(root, tickets.safe_stem(stem), args.timeout) if args.wait else 0
+
+
+def _copy_in(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f"{dst.name}.part")  # *.part names are ignored by intake until renamed
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _wait(root: Path, prefix: str, timeout: float) -> int:
+    started = time.monotonic()
+    last = ""
+    while True:
+        job = _find(root, prefix)
+        line = _line(root, job)
+        if line != last:
+            sys.stdout.write("\r" + line.ljust(78))
+            sys.stdout.flush()
+            last = line
+        if job is not None and job.state in (JobState.DONE.value, JobState.FAILED.value):
+            print()
+            return _outcome(job)
+        if timeout and time.monotonic() - started > timeout:
+            print(f"\nlipsyncd: gave up waiting after {timeout:.0f} s; the job continues", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+
+
+def _find(root: Path, prefix: str) -> Job | None:
+    for st in (JobState.DONE, JobState.FAILED, JobState.PROCESSING, JobState.STAGING):
+        try:
+            for entry in os.scandir(root / st.folder):
+                if entry.name.startswith(prefix + "-"):
+                    return Job(root=root, state=st.value, path=Path(entry.path))
+        except OSError:
+            continue
+    return None
+
+
+def _line(root: Path, job: Job | None) -> str:
+    if job is None:
+        return "waiting for intake to accept the job..."
+    if job.state != JobState.PROCESSING.value:
+        return f"{job.id}: {job.state}"
+    beat = next((b for b in heartbeat.read_all(root / ".lipsyncd") if b.job == job.id), None)
+    if beat is None or not beat.frames_total:
+        return f"{job.id}: processing"
+    frac = min(1.0, beat.frames_done / beat.frames_total)
+    eta = f" ETA {beat.eta_s:.0f}s" if beat.eta_s else ""
+    return f"[{'#' * int(frac * BAR):<{BAR}}] {frac * 100:5.1f}%{eta}"
+
+
+def _outcome(job: Job) -> int:
+    report = job.report() or {}
+    if job.state == JobState.DONE.value:
+        print(f"done: {job.path / str(report.get('output', ''))}")
+        return 0
+    try:
+        print((job.path / "error.txt").read_text(encoding="utf-8"), file=sys.stderr)
+    except OSError:
+        print(f"failed: {report.get('message', 'see report.json')}", file=sys.stderr)
+    return 1

@@ -1,0 +1,152 @@
+"""Operator commands that are not roles: up, status, retry, doctor, probe (submit lives in submit.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from daemon.core import snapshot, state
+from daemon.core.config import Config
+from daemon.core.errors import EnvironmentFault, LipsyncError
+from daemon.core.job import ATTEMPT, ERROR, REPORT, SPEC
+from daemon.core.lifecycle import Stopper
+from daemon.core.share import Share
+from daemon.core.state import JobState
+
+log = logging.getLogger("lipsyncd")
+
+
+def up(config: Config, args: argparse.Namespace) -> int:
+    from daemon.launcher import ChildSpec, Launcher, role_argv
+
+    share = Share(Path(config.share.root))
+    share.prepare()
+    cfg_path = args.config
+    root = str(share.root)
+    specs = [ChildSpec("intake", role_argv("intake", cfg_path, root))]
+    for gpu in worker_gpus(config):
+        specs.append(ChildSpec(f"worker-gpu{gpu}", role_argv("worker", cfg_path, root, ["--gpu", gpu])))
+    if _has_watchdog():
+        specs.append(ChildSpec("watchdog", role_argv("watchdog", cfg_path, root)))
+    stop = Stopper()
+    stop.install()
+    log.info("lipsyncd up: %s on %s (Ctrl-C stops all)", ", ".join(s.name for s in specs), root)
+    return Launcher(specs, share.internal / "control", stop).run()
+
+
+def worker_gpus(config: Config) -> list[str]:
+    """GPU ids for `up`: worker.gpus as a list, or every GPU NVML sees ("all"; one CPU worker if none)."""
+    wanted = config.worker.gpus.strip()
+    if wanted and wanted != "all":
+        return [g.strip() for g in wanted.split(",") if g.strip()]
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        count = pynvml.nvmlDeviceGetCount()
+        pynvml.nvmlShutdown()
+        return [str(i) for i in range(count)] or ["0"]
+    except Exception:  # NVML missing or no driver: one worker on the CPU
+        return ["0"]
+
+
+def _has_watchdog() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("daemon.sentinel.role") is not None
+
+
+def watchdog(config: Config, args: argparse.Namespace) -> int:
+    from daemon.sentinel.role import run
+
+    return run(config, args)
+
+
+def status(config: Config, args: argparse.Namespace) -> int:
+    snap = snapshot.collect(Path(config.share.root))
+    if args.json:
+        json.dump(snap, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    counts = snap["counts"]
+    print("  ".join(f"{k}: {v}" for k, v in counts.items()))
+    if snap["oldest_wait_s"]:
+        print(f"oldest queued job waiting {snap['oldest_wait_s'] / 60:.1f} min")
+    for row in snap["running"]:
+        pct = f"{row['percent']:.0f}%" if row.get("percent") is not None else "?"
+        eta = f"ETA {row['eta_s'] / 60:.1f} min" if row.get("eta_s") else ""
+        print(f"running  {row['job']}  {row.get('worker', '?')}  {pct}  {eta}")
+    for row in snap["queued"][:10]:
+        print(f"queued   {row['job']}")
+    for row in snap["failed"][:10]:
+        print(f"failed   {row['job']}  {row['message']}")
+    for row in snap["done"][:10]:
+        print(f"done     {row['job']}  {row['output']}")
+    return 0
+
+
+def retry(config: Config, args: argparse.Namespace) -> int:
+    root = Path(config.share.root)
+    path = root / JobState.FAILED.folder / args.job
+    if not path.is_dir():
+        print(f"lipsyncd: no job {args.job!r} in {root / 'failed'}", file=sys.stderr)
+        return 2
+    if not (path / SPEC).is_file():
+        print(f"lipsyncd: {args.job} was rejected at intake (its ticket or files were wrong); "
+              "fix them and drop the job into inbox/ again", file=sys.stderr)
+        return 2
+    job = state.Job(root=root, state=JobState.FAILED.value, path=path)
+    previous = path / "previous-attempts"
+    previous.mkdir(exist_ok=True)
+    for name in (ERROR, REPORT):
+        if (path / name).exists():
+            (path / name).rename(previous / f"{job.attempt()}-{name}")
+    (path / ATTEMPT).write_text('{"attempt": 1}\n')
+    state.move(job, JobState.STAGING, "retry requested by operator")
+    print(f"{args.job}: back in the queue")
+    return 0
+
+
+def doctor(config: Config, args: argparse.Namespace) -> int:
+    checks = [("config", lambda: f"valid ({config.share.root})"),
+              ("share", lambda: _check_share(config)),
+              ("ffmpeg", lambda: _check_tool(config.media.ffmpeg)),
+              ("ffprobe", lambda: _check_tool(config.media.ffprobe))]
+    failed = 0
+    for name, check in checks:
+        try:
+            print(f"PASS {name}: {check()}")
+        except (LipsyncError, OSError) as exc:
+            failed += 1
+            print(f"FAIL {name}: {exc}")
+    return 1 if failed else 0
+
+
+def _check_share(config: Config) -> str:
+    Share(Path(config.share.root)).prepare()
+    return "folders present, one filesystem, writable"
+
+
+def _check_tool(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise EnvironmentFault(f"{tool} not found on PATH (apt-get install ffmpeg)")
+    return path
+
+
+def probe(config: Config, args: argparse.Namespace) -> int:
+    from daemon.worker.media import process
+
+    argv = [process.resolve(config.media.ffprobe), "-v", "error", "-protocol_whitelist", "file",
+            "-show_format", "-show_streams", "-of", "json", f"file:{Path(args.file).resolve()}"]
+    done = process.run(argv, config.media.probe_timeout_s, capture_stdout=True)
+    if done.returncode != 0:
+        print(f"lipsyncd: {args.file}: not a readable media file: {done.stderr_tail.strip()[-300:]}",
+              file=sys.stderr)
+        return 1
+    sys.stdout.write(done.stdout.decode("utf-8", "replace"))
+    return 0

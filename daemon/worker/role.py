@@ -1,0 +1,189 @@
+"""The worker role: one step claims the oldest staged job, renders it and files the outcome.
+
+Outcomes by who is at fault: JobRejected → failed/ with the reason, carry on; Interrupted (a stop
+between chunks) → staging/, exit 0; EnvironmentFault → staging/, exit non-zero so the manager restarts
+us; JobLost → discard our output; anything else is a bug → failed/ with the traceback, exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from daemon.core import heartbeat, lease, report, state
+from daemon.core.config import Config
+from daemon.core.errors import EnvironmentFault, JobLost, JobRejected
+from daemon.core.history import JobLog
+from daemon.core.job import WORK, Job, JobSpec
+from daemon.core.lifecycle import Stopper, run_until_stopped
+from daemon.core.share import Share
+from daemon.core.state import JobGone, JobState
+from daemon.worker import claim, publish
+from daemon.worker.render import Interrupted, Progress, Renderer, RenderRequest
+
+log = logging.getLogger("lipsyncd.worker")
+
+RendererFor = Callable[[str], Renderer]
+
+
+class Worker:
+    def __init__(self, config: Config, share: Share, renderer_for: RendererFor, ident: lease.Identity,
+                 stop: Stopper) -> None:
+        self.config = config
+        self.share = share
+        self.renderer_for = renderer_for
+        self.ident = ident
+        self.stop = stop
+        self.queue = claim.Queue(share.root)
+        self.language = config.general.language
+
+    def start(self) -> None:
+        self.beat("loading")
+        for job in claim.recover(self.share, self.ident, self.config.worker.max_attempts,
+                                 self.config.worker.lease_s, self.language):
+            log.info("%s: recovered into %s/", job.id, job.state)
+
+    def step(self) -> bool:
+        job = self.queue.claim(self.ident)
+        if job is None:
+            self.beat("idle")
+            return False
+        self.process(job)
+        return True
+
+    def process(self, job: Job) -> None:
+        note = JobLog(job.id, job.path, log)
+        spec = job.spec()
+        attempt = job.attempt()
+        final = job.path / spec.output
+        if final.exists() and (job.report() or {}).get("state") == "done":
+            note.info("result already published before a crash: finishing the move to done/")
+            state.move(job, JobState.DONE, "publication completed after restart")
+            return
+        note.info("claimed by %s/%s (attempt %d, engine %s)", self.ident.host, self.ident.worker, attempt,
+                  spec.engine)
+        keeper = _LeaseKeeper(job.path, self.config.worker.lease_s / 4)
+        started = time.time()
+        try:
+            self._render_and_publish(job, spec, attempt, note, started)
+        except Interrupted:
+            self._requeue(job, note, "stop requested: put back in the queue")
+        except JobRejected as exc:
+            self._fail(job, spec, attempt, note, exc.code, exc.params, started)
+        except JobLost as exc:
+            note.warning("%s; discarding our output", exc)
+        except EnvironmentFault as exc:
+            self._requeue(job, note, f"environment fault: {exc}")
+            raise
+        except Exception as exc:
+            self._fail(job, spec, attempt, note, "internal_error", {"detail": f"{type(exc).__name__}: {exc}"},
+                       started, traceback.format_exc())
+            raise
+        finally:
+            keeper.stop()
+
+    def _render_and_publish(self, job: Job, spec: JobSpec, attempt: int, note: JobLog, started: float) -> None:
+        part = job.path / publish.part_name(spec.output, attempt)
+        request = RenderRequest(job_id=job.id, attempt=attempt, audio=job.path / spec.audio,
+                                video=job.path / spec.video, output=part, workdir=job.path / WORK,
+                                engine=spec.engine, options=dict(spec.options))
+        request.workdir.mkdir(exist_ok=True)
+        self.beat("working", job.id)
+        stats = self.renderer_for(spec.engine).render(request, self._progress(job), self.stop.is_set)
+        self.beat("finalizing", job.id)
+        stats.update(publish.verify(part, self.config.media.ffprobe, self.config.media.probe_timeout_s))
+        final = job.path / spec.output
+        publish.publish(part, final, job.path, self.ident)
+        timings = {"accepted_at": spec.accepted_at, "claimed_at": started, "render_s": time.time() - started}
+        report.write_success(job.path, job_id=job.id, output=spec.output, attempts=attempt, timings=timings,
+                             inputs={"audio": spec.audio, "video": spec.video}, batch=spec.batch, stats=stats)
+        shutil.rmtree(job.path / WORK, ignore_errors=True)  # our resume state; the result is published
+        moved = state.move(job, JobState.DONE, "finished")
+        note.where = moved.path
+        note.info("done in %.1f s: %s", time.time() - started, spec.output)
+
+    def _progress(self, job: Job) -> Callable[[Progress], None]:
+        def progress(p: Progress) -> None:
+            if not lease.touch(job.path):
+                raise JobLost(f"{job.id}: our lease is gone (taken over by another worker)")
+            self.beat("working", job.id, p)
+
+        return progress
+
+    def _requeue(self, job: Job, note: JobLog, why: str) -> None:
+        try:
+            moved = state.move(job, JobState.STAGING, why)
+        except JobGone:
+            note.warning("could not put back (%s): the job was already taken over", why)
+            return
+        note.where = moved.path
+        note.warning("%s", why)
+
+    def _fail(self, job: Job, spec: JobSpec, attempt: int, note: JobLog, code: str, params: dict[str, Any],
+              started: float, trace: str | None = None) -> None:
+        report.write_failure(job.path, job_id=job.id, code=code, params=params, language=self.language,
+                             inputs={"audio": spec.audio, "video": spec.video}, attempts=attempt,
+                             batch=spec.batch, traceback=trace,
+                             timings={"accepted_at": spec.accepted_at, "claimed_at": started})
+        try:
+            moved = state.move(job, JobState.FAILED, code)
+        except JobGone:
+            note.warning("failed (%s) but the job was already taken over", code)
+            return
+        note.where = moved.path
+        note.error("failed: %s", (moved.report() or {}).get("message_en", code))
+
+    def beat(self, phase: str, job: str | None = None, p: Progress | None = None) -> None:
+        fields: dict[str, Any] = {}
+        if p is not None:
+            fields = {"chunk": p.chunk, "chunks": p.chunks, "frames_done": p.frames_done,
+                      "frames_total": p.frames_total, "fps": p.fps, "eta_s": p.eta_s}
+        beat = heartbeat.Heartbeat(host=self.ident.host, worker=self.ident.worker, pid=self.ident.pid,
+                                   pid_start=self.ident.pid_start, phase=phase, job=job, **fields)
+        try:
+            heartbeat.write(self.share.internal, beat)
+        except OSError as exc:
+            log.warning("could not write heartbeat: %s", exc)
+
+
+class _LeaseKeeper:
+    """Refreshes the lease while a long chunk runs; a SIGSTOPped worker stops refreshing with it."""
+
+    def __init__(self, job_dir: Path, every_s: float) -> None:
+        self._stop = threading.Event()
+        self._dir = job_dir
+        self._thread = threading.Thread(target=self._run, args=(every_s,), name="lease", daemon=True)
+        self._thread.start()
+
+    def _run(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            if not lease.touch(self._dir):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def run(config: Config, args: argparse.Namespace, renderer_for: RendererFor) -> int:
+    share = Share(Path(config.share.root))
+    share.prepare()
+    stop = Stopper()
+    stop.install()
+    name = getattr(args, "name", None) or f"gpu{getattr(args, 'gpu', None) or 0}"
+    worker = Worker(config, share, renderer_for, lease.this_process(name, config.general.host_name), stop)
+    worker.start()
+    log.info("worker %s ready on %s", name, share.root)
+    try:
+        run_until_stopped(worker.step, config.worker.poll_interval_s, stop)
+    finally:
+        worker.beat("stopping")
+    log.info("worker %s stopped", name)
+    return 0
