@@ -20,7 +20,7 @@ from typing import Any
 
 from daemon.core import atomic, report, state
 from daemon.core.errors import ShareUnreachable, is_unreachable
-from daemon.core.job import ATTEMPT, INPUTS, SPEC, Job, JobSpec
+from daemon.core.job import ATTEMPT, SPEC, Job, JobSpec
 from daemon.core.state import JobState
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class Assembler:
         return landed
 
     def _prepare(self, job_dir: Path, planned: Planned) -> None:
-        (job_dir / INPUTS).mkdir(parents=True)
+        job_dir.mkdir(parents=True)  # inputs/ is made by the first move into it (or is the moved folder)
         if planned.spec is not None:
             atomic.write_json(job_dir / SPEC, planned.spec.to_json())
         atomic.write_json(job_dir / ATTEMPT, {"attempt": 1})
@@ -102,12 +102,15 @@ class Assembler:
                                  message=f"identical to {planned.duplicate_of}; its result was reused")
 
     def _finish(self, folder: Path, plan: dict[str, Any]) -> list[Job]:
-        vanished = [op for op in (Op(**o) for o in plan["ops"]) if not self._apply(op)]
+        # every job folder exists once the plan is written; a missing one was already moved on
+        moved = {e["id"] for e in plan["jobs"] if not (folder / e["id"]).exists()}
+        ops = [Op(**o) for o in plan["ops"]]
+        vanished = [op for op in ops if _job_of(op.dst) not in moved and not self._apply(op)]
         landed = []
         for entry in plan["jobs"]:
             job_dir = folder / entry["id"]
-            if not job_dir.exists():
-                continue  # already moved before the crash
+            if entry["id"] in moved:
+                continue
             target = JobState(entry["target"])
             lost = [op for op in vanished if op.dst.startswith(_rel(self.root, job_dir) + "/")]
             if lost and target is JobState.STAGING:
@@ -158,6 +161,11 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.part")
     shutil.copyfile(src, tmp, follow_symlinks=False)
     os.rename(tmp, dst)
+
+
+def _job_of(dst: str) -> str:
+    """The job id in an op's destination `.lipsyncd/intake/<txn>/<job>/inputs/...`."""
+    return Path(dst).parts[3]
 
 
 def _rel(root: Path, path: Path) -> str:

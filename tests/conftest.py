@@ -1,0 +1,122 @@
+"""Shared fixtures: real share roots in tmp_path, tiny media made by ffmpeg, role processes that never leak."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny clips shared by the session: 1 s video (64x48), 1.5 s and 0.6 s tones."""
+    d = tmp_path_factory.mktemp("media")
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-t", "1", "-pix_fmt", "yuv420p",
+           "-c:v", "libx264", "-preset", "ultrafast", str(d / "v.mp4"))
+    ffmpeg("-f", "lavfi", "-i", "sine=f=440:d=1.5", "-ar", "16000", str(d / "a.wav"))
+    ffmpeg("-f", "lavfi", "-i", "sine=f=330:d=0.6", "-ar", "16000", str(d / "short.wav"))
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-t", "8", "-pix_fmt", "yuv420p",
+           "-c:v", "libx264", "-preset", "ultrafast", str(d / "long.mp4"))
+    ffmpeg("-f", "lavfi", "-i", "sine=f=220:d=8", "-ar", "16000", str(d / "long.wav"))
+    return d
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "share"
+    r.mkdir()
+    return r
+
+
+def env_for(root: Path, **overrides: str) -> dict[str, str]:
+    """Environment for role processes: test-speed timings, the copy engine, no config file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIPSYNCD_")}
+    env.update({
+        "LIPSYNCD_ROOT": str(root),
+        "LIPSYNCD_INTAKE_SCAN_INTERVAL_S": "0.2",
+        "LIPSYNCD_INTAKE_SETTLE_S": "0.3",
+        "LIPSYNCD_INTAKE_LOCAL_EVENTS": "false",
+        "LIPSYNCD_WORKER_ENGINE": "copy",
+        "LIPSYNCD_WORKER_POLL_INTERVAL_S": "0.2",
+        "LIPSYNCD_WORKER_LEASE_S": "30",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(overrides)
+    return env
+
+
+class Roles:
+    """Starts `python -m daemon ...` processes and guarantees none outlives the test."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.log_dir = log_dir
+
+    def start(self, *args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        name = "-".join(a for a in args if not a.startswith("-"))[:40] or "role"
+        log = open(self.log_dir / f"{name}-{len(self.procs)}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "daemon", *args], cwd=REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def log_of(self, proc: subprocess.Popen[bytes]) -> str:
+        i = self.procs.index(proc)
+        for path in self.log_dir.glob(f"*-{i}.log"):
+            return path.read_text(errors="replace")
+        return ""
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def roles(tmp_path: Path) -> Iterator[Roles]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    r = Roles(logs)
+    yield r
+    r.stop_all()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def drop_job(root: Path, name: str, audio: Path, video: Path, extra: str = "") -> None:
+    """Drop a job like a producer: media first, the ticket last."""
+    inbox = root / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    shutil.copy(audio, inbox / f"{name}.wav")
+    shutil.copy(video, inbox / f"{name}.mp4")
+    tmp = inbox / f".{name}.toml.tmp"
+    tmp.write_text(f'audio = "{name}.wav"\nvideo = "{name}.mp4"\n{extra}')
+    tmp.rename(inbox / f"{name}.toml")
+
+
+def entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
