@@ -31,6 +31,10 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-t", "8", "-pix_fmt", "yuv420p",
            "-c:v", "libx264", "-preset", "ultrafast", str(d / "long.mp4"))
     ffmpeg("-f", "lavfi", "-i", "sine=f=220:d=8", "-ar", "16000", str(d / "long.wav"))
+    # slow enough to interrupt mid-job with the copy engine (several seconds to encode)
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "4", "-pix_fmt", "yuv420p",
+           "-c:v", "libx264", "-preset", "ultrafast", str(d / "talk.mp4"))
+    ffmpeg("-f", "lavfi", "-i", "sine=f=200:d=40", "-ar", "16000", str(d / "talk.wav"))
     return d
 
 

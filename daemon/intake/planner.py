@@ -56,7 +56,8 @@ class Planner:
                 tx.jobs.append(Planned(job_id, "done", spec=spec, result_from=reuse, duplicate_of=original))
             else:
                 tx.jobs.append(Planned(job_id, "staging", spec=spec))
-        needs = [(job_id, tuple(dict.fromkeys((pair.audio, pair.video)))) for pair, job_id in zip(ticket.pairs, ids, strict=True)]
+        needs = [(job_id, tuple(dict.fromkeys((pair.audio, pair.video))))
+                 for pair, job_id in zip(ticket.pairs, ids, strict=True)]
         tx.ops = self._ops(drop, tx.txn, needs, external_refs)
         return tx
 

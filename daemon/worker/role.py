@@ -105,6 +105,8 @@ class Worker:
         report.write_success(job.path, job_id=job.id, output=spec.output, attempts=attempt, timings=timings,
                              inputs={"audio": spec.audio, "video": spec.video}, batch=spec.batch, stats=stats)
         shutil.rmtree(job.path / WORK, ignore_errors=True)  # our resume state; the result is published
+        for stale in job.path.glob(".*.part.*"):  # partial outputs of attempts that crashed
+            stale.unlink(missing_ok=True)
         moved = state.move(job, JobState.DONE, "finished")
         note.where = moved.path
         note.info("done in %.1f s: %s", time.time() - started, spec.output)
