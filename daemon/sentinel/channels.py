@@ -61,7 +61,8 @@ def build_outbox(config: Config, host: str, lane: Lane | None,
         d = alerts.dingtalk
         robots.append((DingTalkRobot(d.webhook, d.secret, d.keyword, t, **kw), d.per_minute))
     if alerts.wecom.webhook:
-        robots.append((WeComRobot(alerts.wecom.webhook, alerts.wecom.msgtype, t, **kw), alerts.wecom.per_minute))
+        w = alerts.wecom
+        robots.append((WeComRobot(w.webhook, w.msgtype, t, **kw), w.per_minute))
     if alerts.feishu.webhook:
         f = alerts.feishu
         robots.append((FeishuRobot(f.webhook, f.secret, f.keyword, t, **kw), f.per_minute))

@@ -47,7 +47,8 @@ class Health:
 
 
 class Courier:
-    def __init__(self, robot: Robot, per_minute: float, keeper: Keeper, clock: Callable[[], float] = time.time,
+    def __init__(self, robot: Robot, per_minute: float, keeper: Keeper,
+                 clock: Callable[[], float] = time.time,
                  capacity: float = 3.0, limit_bytes: int = 4000) -> None:
         self.robot, self.keeper, self.clock = robot, keeper, clock
         self.name = robot.name
@@ -91,7 +92,8 @@ class Courier:
         # one alert alone while the budget lasts; once more are waiting than tokens left, a digest
         if len(self.pending) == 1 or len(self.pending) <= self.bucket.available(now):
             return self.pending[:1]
-        batch, used = [], 200
+        batch: list[Alert] = []
+        used = 200
         for alert in self.pending:
             size = len(cut_utf8(alert.line(), DIGEST_LINE_BYTES).encode()) + 3
             if batch and used + size > self.limit_bytes:
@@ -113,7 +115,8 @@ class Courier:
             self._forget(batch)
             for alert in batch:
                 self.keeper.delivered(self.name, alert)
-            h.state, h.sent, h.last_sent_at, self._failures, self._not_before = "ok", h.sent + len(batch), now, 0, 0
+            h.state, h.sent, h.last_sent_at = "ok", h.sent + len(batch), now
+            self._failures, self._not_before = 0, 0.0
             return
         h.failed += 1
         h.failures[outcome.code] = h.failures.get(outcome.code, 0) + 1
@@ -150,7 +153,8 @@ class Courier:
         with self._lock:
             pending = len(self.pending)
         return {"ok": h.state == "ok", "state": h.state, "sent": h.sent, "failed": h.failed,
-                "rejected": h.rejected, "pending": pending, "last_error": f"{h.last_code} {h.last_error}".strip(),
+                "rejected": h.rejected, "pending": pending,
+                "last_error": f"{h.last_code} {h.last_error}".strip(),
                 "clock_skew": h.clock_skew, "last_sent_at": h.last_sent_at, "failures": dict(h.failures)}
 
     # --- the courier's own thread ------------------------------------------------------------------
