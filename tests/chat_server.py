@@ -125,7 +125,7 @@ class ChatServer:
         if forced is not None:
             if forced[0] == "hang":
                 self._release.wait(forced[1])
-                return 200, {"errcode": 0, "errmsg": "ok"}
+                return 503, {"error": "hung, then went away"}  # never a success the client could count
             if forced[0] == "http":
                 return forced[1], {"error": "forced"}
         body = json.loads(raw.decode("utf-8"))

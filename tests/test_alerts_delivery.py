@@ -11,6 +11,7 @@ import pytest
 from chat_server import DING_SECRET, FEISHU_SECRET, ChatServer
 
 from daemon.sentinel.alert import Alert, Severity
+from daemon.sentinel import courier as courier_mod
 from daemon.sentinel.courier import Courier
 from daemon.sentinel.outbox import Outbox, Store
 from daemon.sentinel.robots import Delivery, DingTalkRobot, FeishuRobot, WeComRobot
@@ -172,7 +173,9 @@ def test_rejected_message_is_dropped_and_kept_aside(server: ChatServer, tmp_path
     assert len(list((tmp_path / "outbox" / "rejected" / "wecom").glob("*.json"))) == 1
 
 
-def test_courier_thread_delivers_without_the_caller_waiting(server: ChatServer, tmp_path: Path) -> None:
+def test_courier_thread_delivers_without_the_caller_waiting(server: ChatServer, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(courier_mod, "BACKOFF_FIRST_S", 0.2)
     server.script.items.append(("hang", 30))
     courier = Courier(DingTalkRobot(server.dingtalk_url, DING_SECRET, "lipsyncd", timeout_s=0.5), 15,
                       Store(tmp_path, None))
@@ -184,6 +187,6 @@ def test_courier_thread_delivers_without_the_caller_waiting(server: ChatServer, 
         deadline = time.monotonic() + 15
         while not server.received and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert "J001" in server.texts()[0]  # after the timeout and one back-off of 5 s
+        assert "J001" in server.texts()[0]  # after the timeout and one short back-off
     finally:
         courier.stop()

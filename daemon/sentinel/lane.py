@@ -31,6 +31,10 @@ class Lane:
         self._jobs.put((fn, future))
         return future
 
+    def post(self, fn: Callable[[], None], what: str) -> None:
+        """Hand over work nobody waits for; an OSError is logged (the share may be away), not lost."""
+        self.submit(guarded(fn, what))
+
     def call(self, fn: Callable[[], T], timeout_s: float) -> T:
         """Run `fn` on the lane; raises TimeoutError if it has not finished within `timeout_s`."""
         return self.submit(fn).result(timeout=timeout_s)
@@ -59,3 +63,12 @@ class Lane:
                 future.set_exception(exc)
             finally:
                 self._started_at = None
+
+
+def guarded(fn: Callable[[], None], what: str) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            fn()
+        except OSError as exc:
+            log.warning("%s failed: %s", what, exc)
+    return run

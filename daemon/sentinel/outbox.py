@@ -16,7 +16,7 @@ from typing import Any
 from daemon.core import atomic
 from daemon.sentinel.alert import Alert
 from daemon.sentinel.courier import Courier
-from daemon.sentinel.lane import Lane
+from daemon.sentinel.lane import Lane, guarded
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +30,17 @@ class Store:
     def _path(self, channel: str, alert: Alert) -> Path:
         return self.folder / channel / f"{int(alert.raised_at * 1000):015d}-{alert.id}.json"
 
-    def _run(self, fn: Callable[[], None]) -> None:
+    def _run(self, fn: Callable[[], None], what: str = "outbox write") -> None:
         if self.lane is None:
-            fn()
+            guarded(fn, what)()
         else:
-            self.lane.submit(fn)
+            self.lane.post(fn, what)
 
     def saved(self, channel: str, alert: Alert) -> None:
         path = self._path(channel, alert)
 
         def write() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _folder(path.parent)
             atomic.write_json(path, alert.to_json(), fsync=False)
         self._run(write)
 
@@ -51,7 +51,7 @@ class Store:
         src, dest = self._path(channel, alert), self.folder / "rejected" / channel
 
         def move() -> None:
-            dest.mkdir(parents=True, exist_ok=True)
+            _folder(dest)
             try:
                 os.replace(src, dest / src.name)
             except FileNotFoundError:
@@ -80,7 +80,7 @@ class Outbox:
         if self.journal is not None:
             line = json.dumps(alert.to_json(), ensure_ascii=False) + "\n"
             path = self.journal
-            self._run(lambda: _append(path, line))
+            self._run(lambda: _append(path, line), f"appending to {path}")
         for courier in self.couriers:
             courier.put(alert)
 
@@ -109,14 +109,24 @@ class Outbox:
         for courier in self.couriers:
             courier.stop()
 
-    def _run(self, fn: Callable[[], None]) -> None:
+    def _run(self, fn: Callable[[], None], what: str = "outbox write") -> None:
         if self.lane is None:
-            fn()
+            guarded(fn, what)()
         else:
-            self.lane.submit(fn)
+            self.lane.post(fn, what)
+
+
+def _folder(path: Path) -> None:
+    """Create `path` and its parents up to, not including, an existing `.lipsyncd`-level folder.
+
+    Never `parents=True` up to the root: with the share unmounted that would quietly write into the
+    empty mount point on the local disk. Two levels is all the outbox needs (outbox/<channel>/).
+    """
+    for folder in (path.parent, path):
+        if not folder.is_dir():
+            folder.mkdir()
 
 
 def _append(path: Path, line: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(line)

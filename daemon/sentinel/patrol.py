@@ -58,6 +58,7 @@ class Patrol:
         self.share_error = ""
         self._survey: Future[Survey] | None = None
         self._survey_waited = False
+        self.started_at = clock()
 
     # --- the pass -----------------------------------------------------------------------------------
     def step(self) -> Survey | None:
@@ -153,7 +154,7 @@ class Patrol:
             line = {"at": now, "event": "watchdog_restart", "by": "watchdog", "host": self.host,
                     "worker": watch.worker, "phase": verdict.phase, "quiet_s": round(verdict.quiet_s, 1),
                     "limit_s": verdict.limit_s, "manager": self.manager.kind, "requested": ok}
-            self.lane.submit(lambda: _append_line(folder / "history.jsonl", line))
+            self.lane.post(lambda: _append_line(folder / "history.jsonl", line), f"job {verdict.job} history")
         if ok:
             return f"Restart requested through {self.manager.kind}."
         if self.manager.kind == "none":
@@ -224,7 +225,8 @@ class Patrol:
         mtime = survey.intake_mtime
         # intake.json's mtime is set by the share server's clock like our "now" on a single host; on
         # several hosts keep intake_stale_s well above any clock skew
-        stale = mtime is None or now - mtime > self.cfg.intake_stale_s
+        # a missing intake.json counts from our own start, so starting before intake is no incident
+        stale = now - (mtime if mtime is not None else self.started_at) > self.cfg.intake_stale_s
         detail = "never written" if mtime is None else f"pid {(survey.intake or {}).get('pid', '?')}"
         self._condition("intake", stale, "intake_down", Severity.WARNING, now,
                         age=f"{now - mtime:.0f}" if mtime else "∞", detail=detail)

@@ -13,7 +13,7 @@ from daemon.core import atomic
 
 def write_json(internal: Path, snapshot: dict[str, Any]) -> None:
     path = internal / "roles" / "watchdog.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(exist_ok=True)  # not parents: an unmounted share must not be recreated locally
     atomic.write_json(path, {**snapshot, "pid": os.getpid()}, fsync=False)
 
 
