@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from chat_server import DING_SECRET, FEISHU_SECRET, ChatServer
 
-from daemon.sentinel.alert import Alert, Severity
 from daemon.sentinel import courier as courier_mod
+from daemon.sentinel.alert import Alert, Severity
 from daemon.sentinel.courier import Courier
 from daemon.sentinel.outbox import Outbox, Store
 from daemon.sentinel.robots import Delivery, DingTalkRobot, FeishuRobot, WeComRobot

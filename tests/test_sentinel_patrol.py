@@ -1,4 +1,5 @@
-"""The watchdog's pass over a real share folder, with a hand-written process manager and a real chat server."""
+"""The watchdog's pass over a real share folder, with a hand-written process manager and a real chat server.
+"""
 
 from __future__ import annotations
 
@@ -197,8 +198,9 @@ def test_hundred_failures_make_one_batched_alert_and_all_reach_the_local_log(
     for i in range(100):
         folder = root / "failed" / f"J{i:03d}"
         folder.mkdir()
-        atomic.write_json(folder / "report.json", {"job": f"J{i:03d}", "batch": "lesson", "state": "failed",
-                                                   "code": "media_invalid", "message": f"video {i} truncated"})
+        report = {"job": f"J{i:03d}", "batch": "lesson", "state": "failed", "code": "media_invalid",
+                  "message": f"video {i} truncated"}
+        atomic.write_json(folder / "report.json", report)
         if i % 10 == 9:
             clock.t += 5
             patrol.step()
@@ -310,7 +312,8 @@ def test_secrets_from_file_and_env_never_reach_logs_or_status(
     secrets.write_text(f"[dingtalk]\nwebhook = '{server.dingtalk_url}'\nsecret = 'SECwrong-but-secret'\n")
     secrets.chmod(0o600)
     root = tmp_path / "share"
-    make_config(root, f"[alerts]\nsecrets_file = '{secrets}'\ntimeout_s = 0.5\n[alerts.dingtalk]\nkeyword = 'lipsyncd'\n")
+    make_config(root, f"[alerts]\nsecrets_file = '{secrets}'\ntimeout_s = 0.5\n"
+                      "[alerts.dingtalk]\nkeyword = 'lipsyncd'\n")
     config = load_config(str(root.parent / "config.toml"),
                          env={"LIPSYNCD_ALERTS_DINGTALK_SECRET": DING_SECRET})
     assert config.alerts.dingtalk.secret == DING_SECRET  # env wins; the file fills only what is empty
