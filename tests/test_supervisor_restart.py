@@ -98,7 +98,8 @@ def supervisord(tmp_path: Path) -> Iterator[Callable[[str], str]]:
     shutil.rmtree(short, ignore_errors=True)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, step: Callable[[], object] | None = None) -> None:
+def wait_for(predicate: Callable[[], object], timeout: float,
+             step: Callable[[], object] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if step is not None:
