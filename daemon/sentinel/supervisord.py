@@ -12,6 +12,7 @@ import socket
 import xmlrpc.client
 from typing import Any
 
+from daemon.core.errors import EXIT_CONFIG
 from daemon.sentinel.supervision import ProgramState, ProgramView, expand, worker_from
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,12 @@ class Supervisord:
         state = STATES.get(str(info.get("statename")), ProgramState.UNKNOWN)
         pid = int(info.get("pid") or 0) or None
         detail = str(info.get("spawnerr") or info.get("description") or "")
+        # exit 78 is listed in exitcodes (no restart loop on a config error): as final as FATAL
+        config_error = state is ProgramState.EXITED and info.get("exitstatus") == EXIT_CONFIG
+        if config_error:
+            detail = f"exited {EXIT_CONFIG}: configuration error (see its log)"
         return ProgramView(name, state, pid, float(info["start"]) if info.get("start") else None,
-                           gave_up=state is ProgramState.FATAL, detail=detail)
+                           gave_up=state is ProgramState.FATAL or config_error, detail=detail)
 
     def restart(self, worker: str, reason: str) -> bool:
         name = expand(self.template, worker)

@@ -10,11 +10,13 @@ import logging
 import subprocess
 import time
 
+from daemon.core.errors import EXIT_CONFIG
 from daemon.sentinel.supervision import ProgramState, ProgramView, expand, worker_from
 
 log = logging.getLogger(__name__)
 
-PROPERTIES = "LoadState,ActiveState,SubState,Result,NRestarts,MainPID,ExecMainStartTimestampMonotonic"
+PROPERTIES = ("LoadState,ActiveState,SubState,Result,NRestarts,MainPID,ExecMainStartTimestampMonotonic,"
+              "ExecMainStatus")
 ACTIVE = {"active": ProgramState.RUNNING, "reloading": ProgramState.RUNNING,
           "activating": ProgramState.STARTING, "deactivating": ProgramState.STOPPING,
           "inactive": ProgramState.STOPPED, "failed": ProgramState.EXITED}
@@ -49,7 +51,9 @@ class Systemd:
             return None
         state = ACTIVE.get(props.get("ActiveState", ""), ProgramState.UNKNOWN)
         result = props.get("Result", "")
-        gave_up = result == "start-limit-hit"  # systemd stopped restarting it (systemd#1970)
+        # systemd stopped restarting it (systemd#1970), or RestartPreventExitStatus=78 held it back
+        config_error = state is ProgramState.EXITED and props.get("ExecMainStatus") == str(EXIT_CONFIG)
+        gave_up = result == "start-limit-hit" or config_error
         pid = int(props.get("MainPID") or 0) or None
         started = _wall_from_monotonic_us(props.get("ExecMainStartTimestampMonotonic", ""))
         restarts = int(props["NRestarts"]) if props.get("NRestarts", "").isdigit() else None
