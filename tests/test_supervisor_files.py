@@ -27,7 +27,8 @@ SUPERVISORD = Path(sys.executable).parent / "supervisord"
 RECORDER = """#!{python}
 import json, os, sys, time
 out = os.path.join({folder!r}, f"{{os.getpid()}}.json")
-keys = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "SUPERVISOR_SERVER_URL", "LIPSYNCD_WATCHDOG_PROCESS_MANAGER")
+keys = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "SUPERVISOR_SERVER_URL",
+        "LIPSYNCD_WATCHDOG_PROCESS_MANAGER")
 with open(out, "w") as fh:
     json.dump({{"argv": sys.argv[1:], "env": {{k: os.environ.get(k) for k in keys}}}}, fh)
 time.sleep(600)
@@ -53,10 +54,12 @@ def test_systemd_units_verify_clean(tmp_path: Path) -> None:
 
 def test_worker_unit_keeps_the_gpu_usable_and_does_not_loop_on_config_errors() -> None:
     worker = unit_text("lipsyncd-worker@.service")
-    for line in ("Type=notify", "Environment=CUDA_VISIBLE_DEVICES=%i", "Environment=CUDA_DEVICE_ORDER=PCI_BUS_ID",
-                 "Restart=on-failure", "RestartPreventExitStatus=78", "RequiresMountsFor=/srv/lipsyncd",
+    for line in ("Type=notify", "Environment=CUDA_VISIBLE_DEVICES=%i",
+                 "Environment=CUDA_DEVICE_ORDER=PCI_BUS_ID", "Restart=on-failure",
+                 "RestartPreventExitStatus=78", "RequiresMountsFor=/srv/lipsyncd",
                  "DeviceAllow=/dev/nvidiactl rw", "DeviceAllow=/dev/nvidia-uvm rw",
-                 "DeviceAllow=char-nvidia-frontend rw", "DeviceAllow=char-nvidia-caps rw", "PartOf=lipsyncd.target",
+                 "DeviceAllow=char-nvidia-frontend rw", "DeviceAllow=char-nvidia-caps rw",
+                 "PartOf=lipsyncd.target",
                  f"ExecStart={BINARY} worker --gpu %i --config /etc/lipsyncd/config.toml"):
         assert line in worker.splitlines(), line
     assert "PrivateDevices=yes" not in worker.splitlines()  # it would hide /dev/nvidia*
