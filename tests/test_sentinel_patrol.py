@@ -335,3 +335,24 @@ def test_secrets_from_file_and_env_never_reach_logs_or_status(
     assert json.loads(status_text)["channels"]["dingtalk"]["sent"] >= 0
     for secret in (TOKEN, DING_SECRET, "SECwrong-but-secret", server.dingtalk_url):
         assert secret not in caplog.text and secret not in status_text
+
+
+def test_status_file_and_textfile_metrics_are_written(tmp_path: Path, server: ChatServer) -> None:
+    root = tmp_path / "share"
+    prom = tmp_path / "textfile"
+    prom.mkdir()
+    config = make_config(root, webhook(server), textfile_dir=str(prom))
+    write_beat(root, "working", time.time())
+    role = Role(config, env={}, manager=FakeManager())
+    try:
+        role.step()
+        role.lane.call(lambda: None, 5)
+    finally:
+        role.close()
+    status = atomic.read_json(root / ".lipsyncd" / "roles" / "watchdog.json")
+    assert status["workers"]["h1--gpu0"]["health"] == "healthy"
+    assert status["channels"]["webhook"]["ok"] is True
+    text = (prom / "lipsyncd_watchdog.prom").read_text()
+    assert 'lipsyncd_worker_healthy{worker="h1--gpu0",health="healthy"} 1' in text
+    assert "lipsyncd_share_reachable 1" in text
+    assert [p.name for p in prom.iterdir()] == ["lipsyncd_watchdog.prom"]  # no temp file left to scrape
