@@ -5,8 +5,10 @@ giving up on one that exits at once (FATAL → one "needs a human" alert).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +49,9 @@ CONF = """
 [unix_http_server]
 file={sock}
 
+[inet_http_server]
+port=127.0.0.1:{port}
+
 [supervisord]
 nodaemon=true
 logfile={dir}/supervisord.log
@@ -83,7 +88,7 @@ def supervisord(tmp_path: Path) -> Iterator[Callable[[str], str]]:
     def start(command: str) -> str:
         sock = short / "supervisor.sock"
         conf = tmp_path / "supervisord.conf"
-        conf.write_text(CONF.format(sock=sock, dir=tmp_path, repo=REPO, command=command))
+        conf.write_text(CONF.format(sock=sock, dir=tmp_path, repo=REPO, command=command, port=free_port()))
         procs.append(subprocess.Popen([str(SUPERVISORD), "-c", str(conf)], cwd=tmp_path))
         deadline = time.monotonic() + 10
         while not sock.exists() and time.monotonic() < deadline:
@@ -96,6 +101,18 @@ def supervisord(tmp_path: Path) -> Iterator[Callable[[str], str]]:
         proc.terminate()  # supervisord stops its children (stopasgroup) before it exits
         proc.wait(15)
     shutil.rmtree(short, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_url(tmp_path: Path) -> str:
+    port = re.search(r"port=127.0.0.1:(\d+)", (tmp_path / "supervisord.conf").read_text())
+    assert port
+    return f"http://127.0.0.1:{port.group(1)}"
 
 
 def wait_for(predicate: Callable[[], object], timeout: float,
@@ -174,6 +191,8 @@ def test_worker_exiting_at_once_ends_fatal_with_one_gave_up_alert(
         assert titles == ["Worker gpu0 on h1 is down for good: needs a human"], titles
         assert "FATAL" in server.received[0].body["text"] or "quickly" in server.received[0].body["text"]
         assert role.patrol.snapshot(0)["workers"]["h1--gpu0"]["gave_up"] is True
+        over_http = Supervisord(http_url(tmp_path), PROGRAM).view("gpu0")  # the same, over TCP
+        assert over_http is not None and over_http.gave_up and over_http.state is ProgramState.FATAL
         role.close()
     finally:
         server.down()
