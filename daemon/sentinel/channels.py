@@ -70,7 +70,7 @@ def build_outbox(config: Config, host: str, lane: Lane | None,
         robots.append((JsonWebhook(alerts.webhook.url, host, t, **kw), alerts.webhook.per_minute))
     internal = config.root / ".lipsyncd"
     store = Store(Path(alerts.outbox_dir) if alerts.outbox_dir else internal / "outbox", lane)
-    couriers = [Courier(robot, per_minute, store, **kw)  # type: ignore[arg-type]
+    couriers = [Courier(robot, per_minute, store, language=language(config), **kw)  # type: ignore[arg-type]
                 for robot, per_minute in robots]
     if not couriers:
         log.warning("no chat robot configured ([alerts.dingtalk] / wecom / feishu / webhook): "

@@ -23,6 +23,7 @@ BACKOFF_FIRST_S = 5.0
 BACKOFF_MAX_S = 600.0
 BROKEN_PROBE_S = 3600.0  # a misconfigured robot is tried again hourly (and at every restart), not forever
 DIGEST_LINE_BYTES = 400
+DIGEST_TITLES = {"en": "{count} alerts (digest) · {worst}", "zh": "{count} 条告警（汇总）· {worst}"}
 
 
 class Keeper(Protocol):
@@ -49,9 +50,10 @@ class Health:
 class Courier:
     def __init__(self, robot: Robot, per_minute: float, keeper: Keeper,
                  clock: Callable[[], float] = time.time,
-                 capacity: float = 3.0, limit_bytes: int = 4000) -> None:
+                 capacity: float = 3.0, limit_bytes: int = 4000, language: str = "en") -> None:
         self.robot, self.keeper, self.clock = robot, keeper, clock
         self.name = robot.name
+        self.digest_title = DIGEST_TITLES.get(language, DIGEST_TITLES["en"])
         self.bucket = TokenBucket(per_minute, capacity, clock())
         self.limit_bytes = min(limit_bytes, int(getattr(robot, "limit_bytes", limit_bytes)))
         self.health = Health()
@@ -107,7 +109,7 @@ class Courier:
             return batch[0].title, batch[0].text
         lines = [f"- {cut_utf8(a.line(), DIGEST_LINE_BYTES)}" for a in batch]
         worst = min(batch, key=lambda a: ["critical", "warning", "resolved"].index(a.severity.value))
-        return f"{len(batch)} alerts (digest) · {worst.title}", "\n".join(lines)
+        return self.digest_title.format(count=len(batch), worst=worst.title), "\n".join(lines)
 
     def _settle(self, batch: list[Alert], outcome: Outcome, now: float) -> None:
         h = self.health
