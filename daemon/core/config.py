@@ -90,11 +90,73 @@ class EnginesConfig:
 class WatchdogConfig:
     interval_s: float = setting(5.0, min=0.05, max=3600)
     process_manager: str = setting("auto", choices=("auto", "up", "supervisord", "systemd", "none"))
+    # stall limits per heartbeat phase: seconds without a sign of life before a restart
+    loading_limit_s: float = setting(600.0, min=0.1, max=86400)
+    idle_limit_s: float = setting(300.0, min=0.1, max=86400)
+    chunk_limit_s: float = setting(300.0, min=0.1, max=86400)
+    finalizing_limit_s: float = setting(600.0, min=0.1, max=86400)
+    stopping_limit_s: float = setting(300.0, min=0.1, max=86400)
+    # restart loop: this many restarts by the watchdog within the window → "gave up, needs a human"
+    max_restarts: int = setting(3, min=1, max=100)
+    restart_window_min: float = setting(30.0, min=0.01, max=10080)
+    # process managers: where to reach them and how a worker name (e.g. gpu0, n = 0) maps to theirs
+    supervisord_url: str = setting("unix:///run/lipsyncd/supervisor.sock")
+    supervisord_program: str = setting("lipsyncd-worker:lipsyncd-worker-{n}")
+    systemctl: str = setting("systemctl")
+    systemd_unit: str = setting("lipsyncd-worker@{n}.service")
+    manager_timeout_s: float = setting(10.0, min=0.1, max=600)
+    # appliance checks
+    share_timeout_s: float = setting(20.0, min=0.1, max=3600)
+    share_unreachable_min: float = setting(3.0, min=0, max=1440)
+    queue_wait_min: float = setting(120.0, min=0.01, max=100_000)
+    disk_free_min_gb: float = setting(20.0, min=0)
+    intake_stale_s: float = setting(120.0, min=1, max=86400)
+    gpu_memory_full_pct: float = setting(97.0, min=1, max=100)
+    gpu_check: bool = setting(True)
+    failed_window_s: float = setting(60.0, min=0, max=86400)
+    textfile_dir: str = setting("")  # node_exporter textfile collector folder; empty: off
+
+
+@dataclass(frozen=True)
+class DingTalkConfig:
+    webhook: str = setting("", secret=True)  # https://oapi.dingtalk.com/robot/send?access_token=...
+    secret: str = setting("", secret=True)  # signed mode; empty: keyword or IP mode
+    keyword: str = setting("")  # keyword mode: put into every message
+    per_minute: int = setting(15, min=1, max=18)  # the robot allows 20/min, then blocks for 10 min
+
+
+@dataclass(frozen=True)
+class WeComConfig:
+    webhook: str = setting("", secret=True)  # https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...
+    msgtype: str = setting("markdown", choices=("markdown", "text"))
+    per_minute: int = setting(15, min=1, max=18)
+
+
+@dataclass(frozen=True)
+class FeishuConfig:
+    webhook: str = setting("", secret=True)  # https://open.feishu.cn/open-apis/bot/v2/hook/...
+    secret: str = setting("", secret=True)
+    keyword: str = setting("")
+    per_minute: int = setting(60, min=1, max=95)  # the bot allows 100/min and 5/s
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    url: str = setting("", secret=True)  # generic JSON POST {title, text, severity, key, host, ...}
+    per_minute: int = setting(60, min=1, max=600)
 
 
 @dataclass(frozen=True)
 class AlertsConfig:
     language: str = setting("", choices=("", "en", "zh"))  # empty: general.language
+    secrets_file: str = setting("")  # TOML with [dingtalk] webhook/secret, [feishu] ..., fills empty keys
+    timeout_s: float = setting(10.0, min=0.5, max=120)
+    renotify_min: float = setting(60.0, min=0, max=10080)
+    outbox_dir: str = setting("")  # empty: <root>/.lipsyncd/outbox
+    dingtalk: DingTalkConfig = field(default_factory=DingTalkConfig)
+    wecom: WeComConfig = field(default_factory=WeComConfig)
+    feishu: FeishuConfig = field(default_factory=FeishuConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
 
 
 @dataclass(frozen=True)

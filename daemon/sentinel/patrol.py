@@ -1,0 +1,305 @@
+"""One pass of the watchdog: survey the share, judge each worker, act on verdict changes, raise alerts.
+
+Acts only on changes: a stall restarts the worker through the process manager and alerts once per
+incident (reminders every `alerts.renotify_min`), a recovery says so once, a give-up asks for a human.
+The pass never waits on HTTP (the outbox sends) and waits on the share at most `share_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon.core.config import Config
+from daemon.sentinel import wording
+from daemon.sentinel.alert import Severity, cut_utf8
+from daemon.sentinel.gpu import GpuLost, NvmlProbe
+from daemon.sentinel.incidents import Change, IncidentBook
+from daemon.sentinel.lane import Lane
+from daemon.sentinel.outbox import Outbox
+from daemon.sentinel.supervision import ProcessManager
+from daemon.sentinel.survey import FailedJob, Survey, Surveyor
+from daemon.sentinel.verdict import Health, Limits, Verdict, judge
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Watch:
+    """What the watchdog remembers about one worker between passes."""
+
+    key: str  # <host>--<worker>, as in the heartbeat file name
+    worker: str
+    verdict: Verdict | None = None
+    restart_at: float | None = None
+    restarts: list[float] = field(default_factory=list)
+    looped: bool = False  # our own restarts did not help: stop restarting, a human must look
+
+
+class Patrol:
+    def __init__(self, config: Config, manager: ProcessManager, outbox: Outbox, lane: Lane, host: str,
+                 language: str, gpu: NvmlProbe | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.cfg, self.manager, self.outbox, self.lane = config.watchdog, manager, outbox, lane
+        self.root, self.host, self.language, self.gpu, self.clock = config.root, host, language, gpu, clock
+        self.limits = Limits.from_config(config.watchdog)
+        self.surveyor = Surveyor(config.root)
+        self.book = IncidentBook(config.alerts.renotify_min * 60)
+        self.watches: dict[str, Watch] = {}
+        self.titles: dict[str, str] = {}  # open incident key → the title it was raised with
+        self.failed: list[FailedJob] = []
+        self.failed_since: float | None = None
+        self.share_down_since: float | None = None
+        self.share_error = ""
+        self._survey: Future[Survey] | None = None
+        self._survey_waited = False
+        self.started_at = clock()
+
+    # --- the pass -----------------------------------------------------------------------------------
+    def step(self) -> Survey | None:
+        """One pass; returns the survey, or None when the share did not answer in time."""
+        now = self.clock()
+        survey = self._take_survey(now)
+        self.manager.poll()
+        if survey is not None:
+            # judging workers needs fresh heartbeats: while the share hangs, they hang on it too and a
+            # restart would not help, so only the share alert runs
+            self._judge_workers(survey, now)
+            self._collect_failures(survey, now)
+            self._queue_and_disk(survey, now)
+            self._intake(survey, now)
+        self._flush_failures(now)
+        self._condition("share", self._share_down(now), "share_unreachable", Severity.WARNING, now,
+                        root=str(self.root), minutes=_minutes(now - (self.share_down_since or now)),
+                        detail=self.share_error)
+        self._gpus(now)
+        self._channels(now)
+        return survey
+
+    def _take_survey(self, now: float) -> Survey | None:
+        if self._survey is None:
+            self._survey, self._survey_waited = self.lane.submit(self.surveyor.take), False
+        try:
+            # wait the full timeout only once per survey; later passes just look whether it finished
+            survey = self._survey.result(timeout=0 if self._survey_waited else self.cfg.share_timeout_s)
+        except FutureTimeout:
+            self._survey_waited = True
+            self._mark_share_down(now, f"no answer for {self.lane.stuck_for():.0f} s")
+            return None
+        except OSError as exc:
+            self._survey = None
+            self._mark_share_down(now, f"{type(exc).__name__}: {exc.strerror or exc}")
+            return None
+        self._survey = None
+        if self.share_down_since is not None:
+            log.info("share answers again after %.0f s", now - self.share_down_since)
+        self.share_down_since, self.share_error = None, ""
+        return survey
+
+    def _mark_share_down(self, now: float, detail: str) -> None:
+        if self.share_down_since is None:
+            self.share_down_since = now
+            log.warning("share %s not answering: %s", self.root, detail)
+        self.share_error = detail
+
+    def _share_down(self, now: float) -> bool:
+        since = self.share_down_since
+        return since is not None and now - since >= self.cfg.share_unreachable_min * 60
+
+    # --- workers ------------------------------------------------------------------------------------
+    def _judge_workers(self, survey: Survey, now: float) -> None:
+        beats = {b.worker: b for b in survey.beats if b.host == self.host}
+        names = set(beats) | set(self.manager.workers()) | {w.worker for w in self.watches.values()}
+        for worker in sorted(names):
+            watch = self.watches.setdefault(worker, Watch(f"{self.host}--{worker}", worker))
+            beat = beats.get(worker)
+            log_mtime = survey.log_mtimes.get(beat.job) if beat is not None and beat.job else None
+            verdict = judge(beat, log_mtime, self.manager.view(worker), self.limits, now, watch.restart_at)
+            self._act(watch, verdict, survey, now)
+
+    def _act(self, watch: Watch, verdict: Verdict, survey: Survey, now: float) -> None:
+        before = watch.verdict.health if watch.verdict else None
+        watch.verdict = verdict
+        if verdict.health is not before:
+            log.info("worker %s: %s → %s (%s, quiet %.0f s of %.0f s)", watch.key,
+                     before.value if before else "-", verdict.health.value, verdict.reason,
+                     verdict.quiet_s, verdict.limit_s)
+        action = ""
+        if verdict.health is Health.HEALTHY:
+            watch.looped, watch.restart_at = False, None
+        elif verdict.health is Health.STALLED and not watch.looped:
+            window = self.cfg.restart_window_min * 60
+            watch.restarts = [t for t in watch.restarts if now - t < window]
+            if len(watch.restarts) >= self.cfg.max_restarts:
+                watch.looped = True
+                log.error("worker %s: %d restarts in %.0f min did not help; giving up", watch.key,
+                          len(watch.restarts), self.cfg.restart_window_min)
+            else:
+                action = self._restart(watch, verdict, survey, now)
+        self._worker_alerts(watch, verdict, action, now)
+
+    def _restart(self, watch: Watch, verdict: Verdict, survey: Survey, now: float) -> str:
+        reason = (f"watchdog: {verdict.reason}, no progress for {verdict.quiet_s:.0f} s "
+                  f"(limit {verdict.limit_s:.0f} s)")
+        ok = self.manager.restart(watch.worker, reason)
+        watch.restarts.append(now)
+        watch.restart_at = now
+        folder = survey.processing.get(verdict.job) if verdict.job else None
+        if folder is not None:
+            line = {"at": now, "event": "watchdog_restart", "by": "watchdog", "host": self.host,
+                    "worker": watch.worker, "phase": verdict.phase, "quiet_s": round(verdict.quiet_s, 1),
+                    "limit_s": verdict.limit_s, "manager": self.manager.kind, "requested": ok}
+            self.lane.post(lambda: _append_line(folder / "history.jsonl", line), f"job {verdict.job} history")
+        if ok:
+            return f"Restart requested through {self.manager.kind}."
+        if self.manager.kind == "none":
+            return "No process manager configured: restart it by hand."
+        return f"Restart through {self.manager.kind} FAILED: see the watchdog log."
+
+    def _worker_alerts(self, watch: Watch, verdict: Verdict, action: str, now: float) -> None:
+        stall_key, gone_key = f"stall:{watch.key}", f"gaveup:{watch.key}"
+        healthy = verdict.health is Health.HEALTHY
+        gave_up = verdict.health is Health.GAVE_UP or watch.looped
+        params = {"host": self.host, "worker": watch.worker, "phase": verdict.phase or "-",
+                  "job": verdict.job or "-", "quiet": f"{verdict.quiet_s:.0f}",
+                  "limit": f"{verdict.limit_s:.0f}"}
+        opened_at = min(t for t in (self.book.since(stall_key), self.book.since(gone_key), now) if t)
+        changes = [
+            (gone_key, self.book.update(gone_key, gave_up or (self.book.is_open(gone_key) and not healthy),
+                                        now)),
+            (stall_key, self.book.update(stall_key, verdict.health is Health.STALLED
+                                         or (self.book.is_open(stall_key) and not healthy), now)),
+        ]
+        if changes[0][1] in (Change.OPENED, Change.REMINDER):
+            why = (f"{len(watch.restarts)} restarts within {self.cfg.restart_window_min:g} min did not help"
+                   if watch.looped else f"{self.manager.kind} reports {verdict.reason}")
+            self._send("gave_up", gone_key, Severity.CRITICAL, now, why=why, how=self._how(watch), **params)
+        if changes[1][1] is Change.OPENED:
+            self._send("stalled", stall_key, Severity.WARNING, now, action=action, **params)
+        elif changes[1][1] is Change.REMINDER:
+            self._send("still_stalled", stall_key, Severity.WARNING, now, health=verdict.health.value,
+                       reason=verdict.reason, minutes=_minutes(now - opened_at), **params)
+        if any(c is Change.RESOLVED for _k, c in changes):
+            self._send("recovered", stall_key, Severity.RESOLVED, now, minutes=_minutes(now - opened_at),
+                       **params)
+
+    def _how(self, watch: Watch) -> str:
+        return {"supervisord": f"supervisorctl start {getattr(self.manager, 'template', '')}",
+                "systemd": "systemctl reset-failed + start the worker unit",
+                "up": f"restart lipsyncd up or touch .lipsyncd/control/restart-worker-{watch.worker}",
+                }.get(self.manager.kind, "start the worker again")
+
+    # --- other conditions ---------------------------------------------------------------------------
+    def _collect_failures(self, survey: Survey, now: float) -> None:
+        for job in survey.new_failed:
+            log.warning("job %s failed: %s: %s", job.job, job.code, job.message)
+            self.failed.append(job)
+            self.failed_since = self.failed_since or now
+
+    def _flush_failures(self, now: float) -> None:
+        if not self.failed or self.failed_since is None or now - self.failed_since < self.cfg.failed_window_s:
+            return
+        lines = "\n".join(cut_utf8(f"- {j.job}{f' ({j.batch})' if j.batch else ''}: {j.code}: {j.message}",
+                                   300) for j in self.failed)
+        self._send("jobs_failed", f"failed:{self.failed[0].job}", Severity.WARNING, now,
+                   count=len(self.failed), lines=lines, host=self.host)
+        self.failed, self.failed_since = [], None
+
+    def _queue_and_disk(self, survey: Survey, now: float) -> None:
+        oldest = survey.oldest_queued
+        waiting = oldest is not None and now - oldest[1] > self.cfg.queue_wait_min * 60
+        self._condition("queue", waiting, "queue_waiting", Severity.WARNING, now,
+                        job=oldest[0] if oldest else "-", queued=survey.queued,
+                        minutes=_minutes(now - oldest[1]) if oldest else 0)
+        free = survey.disk_free_bytes
+        low = free is not None and free < self.cfg.disk_free_min_gb * 1e9
+        self._condition("disk", low, "disk_low", Severity.WARNING, now,
+                        free_gb=f"{(free or 0) / 1e9:.1f}", min_gb=f"{self.cfg.disk_free_min_gb:g}")
+
+    def _intake(self, survey: Survey, now: float) -> None:
+        mtime = survey.intake_mtime
+        # intake.json's mtime is set by the share server's clock like our "now" on a single host; on
+        # several hosts keep intake_stale_s well above any clock skew
+        # a missing intake.json counts from our own start, so starting before intake is no incident
+        stale = now - (mtime if mtime is not None else self.started_at) > self.cfg.intake_stale_s
+        detail = "never written" if mtime is None else f"pid {(survey.intake or {}).get('pid', '?')}"
+        self._condition("intake", stale, "intake_down", Severity.WARNING, now,
+                        age=f"{now - mtime:.0f}" if mtime else "∞", detail=detail)
+
+    def _gpus(self, now: float) -> None:
+        if self.gpu is None or not self.gpu.available or not self.cfg.gpu_check:
+            return
+        try:
+            readings = self.gpu.read()
+            lost = ""
+        except GpuLost as exc:
+            readings, lost = [], str(exc)
+        self._condition("gpu", bool(lost), "gpu_lost", Severity.CRITICAL, now, detail=lost)
+        for r in readings:
+            full = r.used_pct >= self.cfg.gpu_memory_full_pct
+            self._condition(f"gpumem:{r.index}", full, "gpu_memory_full", Severity.WARNING, now,
+                            index=r.index, used_gb=f"{r.used / 1e9:.1f}",
+                            total_gb=f"{r.total / 1e9:.1f}", pct=f"{r.used_pct:.0f}")
+
+    def _channels(self, now: float) -> None:
+        for name, health in self.outbox.health().items():
+            broken = health["state"] == "broken"
+            hint = ("This host's clock is off: fix NTP/chrony; signatures are only valid within an hour."
+                    if health["clock_skew"] else "Check its webhook, secret and keyword in the config.")
+            self._condition(f"channel:{name}", broken, "channel_broken", Severity.WARNING, now, channel=name,
+                            error=health["last_error"] or "?", hint=hint)
+
+    def _condition(self, key: str, active: bool, kind: str, severity: Severity, now: float,
+                   **params: object) -> None:
+        opened = self.book.since(key)
+        change = self.book.update(key, active, now)
+        if change in (Change.OPENED, Change.REMINDER):
+            title, _ = wording.say(kind, self.language, host=self.host, **params)
+            self.titles[key] = title
+            self._send(kind, key, severity, now, **params)
+        elif change is Change.RESOLVED:
+            self._send("resolved", key, Severity.RESOLVED, now, title=self.titles.pop(key, key),
+                       minutes=_minutes(now - (opened or now)))
+
+    def _send(self, kind: str, key: str, severity: Severity, now: float, **params: object) -> None:
+        params.setdefault("host", self.host)
+        self.outbox.put(wording.alert(kind, key, severity, self.language, now, **params))
+
+    # --- status -------------------------------------------------------------------------------------
+    def snapshot(self, now: float) -> dict[str, object]:
+        workers = {}
+        for w in self.watches.values():
+            v = w.verdict
+            workers[w.key] = {"health": v.health.value if v else "unknown", "reason": v.reason if v else "",
+                              "phase": v.phase if v else None, "job": v.job if v else None,
+                              "quiet_s": round(v.quiet_s, 1) if v else None,
+                              "limit_s": v.limit_s if v else None,
+                              "restarts": len(w.restarts), "restart_at": w.restart_at, "gave_up": w.looped
+                              or bool(v and v.health is Health.GAVE_UP)}
+        return {"host": self.host, "written_at": now, "manager": self.manager.kind,
+                "share_ok": self.share_down_since is None, "share_error": self.share_error,
+                "workers": workers, "incidents": sorted(self.book.open), "channels": self.outbox.health(),
+                "outbox_pending": self.outbox.pending()}
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for w in self.watches.values():
+            health = w.verdict.health.value if w.verdict else "unknown"
+            counts[health] = counts.get(health, 0) + 1
+        workers = ", ".join(f"{n} {h}" for h, n in sorted(counts.items())) or "no workers"
+        share = "ok" if self.share_down_since is None else "DOWN"
+        return f"{workers}; {len(self.book.open)} open incidents; share {share}"
+
+
+def _append_line(path: Path, record: dict[str, object]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f}"

@@ -1,0 +1,129 @@
+"""One read of the share per pass: heartbeats, job logs, new failures, the queue, disk, intake status.
+
+`Surveyor.take()` runs on the share lane (it may hang on a dead mount); it keeps small caches and the
+set of failed jobs already reported, so a pass costs O(queued + new) reads, not O(history).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon.core import atomic, heartbeat
+from daemon.core.heartbeat import Heartbeat
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    job: str
+    code: str
+    message: str
+    batch: str = ""
+
+
+@dataclass(frozen=True)
+class Survey:
+    taken_at: float
+    beats: list[Heartbeat]
+    processing: dict[str, Path]  # job id → its processing/<job-id>@... folder
+    log_mtimes: dict[str, float]  # job id → mtime of its job.log
+    new_failed: list[FailedJob]
+    queued: int
+    oldest_queued: tuple[str, float] | None  # (job id, accepted_at)
+    disk_free_bytes: int | None
+    intake: dict[str, Any] | None
+    intake_mtime: float | None
+    notes: list[str] = field(default_factory=list)
+
+
+class Surveyor:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.internal = root / ".lipsyncd"
+        self._accepted: dict[str, float] = {}  # staging folder → accepted_at (job.json is immutable)
+        self._seen_failed: set[str] | None = None  # None until the first pass: old failures are not news
+
+    def take(self) -> Survey:
+        # the first stat raises on an unreachable share, before anything else is read
+        os.stat(self.root)
+        processing, log_mtimes = self._processing()
+        queued, oldest = self._staging()
+        intake, intake_mtime = self._intake()
+        return Survey(time.time(), heartbeat.read_all(self.internal), processing, log_mtimes,
+                      self._failed(), queued, oldest, _free_bytes(self.root), intake, intake_mtime)
+
+    def _processing(self) -> tuple[dict[str, Path], dict[str, float]]:
+        folders, mtimes = {}, {}
+        for entry in _entries(self.root / "processing"):
+            job = entry.name.split("@", 1)[0]
+            folders[job] = Path(entry.path)
+            try:
+                mtimes[job] = os.stat(os.path.join(entry.path, "job.log")).st_mtime
+            except FileNotFoundError:
+                pass
+        return folders, mtimes
+
+    def _staging(self) -> tuple[int, tuple[str, float] | None]:
+        names = [e.name for e in _entries(self.root / "staging")]
+        for name in names:
+            if name not in self._accepted:
+                data = _json(self.root / "staging" / name / "job.json")
+                accepted = data.get("accepted_at") if data else None
+                if isinstance(accepted, (int, float)):
+                    self._accepted[name] = float(accepted)
+        present = set(names)
+        self._accepted = {k: v for k, v in self._accepted.items() if k in present}
+        if not self._accepted:
+            return len(names), None
+        name, at = min(self._accepted.items(), key=lambda kv: kv[1])
+        return len(names), (name, at)
+
+    def _failed(self) -> list[FailedJob]:
+        names = {e.name for e in _entries(self.root / "failed")}
+        if self._seen_failed is None:
+            self._seen_failed = names
+            return []
+        fresh = []
+        for name in sorted(names - self._seen_failed):
+            report = _json(self.root / "failed" / name / "report.json")
+            if report is None:
+                continue  # the worker writes report.json right after the move; next pass will see it
+            self._seen_failed.add(name)
+            fresh.append(FailedJob(str(report.get("job", name)), str(report.get("code", "?")),
+                                   str(report.get("message", "")), str(report.get("batch", ""))))
+        return fresh
+
+    def _intake(self) -> tuple[dict[str, Any] | None, float | None]:
+        path = self.internal / "roles" / "intake.json"
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return None, None
+        return _json(path), mtime
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return [e for e in it if e.is_dir() and not e.name.startswith(".")]
+    except FileNotFoundError:
+        return []
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = atomic.read_json(path)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _free_bytes(root: Path) -> int | None:
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize

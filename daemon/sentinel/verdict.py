@@ -1,0 +1,99 @@
+"""Pure health verdicts for one worker: heartbeat + log mtime + the process manager's view + time → Verdict.
+
+No I/O and no clock: everything is passed in, so every rule below is a unit test away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from daemon.core.config import WatchdogConfig
+from daemon.core.heartbeat import Heartbeat
+from daemon.sentinel.supervision import ProgramState, ProgramView
+
+
+class Health(Enum):
+    HEALTHY = "healthy"
+    STARTING = "starting"  # a (re)started process has not reported yet, within the loading limit
+    STALLED = "stalled"  # no sign of life for longer than its phase allows → restart
+    DOWN = "down"  # not running and the process manager is dealing with it (backoff, stopped)
+    GAVE_UP = "gave_up"  # the process manager stopped trying (FATAL, start-limit-hit): a human must act
+    UNKNOWN = "unknown"  # nothing to judge by (no heartbeat and no process manager view)
+
+
+@dataclass(frozen=True)
+class Limits:
+    loading: float
+    idle: float
+    chunk: float
+    finalizing: float
+    stopping: float
+
+    @classmethod
+    def from_config(cls, cfg: WatchdogConfig) -> Limits:
+        return cls(cfg.loading_limit_s, cfg.idle_limit_s, cfg.chunk_limit_s, cfg.finalizing_limit_s,
+                   cfg.stopping_limit_s)
+
+    def for_phase(self, phase: str) -> float:
+        return {"loading": self.loading, "idle": self.idle, "working": self.chunk,
+                "finalizing": self.finalizing, "stopping": self.stopping}.get(phase, self.chunk)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    health: Health
+    reason: str  # a short code: "working_stalled", "no_heartbeat_after_start", "FATAL", ...
+    phase: str | None = None
+    job: str | None = None
+    quiet_s: float = 0.0  # seconds since the last sign of life
+    limit_s: float = 0.0
+
+
+def judge(beat: Heartbeat | None, log_mtime: float | None, program: ProgramView | None, limits: Limits,
+          now: float, restart_at: float | None = None) -> Verdict:
+    """The verdict on one worker at `now`; `restart_at` is when the watchdog last asked for a restart."""
+    if program is not None:
+        if program.gave_up:
+            return Verdict(Health.GAVE_UP, program.detail or program.state.value)
+        if program.state in (ProgramState.BACKOFF, ProgramState.STOPPED, ProgramState.EXITED,
+                             ProgramState.STOPPING):
+            return Verdict(Health.DOWN, program.state.value)
+    started = _start_of_current_process(beat, program, restart_at)
+    if started is not None:
+        # the running process has not written a heartbeat yet: it gets the loading limit from its start
+        quiet = now - started
+        if quiet > limits.loading:
+            return Verdict(Health.STALLED, "no_heartbeat_after_start", "loading", None, quiet, limits.loading)
+        return Verdict(Health.STARTING, "starting", "loading", None, quiet, limits.loading)
+    if beat is None:
+        return Verdict(Health.UNKNOWN, "no_heartbeat")
+    limit = limits.for_phase(beat.phase)
+    if beat.phase == "working":
+        # written_at may move without progress (lease refresh); only progress and the job log count
+        last = max(beat.progress_at, log_mtime or 0.0)
+    elif beat.phase == "idle":
+        last = beat.written_at  # an idle worker re-writes its heartbeat every poll
+    else:
+        last = max(beat.progress_at, beat.written_at, log_mtime or 0.0)
+    quiet = max(0.0, now - last)
+    if quiet > limit:
+        return Verdict(Health.STALLED, f"{beat.phase}_stalled", beat.phase, beat.job, quiet, limit)
+    return Verdict(Health.HEALTHY, beat.phase, beat.phase, beat.job, quiet, limit)
+
+
+def _start_of_current_process(beat: Heartbeat | None, program: ProgramView | None,
+                              restart_at: float | None) -> float | None:
+    """When the process we should judge started, if its heartbeat is not its own (yet); else None."""
+    newest_write = beat.written_at if beat is not None else None
+    candidates = []
+    if program is not None and program.started_at is not None and program.state in (
+            ProgramState.RUNNING, ProgramState.STARTING):
+        same_pid = beat is not None and program.pid is not None and beat.pid == program.pid
+        if not same_pid and (newest_write is None or newest_write < program.started_at):
+            candidates.append(program.started_at)
+    if restart_at is not None and (newest_write is None or newest_write < restart_at):
+        candidates.append(restart_at)
+    if beat is None and program is not None and program.started_at is not None:
+        candidates.append(program.started_at)
+    return max(candidates) if candidates else None

@@ -1,0 +1,91 @@
+"""What the watchdog says to operators, in English and Chinese: one (title, body) pair per alert kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon.sentinel.alert import Alert, Severity
+
+# kind -> language -> (title, body); {host} is always available
+TEXTS: dict[str, dict[str, tuple[str, str]]] = {
+    "stalled": {
+        "en": ("Worker {worker} on {host} stalled",
+               "No progress for {quiet} s in phase {phase} (limit {limit} s), job {job}. {action}"),
+        "zh": ("{host} 上的工作进程 {worker} 卡住了",
+               "阶段 {phase} 已 {quiet} 秒没有进展（上限 {limit} 秒），任务 {job}。{action}"),
+    },
+    "still_stalled": {
+        "en": ("Worker {worker} on {host} still not healthy",
+               "State {health} ({reason}) since {minutes} min."),
+        "zh": ("{host} 上的工作进程 {worker} 仍未恢复", "状态 {health}（{reason}），已持续 {minutes} 分钟。"),
+    },
+    "recovered": {
+        "en": ("Worker {worker} on {host} recovered", "It is {phase} again after {minutes} min."),
+        "zh": ("{host} 上的工作进程 {worker} 已恢复", "{minutes} 分钟后恢复为 {phase} 状态。"),
+    },
+    "gave_up": {
+        "en": ("Worker {worker} on {host} is down for good: needs a human",
+               "{why}. The process manager stopped restarting it; look at its log, fix the cause, then "
+               "start it again ({how})."),
+        "zh": ("{host} 上的工作进程 {worker} 已停止重启，需要人工处理",
+               "{why}。进程管理器已放弃重启；请查看日志、排除原因后手动启动（{how}）。"),
+    },
+    "jobs_failed": {
+        "en": ("{count} job(s) failed on {host}", "{lines}"),
+        "zh": ("{host} 上有 {count} 个任务失败", "{lines}"),
+    },
+    "queue_waiting": {
+        "en": ("Jobs waiting too long on {host}", "Job {job} has been queued for {minutes} min "
+               "({queued} jobs in staging/). Are the workers running?"),
+        "zh": ("{host} 上的任务排队过久", "任务 {job} 已排队 {minutes} 分钟（staging/ 中共 {queued} 个）。"
+               "工作进程是否在运行？"),
+    },
+    "disk_low": {
+        "en": ("Disk almost full on {host}", "Only {free_gb} GB free on the share (threshold {min_gb} GB); "
+               "intake is paused. Clear done/ or failed/."),
+        "zh": ("{host} 磁盘空间不足", "共享盘仅剩 {free_gb} GB（阈值 {min_gb} GB），已暂停接收任务。"
+               "请清理 done/ 或 failed/。"),
+    },
+    "share_unreachable": {
+        "en": ("Share unreachable from {host}", "{root} has not answered for {minutes} min ({detail})."),
+        "zh": ("{host} 无法访问共享盘", "{root} 已 {minutes} 分钟没有响应（{detail}）。"),
+    },
+    "intake_down": {
+        "en": ("Intake not running on {host}", "intake.json was last written {age} s ago ({detail}); "
+               "new jobs are not being accepted."),
+        "zh": ("{host} 上的接收进程未运行",
+               "intake.json 最后更新于 {age} 秒前（{detail}），新任务不会被接收。"),
+    },
+    "gpu_lost": {
+        "en": ("GPU problem on {host}", "{detail}"),
+        "zh": ("{host} 的 GPU 出现问题", "{detail}"),
+    },
+    "gpu_memory_full": {
+        "en": ("GPU {index} memory nearly full on {host}", "{used_gb} of {total_gb} GB in use ({pct}%)."),
+        "zh": ("{host} 的 GPU {index} 显存将满", "已用 {used_gb} / {total_gb} GB（{pct}%）。"),
+    },
+    "channel_broken": {
+        "en": ("Alert channel {channel} on {host} is failing", "{channel} answered {error}. {hint}"),
+        "zh": ("{host} 的告警通道 {channel} 发送失败", "{channel} 返回 {error}。{hint}"),
+    },
+    "resolved": {
+        "en": ("Resolved: {title}", "Cleared after {minutes} min."),
+        "zh": ("已恢复：{title}", "{minutes} 分钟后恢复正常。"),
+    },
+}
+
+
+class _Lenient(dict):  # type: ignore[type-arg]
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def say(kind: str, language: str, **params: Any) -> tuple[str, str]:
+    title, body = TEXTS[kind].get(language) or TEXTS[kind]["en"]
+    values = _Lenient(params)
+    return title.format_map(values), body.format_map(values)
+
+
+def alert(kind: str, key: str, severity: Severity, language: str, now: float, **params: Any) -> Alert:
+    title, body = say(kind, language, **params)
+    return Alert(key, severity, title, body, raised_at=now)
