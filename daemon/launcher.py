@@ -73,7 +73,8 @@ class Launcher:
         self._publish()
 
     def _start(self, child: _Child, now: float) -> None:
-        env = dict(os.environ, **child.spec.env)
+        # LIPSYNCD_UP tells the watchdog child that restarts go through our control files
+        env = dict(os.environ, LIPSYNCD_UP="1", **child.spec.env)
         child.proc = subprocess.Popen(child.spec.argv, env=env)
         child.starts += 1
         child.started_at = now

@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from .conftest import Roles, drop_job, entries, env_for, wait_for
+from conftest import Roles, drop_job, entries, env_for, wait_for
 
 Setup = Callable[[Path, Path, str], None]  # (inbox, media_dir, unique prefix)
 

@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from daemon.core import settings
 from daemon.core.config import Config, load_config
 from daemon.core.errors import ConfigError
-
-from .conftest import REPO
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -8,12 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import drop_job, entries
 
 from daemon.core.config import load_config
 from daemon.core.share import Share
 from daemon.intake.role import Intake
-
-from .conftest import drop_job, entries
 
 
 class Clock:

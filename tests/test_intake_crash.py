@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from .conftest import REPO, Roles, entries, env_for, wait_for
+from conftest import REPO, Roles, entries, env_for, wait_for
 
 KILLER = r"""
 import os, signal, sys

@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, env_for
 
 from daemon.core.errors import ConfigError
 from daemon.core.share import STATE_FOLDERS, Share
-
-from .conftest import REPO, env_for
 
 SHM = Path("/dev/shm")
 

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import psutil
-
-from .conftest import Roles, entries, env_for, wait_for
+from conftest import Roles, entries, env_for, wait_for
 
 
 def drop_many(root: Path, media: Path, n: int, prefix: str = "j") -> dict[str, str]:

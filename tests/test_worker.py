@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import REPO, Roles, drop_job, entries, env_for, wait_for
+from conftest import REPO, Roles, drop_job, entries, env_for, wait_for
 
 
 def digest_tree(folder: Path) -> dict[str, str]:
@@ -98,7 +98,7 @@ def test_job_that_kills_its_worker_every_time_fails_after_the_attempt_limit(root
     for _ in range(2):
         worker = roles.start("worker", env=env)
 
-        def rendering_by_this_worker() -> bool:
+        def rendering_by_this_worker(worker: subprocess.Popen[bytes] = worker) -> bool:
             job = processing_job(root)
             if job is None or not part_files(job):
                 return False

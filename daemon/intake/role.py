@@ -18,6 +18,7 @@ from daemon.core.config import Config
 from daemon.core.errors import JobRejected, ShareUnreachable
 from daemon.core.job import Job
 from daemon.core.lifecycle import Stopper, run_until_stopped
+from daemon.core.notify import Notifier
 from daemon.core.share import Share
 from daemon.core.ticket import Ticket
 from daemon.intake import checks
@@ -189,9 +190,19 @@ def run(config: Config, args: argparse.Namespace) -> int:
     observer = _start_hint(share.folder("inbox"), wake) if config.intake.local_events else None
     log.info("intake watching %s (scan every %.1f s, settle %.1f s)", share.folder("inbox"),
              config.intake.scan_interval_s, config.intake.settle_s)
+    notifier = Notifier()
+    notifier.ready("watching inbox/")
+
+    def step() -> bool:
+        busy = intake.step()
+        if intake.paused is None:  # a scan that really read the share: tell systemd we are alive
+            notifier.alive("watching inbox/")
+        return busy
+
     try:
-        run_until_stopped(intake.step, config.intake.scan_interval_s, stop, wake)
+        run_until_stopped(step, config.intake.scan_interval_s, stop, wake)
     finally:
+        notifier.stopping()
         if observer is not None:
             observer.stop()
             observer.join(timeout=5)

@@ -7,15 +7,14 @@ The pass never waits on HTTP (the outbox sends) and waits on the share at most `
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from daemon.core import history
 from daemon.core.config import Config
 from daemon.sentinel import wording
 from daemon.sentinel.alert import Severity, cut_utf8
@@ -151,10 +150,10 @@ class Patrol:
         watch.restart_at = now
         folder = survey.processing.get(verdict.job) if verdict.job else None
         if folder is not None:
-            line = {"at": now, "event": "watchdog_restart", "by": "watchdog", "host": self.host,
-                    "worker": watch.worker, "phase": verdict.phase, "quiet_s": round(verdict.quiet_s, 1),
-                    "limit_s": verdict.limit_s, "manager": self.manager.kind, "requested": ok}
-            self.lane.post(lambda: _append_line(folder / "history.jsonl", line), f"job {verdict.job} history")
+            fields = {"by": "watchdog", "worker": watch.worker, "phase": verdict.phase,
+                      "quiet_s": round(verdict.quiet_s, 1), "limit_s": verdict.limit_s,
+                      "manager": self.manager.kind, "requested": ok}
+            self.lane.post(lambda: history.append(folder, "watchdog_restart", **fields), f"job {verdict.job} history")
         if ok:
             return f"Restart requested through {self.manager.kind}."
         if self.manager.kind == "none":
@@ -294,11 +293,6 @@ class Patrol:
         workers = ", ".join(f"{n} {h}" for h, n in sorted(counts.items())) or "no workers"
         share = "ok" if self.share_down_since is None else "DOWN"
         return f"{workers}; {len(self.book.open)} open incidents; share {share}"
-
-
-def _append_line(path: Path, record: dict[str, object]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def _minutes(seconds: float) -> str:

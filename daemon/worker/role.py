@@ -23,6 +23,7 @@ from daemon.core.errors import EnvironmentFault, JobLost, JobRejected
 from daemon.core.history import JobLog
 from daemon.core.job import WORK, Job, JobSpec
 from daemon.core.lifecycle import Stopper, run_until_stopped
+from daemon.core.notify import Notifier
 from daemon.core.share import Share
 from daemon.core.state import JobGone, JobState
 from daemon.worker import claim, publish
@@ -43,6 +44,7 @@ class Worker:
         self.stop = stop
         self.queue = claim.Queue(share.root)
         self.language = config.general.language
+        self.notifier = Notifier()
 
     def start(self) -> None:
         self.beat("loading")
@@ -54,6 +56,7 @@ class Worker:
         job = self.queue.claim(self.ident)
         if job is None:
             self.beat("idle")
+            self.notifier.alive("idle")
             return False
         self.process(job)
         return True
@@ -116,6 +119,7 @@ class Worker:
             if not lease.touch(job.path):
                 raise JobLost(f"{job.id}: our lease is gone (taken over by another worker)")
             self.beat("working", job.id, p)
+            self.notifier.alive(f"{job.id}: chunk {p.chunk}/{p.chunks}")
 
         return progress
 
@@ -183,9 +187,11 @@ def run(config: Config, args: argparse.Namespace, renderer_for: RendererFor) -> 
     worker = Worker(config, share, renderer_for, lease.this_process(name, config.general.host_name), stop)
     worker.start()
     log.info("worker %s ready on %s", name, share.root)
+    worker.notifier.ready(f"worker {name} ready")
     try:
         run_until_stopped(worker.step, config.worker.poll_interval_s, stop)
     finally:
+        worker.notifier.stopping()
         worker.beat("stopping")
     log.info("worker %s stopped", name)
     return 0
