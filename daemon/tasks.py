@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from daemon.core import snapshot, state
+from daemon.core import heartbeat, snapshot, state
 from daemon.core.config import Config
 from daemon.core.errors import EnvironmentFault, LipsyncError
 from daemon.core.job import ATTEMPT, ERROR, REPORT, SPEC
@@ -29,7 +29,9 @@ def up(config: Config, args: argparse.Namespace) -> int:
     root = str(share.root)
     specs = [ChildSpec("intake", role_argv("intake", cfg_path, root))]
     for gpu in worker_gpus(config):
-        specs.append(ChildSpec(f"worker-gpu{gpu}", role_argv("worker", cfg_path, root, ["--gpu", gpu])))
+        pinned = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": gpu}
+        argv = role_argv("worker", cfg_path, root, ["--gpu", gpu])
+        specs.append(ChildSpec(f"worker-{heartbeat.worker_name(gpu)}", argv, pinned))
     if _has_watchdog():
         specs.append(ChildSpec("watchdog", role_argv("watchdog", cfg_path, root)))
     stop = Stopper()

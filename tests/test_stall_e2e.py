@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from chat_server import DING_SECRET, ChatServer
-
 from conftest import Roles, drop_job, entries, env_for, wait_for
 
 CHUNK_LIMIT_S = 3.0

@@ -39,6 +39,13 @@ class Heartbeat:
         return f"{self.host}--{self.worker}"
 
 
+def worker_name(gpu: str | None) -> str:
+    """gpu0, gpu1, ... or gpu-<first 8 of the UUID> for a worker pinned by UUID."""
+    if not gpu:
+        return "gpu0"
+    return f"gpu{gpu}" if gpu.isdigit() else f"gpu-{gpu.removeprefix('GPU-')[:8]}"
+
+
 def folder(internal: Path) -> Path:
     return internal / "workers"
 

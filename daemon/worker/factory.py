@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from functools import partial
 
 from daemon.core.config import Config
@@ -24,7 +25,17 @@ def renderer_for(available: dict[str, Renderer], engine: str) -> Renderer:
                           allowed=", ".join(sorted(available))) from None
 
 
+def pin_gpu(gpu: str | None) -> None:
+    """Make `--gpu N` (an index in PCI bus order, as nvidia-smi numbers them, or a GPU-UUID) the only
+    device this process sees. Must run before CUDA is initialised; a unit's own setting wins."""
+    if not gpu:
+        return
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", gpu)
+
+
 def run_worker(config: Config, args: argparse.Namespace) -> int:
+    pin_gpu(args.gpu)
     available = renderers(config)
     if config.worker.engine not in available:
         raise ConfigError(f"worker.engine = {config.worker.engine!r} is not available in this build; "

@@ -45,14 +45,14 @@ class Worker:
         self.queue = claim.Queue(share.root)
         self.language = config.general.language
         self.notifier = Notifier()
+        self._next_takeover = time.monotonic()  # start() recovers first; then every lease_s / 4
 
     def start(self) -> None:
         self.beat("loading")
-        for job in claim.recover(self.share, self.ident, self.config.worker.max_attempts,
-                                 self.config.worker.lease_s, self.language):
-            log.info("%s: recovered into %s/", job.id, job.state)
+        self._take_over_expired()
 
     def step(self) -> bool:
+        self._take_over_expired()
         job = self.queue.claim(self.ident)
         if job is None:
             self.beat("idle")
@@ -60,6 +60,16 @@ class Worker:
             return False
         self.process(job)
         return True
+
+    def _take_over_expired(self) -> None:
+        """Requeue jobs whose owner died here or whose lease expired anywhere (checked every lease_s / 4)."""
+        now = time.monotonic()
+        if now < self._next_takeover:
+            return
+        self._next_takeover = now + self.config.worker.lease_s / 4
+        for job in claim.recover(self.share, self.ident, self.config.worker.max_attempts,
+                                 self.config.worker.lease_s, self.language):
+            log.warning("%s: taken over from a dead or expired owner; now in %s/", job.id, job.state)
 
     def process(self, job: Job) -> None:
         note = JobLog(job.id, job.path, log)
@@ -103,14 +113,21 @@ class Worker:
         self.beat("finalizing", job.id)
         stats.update(publish.verify(part, self.config.media.ffprobe, self.config.media.probe_timeout_s))
         final = job.path / spec.output
-        publish.publish(part, final, job.path, self.ident)
+        try:
+            publish.publish(part, final, job.path, self.ident)
+        except FileNotFoundError:
+            # our folder was renamed away under us: a takeover after our lease expired
+            raise JobLost(f"{job.id}: the job folder moved while we published (taken over)") from None
         timings = {"accepted_at": spec.accepted_at, "claimed_at": started, "render_s": time.time() - started}
         report.write_success(job.path, job_id=job.id, output=spec.output, attempts=attempt, timings=timings,
                              inputs={"audio": spec.audio, "video": spec.video}, batch=spec.batch, stats=stats)
         shutil.rmtree(job.path / WORK, ignore_errors=True)  # our resume state; the result is published
         for stale in job.path.glob(".*.part.*"):  # partial outputs of attempts that crashed
             stale.unlink(missing_ok=True)
-        moved = state.move(job, JobState.DONE, "finished")
+        try:
+            moved = state.move(job, JobState.DONE, "finished")
+        except JobGone:
+            raise JobLost(f"{job.id}: taken over just before publication") from None
         note.where = moved.path
         note.info("done in %.1f s: %s", time.time() - started, spec.output)
 
@@ -183,7 +200,7 @@ def run(config: Config, args: argparse.Namespace, renderer_for: RendererFor) -> 
     share.prepare()
     stop = Stopper()
     stop.install()
-    name = getattr(args, "name", None) or f"gpu{getattr(args, 'gpu', None) or 0}"
+    name = getattr(args, "name", None) or heartbeat.worker_name(getattr(args, "gpu", None))
     worker = Worker(config, share, renderer_for, lease.this_process(name, config.general.host_name), stop)
     worker.start()
     log.info("worker %s ready on %s", name, share.root)
