@@ -11,14 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import Roles, drop_job, entries, env_for, wait_for
 
 from daemon.core import lease, state
 from daemon.core.job import Job
 from daemon.core.share import Share
 from daemon.core.state import JobState
 from daemon.worker import claim
-
-from conftest import Roles, drop_job, entries, env_for, wait_for
 
 
 def claims_in(job_dir: Path) -> list[dict[str, object]]:
