@@ -12,6 +12,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from daemon import __version__
 from daemon.core import logs
@@ -119,8 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAULT
 
 
-def _errors_log(config: Config) -> os.PathLike[str] | None:
-    from pathlib import Path
-
+def _errors_log(config: Config) -> Path | None:
     internal = Path(config.share.root) / ".lipsyncd"
     return internal / "logs" / "errors.log" if internal.is_dir() else None

@@ -49,7 +49,7 @@ def _queued(job: Job, now: float) -> dict[str, Any]:
             "attempt": job.attempt(), "engine": spec.get("engine")}
 
 
-def _running(job: Job, beats: dict[str | None, heartbeat.Heartbeat]) -> dict[str, Any]:
+def _running(job: Job, beats: dict[str, heartbeat.Heartbeat]) -> dict[str, Any]:
     beat = beats.get(job.id)
     row: dict[str, Any] = {"job": job.id, "owner": job.owner, "attempt": job.attempt(),
                            "batch": _spec(job).get("batch", "")}

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from daemon.core import atomic, history
 from daemon.core import ticket as tickets
@@ -210,7 +211,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_hint(inbox: Path, wake: threading.Event) -> object | None:
+def _start_hint(inbox: Path, wake: threading.Event) -> Any | None:
     from daemon.intake.wakeup import start
 
     return start(inbox, wake)

@@ -100,7 +100,7 @@ def _orphaned(job: Job, ident: lease.Identity, share_now: float, lease_s: float)
     host = str(held["host"]) if held else owner.rsplit(".", 2)[0]
     if host == ident.host:
         if held:
-            return not lease.alive(int(held["pid"]), float(held.get("pid_start") or 0))  # type: ignore[arg-type]
+            return not lease.alive(int(str(held["pid"])), float(str(held.get("pid_start") or 0)))
         try:
             pid = int(owner.rsplit(".", 2)[1])
         except (IndexError, ValueError):

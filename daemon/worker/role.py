@@ -141,13 +141,8 @@ class Worker:
         return progress
 
     def _requeue(self, job: Job, note: JobLog, why: str) -> None:
-        try:
-            moved = state.move(job, JobState.STAGING, why)
-        except JobGone:
-            note.warning("could not put back (%s): the job was already taken over", why)
-            return
-        note.where = moved.path
-        note.warning("%s", why)
+        if self._move(job, JobState.STAGING, why, note):
+            note.warning("%s", why)
 
     def _fail(self, job: Job, spec: JobSpec, attempt: int, note: JobLog, code: str, params: dict[str, Any],
               started: float, trace: str | None = None) -> None:
@@ -155,13 +150,20 @@ class Worker:
                              inputs={"audio": spec.audio, "video": spec.video}, attempts=attempt,
                              batch=spec.batch, traceback=trace,
                              timings={"accepted_at": spec.accepted_at, "claimed_at": started})
+        moved = self._move(job, JobState.FAILED, code, note)
+        if moved is not None:
+            note.error("failed: %s", (moved.report() or {}).get("message_en", code))
+
+    @staticmethod
+    def _move(job: Job, to: JobState, why: str, note: JobLog) -> Job | None:
+        """Move a job we hold; None if a takeover moved it first (then the other owner decides)."""
         try:
-            moved = state.move(job, JobState.FAILED, code)
+            moved = state.move(job, to, why)
         except JobGone:
-            note.warning("failed (%s) but the job was already taken over", code)
-            return
+            note.warning("could not move to %s/ (%s): the job was already taken over", to.value, why)
+            return None
         note.where = moved.path
-        note.error("failed: %s", (moved.report() or {}).get("message_en", code))
+        return moved
 
     def beat(self, phase: str, job: str | None = None, p: Progress | None = None) -> None:
         fields: dict[str, Any] = {}
