@@ -22,32 +22,44 @@ class BoxTrack:
         self.pads = pads  # top, bottom, left, right, as upstream's --pads
         self.window = max(1, window)
         self.hold = hold
-        self._pending: deque[np.ndarray] = deque()  # padded boxes not yet emitted (+ look-ahead)
-        self._last: deque[np.ndarray] = deque(maxlen=self.window)  # the latest T boxes, for the tail rule
+        # the last T-1 emitted boxes (already smoothed) followed by every padded box not yet emitted;
+        # upstream smooths in place, so its final windows see earlier frames' smoothed values
+        self._buf: deque[np.ndarray] = deque()
+        self._pending = 0
+        self._seen = 0
         self._held: np.ndarray | None = None
         self._missed = 0
 
     def push(self, raw: np.ndarray) -> np.ndarray:
         """Feed (n,4) x1,y1,x2,y2 detector boxes (-1 rows: none); returns the (m,4) int32 boxes now final."""
-        for box in np.asarray(raw, dtype=np.float64).reshape(-1, 4):
-            padded = self._pad(self._fill(box))
-            self._pending.append(padded)
-            self._last.append(padded)
         out = []
-        while len(self._pending) >= self.window:
-            out.append(_mean(list(self._pending)[:self.window], self._pending[0]))
-            self._pending.popleft()
+        for box in np.asarray(raw, dtype=np.float64).reshape(-1, 4):
+            self._buf.append(self._pad(self._fill(box)))
+            self._pending += 1
+            self._seen += 1
+            if self._pending == self.window:  # the oldest pending frame now has its whole look-ahead
+                out.append(self._emit(list(self._buf)[-self.window:]))
         return _stack(out)
 
     def finish(self) -> np.ndarray:
-        """The remaining frames: each uses upstream's final window, `boxes[len(boxes) - T:]`."""
-        last = list(self._last)
-        # upstream slices with a possibly negative start; for videos shorter than T that keeps only the
-        # last T-len boxes (python slicing), and we reproduce that quirk rather than guess a fix
-        tail = last[len(last) - self.window:]
-        out = [_mean(tail, own) for own in self._pending]
-        self._pending.clear()
+        """The remaining frames, each with upstream's final window `boxes[len(boxes) - T:]`."""
+        out = []
+        while self._pending:
+            items = list(self._buf)
+            # upstream slices boxes[len - T:]; for videos shorter than T that start is negative and python
+            # keeps only the last T-len boxes: reproduced, not corrected
+            start = self._seen - self.window if self._seen < self.window else len(items) - self.window
+            out.append(self._emit(items[start:]))
         return _stack(out)
+
+    def _emit(self, window: list[np.ndarray]) -> np.ndarray:
+        i = len(self._buf) - self._pending  # position of the oldest pending frame
+        smoothed = _mean(window, self._buf[i])
+        self._buf[i] = smoothed.astype(np.float64)  # written back, as upstream's in-place loop does
+        self._pending -= 1
+        while len(self._buf) - self._pending > self.window - 1:
+            self._buf.popleft()
+        return smoothed
 
     def _fill(self, box: np.ndarray) -> np.ndarray:
         """Hold the last seen box through gaps of up to `hold` frames; longer gaps stay faceless."""
