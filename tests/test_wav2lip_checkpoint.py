@@ -115,7 +115,8 @@ def test_detector_checks_accept_s3fd_and_name_a_generator_given_instead(files: d
     assert not ok and "Wav2Lip generator checkpoint" in message
 
 
-def test_worker_start_with_wrong_checkpoint_is_a_config_error_naming_file_and_reason(files: dict[str, Path]) -> None:
+def test_worker_start_with_wrong_checkpoint_is_a_config_error_naming_file_and_reason(
+        files: dict[str, Path]) -> None:
     with pytest.raises(ConfigError) as info:
         Wav2LipEngine(Wav2LipEngineConfig(checkpoint=str(files["s3fd"])), "cpu")
     text = str(info.value)

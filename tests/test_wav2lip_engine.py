@@ -1,4 +1,4 @@
-"""The engine end to end on the CPU: passthrough without a face, upstream `paste` parity, OOM retry, feathering."""
+"""The engine end to end on the CPU: no-face passthrough, upstream `paste` parity, OOM retry, feathering."""
 
 from __future__ import annotations
 
@@ -97,7 +97,8 @@ def upstream_paste(weights: dict[str, torch.Tensor], frames_rgb: np.ndarray, box
 
 
 def test_paste_mode_matches_an_independent_transcription_of_inference_py(
-        config: Wav2LipEngineConfig, weights: dict[str, torch.Tensor], astronaut_frames: torch.Tensor) -> None:
+        config: Wav2LipEngineConfig, weights: dict[str, torch.Tensor],
+        astronaut_frames: torch.Tensor) -> None:
     wav = speechlike(1.0)
     expected = upstream_paste(weights, astronaut_frames.numpy(), BOXES, wav, 25.0)
     engine = Wav2LipEngine(replace(config, composite="paste", precision="fp32"), "cpu")

@@ -1,4 +1,4 @@
-"""Face boxes: S3FD's batched decode vs upstream's loop + NMS, smoothing vs get_smoothened_boxes, OOM fallback."""
+"""Face boxes: S3FD's batched decode vs upstream's loop + NMS, smoothing vs upstream, OOM fallback."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def ref_batch_detect(net: s3fd.S3FD, imgs_bgr: np.ndarray) -> list[tuple[int, in
     for i in range(len(olist) // 2):
         ocls, oreg = olist[i * 2], olist[i * 2 + 1]
         stride = 2 ** (i + 2)
-        for _img, hindex, windex in zip(*np.where(ocls[:, 1, :, :].numpy() > 0.05)):
+        for _img, hindex, windex in zip(*np.where(ocls[:, 1, :, :].numpy() > 0.05), strict=True):
             axc, ayc = stride / 2 + windex * stride, stride / 2 + hindex * stride
             score = ocls[:, 1, hindex, windex]
             loc = oreg[:, :, hindex, windex].contiguous().view(batch, 1, 4)[:, 0]
@@ -72,7 +72,7 @@ def ref_smoothened(boxes: np.ndarray, T: int) -> np.ndarray:  # noqa: N803 - ups
     return boxes
 
 
-def ref_face_detect(rects: list[tuple[int, int, int, int]], w: int, h: int, pads: tuple[int, int, int, int],
+def ref_face_detect(rects: list[tuple[int, ...]], w: int, h: int, pads: tuple[int, int, int, int],
                     nosmooth: bool = False) -> np.ndarray:
     pady1, pady2, padx1, padx2 = pads
     results = []
@@ -107,7 +107,7 @@ def test_batched_device_decode_picks_the_same_box_as_upstream_loop_and_nms(net: 
     expected = ref_batch_detect(net, frames[..., ::-1].copy())
     ours = detection.S3FDDetector(net, torch.device("cpu")).detect(torch.from_numpy(frames))
     assert any(e is not None for e in expected)
-    for row, exp in zip(ours, expected):
+    for row, exp in zip(ours, expected, strict=True):
         if exp is None:
             assert row.tolist() == [-1, -1, -1, -1]
         else:
@@ -119,7 +119,8 @@ def test_batched_device_decode_picks_the_same_box_as_upstream_loop_and_nms(net: 
 def test_track_equals_upstream_pads_and_smoothing(n: int, nosmooth: bool) -> None:
     rng = np.random.default_rng(n)
     rects = [tuple(int(v) for v in (x, y, x + 80 + d, y + 90 + d))
-             for x, y, d in zip(rng.integers(0, 60, n), rng.integers(0, 40, n), rng.integers(-5, 5, n))]
+             for x, y, d in zip(rng.integers(0, 60, n), rng.integers(0, 40, n), rng.integers(-5, 5, n),
+                                strict=True)]
     expected = ref_face_detect(rects, 200, 150, (0, 10, 0, 0), nosmooth)
     ours = track.smooth_all(np.array(rects, float), 200, 150, (0, 10, 0, 0), window=1 if nosmooth else 5)
     assert ours.tolist() == expected.tolist()

@@ -61,7 +61,8 @@ def ref_melspectrogram(wav: np.ndarray) -> np.ndarray:
     spec = np.abs(ref_stft(y))
     m = np.dot(ref_mel_filters(), spec)
     s = 20 * np.log10(np.maximum(1e-5, m)) - 20
-    return np.clip((2 * 4.0) * ((s - -100) / (-(-100))) - 4.0, -4.0, 4.0)
+    min_level_db = -100
+    return np.clip((2 * 4.0) * ((s - min_level_db) / (-min_level_db)) - 4.0, -4.0, 4.0)
 
 
 def ref_chunks(m: np.ndarray, fps: float) -> list[np.ndarray]:

@@ -51,7 +51,8 @@ def save_official(state: dict[str, torch.Tensor], path: Path) -> None:
 
 
 def save_bare(state: dict[str, torch.Tensor], path: Path) -> None:
-    trimmed = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}  # some tools drop them
+    # some tools drop the BatchNorm counters
+    trimmed = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     torch.save(trimmed, path)
 
 
@@ -72,7 +73,8 @@ def test_state_dict_has_the_reference_keys_shapes_and_parameter_count() -> None:
     assert buffers == 22_752
 
 
-@pytest.mark.parametrize("save", [save_official, save_bare, save_torchscript], ids=["official", "bare", "torchscript"])
+@pytest.mark.parametrize("save", [save_official, save_bare, save_torchscript],
+                         ids=["official", "bare", "torchscript"])
 def test_fp32_forward_matches_reference_after_checkpoint_round_trip(
         save, weights, inputs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "wav2lip.pth"

@@ -6,11 +6,13 @@ runs F.conv2d / F.batch_norm in the order the reference tables give.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 # (key prefix, cin, cout, kernel, stride, padding, residual)
-FACE_ENCODER = [
+FACE_ENCODER: list[list[tuple[Any, ...]]] = [
     [("0.0", 6, 16, 7, 1, 3, False)],
     [("1.0", 16, 32, 3, 2, 1, False), ("1.1", 32, 32, 3, 1, 1, True), ("1.2", 32, 32, 3, 1, 1, True)],
     [("2.0", 32, 64, 3, 2, 1, False), ("2.1", 64, 64, 3, 1, 1, True), ("2.2", 64, 64, 3, 1, 1, True),
@@ -20,7 +22,7 @@ FACE_ENCODER = [
     [("5.0", 256, 512, 3, 2, 1, False), ("5.1", 512, 512, 3, 1, 1, True)],
     [("6.0", 512, 512, 3, 1, 0, False), ("6.1", 512, 512, 1, 1, 0, False)],
 ]
-AUDIO_ENCODER = [
+AUDIO_ENCODER: list[tuple[Any, ...]] = [
     ("0", 1, 32, 3, 1, 1, False), ("1", 32, 32, 3, 1, 1, True), ("2", 32, 32, 3, 1, 1, True),
     ("3", 32, 64, 3, (3, 1), 1, False), ("4", 64, 64, 3, 1, 1, True), ("5", 64, 64, 3, 1, 1, True),
     ("6", 64, 128, 3, 3, 1, False), ("7", 128, 128, 3, 1, 1, True), ("8", 128, 128, 3, 1, 1, True),
@@ -28,7 +30,7 @@ AUDIO_ENCODER = [
     ("11", 256, 512, 3, 1, 0, False), ("12", 512, 512, 1, 1, 0, False),
 ]
 # decoder block: (first layer: prefix, cin, cout, k, s, p, output_padding or None for a plain conv), n res
-DECODER = [
+DECODER: list[tuple[Any, ...]] = [
     (("0.0", 512, 512, 1, 1, 0, None), 0, 512),
     (("1.0", 1024, 512, 3, 1, 0, 0), 1, 512),
     (("2.0", 1024, 512, 3, 2, 1, 1), 2, 512),
@@ -65,7 +67,7 @@ def expected_shapes() -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _layer(sd: dict[str, torch.Tensor], prefix: str, x: torch.Tensor, stride: object, padding: int,
+def _layer(sd: dict[str, torch.Tensor], prefix: str, x: torch.Tensor, stride: Any, padding: int,
            residual: bool = False, output_padding: int | None = None) -> torch.Tensor:
     w, b = sd[f"{prefix}.conv_block.0.weight"], sd[f"{prefix}.conv_block.0.bias"]
     if output_padding is None:

@@ -42,8 +42,9 @@ def read_state(path: Path) -> tuple[dict[str, torch.Tensor], str]:
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - any failure means the archive is unusable
-            raise CheckpointError(f"{path} looks like a TorchScript archive but cannot be read ({_short(exc)}): "
-                                  f"probably a truncated or corrupt download ({_size(path)})") from None
+            raise CheckpointError(f"{path} looks like a TorchScript archive but cannot be read "
+                                  f"({_short(exc)}): probably a truncated or corrupt download "
+                                  f"({_size(path)})") from None
         return dict(module.state_dict()), "TorchScript archive"
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -103,7 +104,8 @@ def _unreadable(path: Path, exc: BaseException) -> str:
     if "weights only load failed" in str(exc).lower():
         return (f"{path} contains pickled Python objects other than tensors; refusing to unpickle it "
                 f"(weights_only): re-save it as a plain state dict ({_short(exc)})")
-    truncated_hint = f"a truncated or corrupt download ({size}; the official Wav2Lip file is {OFFICIAL_MB} MB)"
+    truncated_hint = (f"a truncated or corrupt download ({size}; "
+                      f"the official Wav2Lip file is {OFFICIAL_MB} MB)")
     if zipped:
         return f"{path} is a zip-format PyTorch file that cannot be read: {truncated_hint}"
     return f"{path} is a legacy-format PyTorch file that ends early or is damaged: {truncated_hint}"
@@ -130,8 +132,9 @@ def _variant(state: Mapping[str, torch.Tensor]) -> str:
     first = state.get("face_encoder_blocks.0.0.conv_block.0.weight")
     params = sum(v.numel() for k, v in state.items() if not _is_buffer(k))
     if len(blocks) != 7:
-        return (f"a Wav2Lip variant with {len(blocks)} face-encoder blocks instead of 7 ({params:,} parameters),"
-                " e.g. an HD/288/384 retrain; only the official 96x96 Wav2Lip and Wav2Lip-GAN work here")
+        return (f"a Wav2Lip variant with {len(blocks)} face-encoder blocks instead of 7 "
+                f"({params:,} parameters), e.g. an HD/288/384 retrain; only the official 96x96 Wav2Lip "
+                "and Wav2Lip-GAN work here")
     shape = tuple(first.shape) if first is not None else None
     return (f"a modified Wav2Lip generator ({params:,} parameters instead of {generator.PARAMETERS:,}; "
             f"first layer {shape}); only the official 96x96 Wav2Lip and Wav2Lip-GAN work here")
@@ -171,7 +174,8 @@ def load_generator(path: str | os.PathLike[str]) -> tuple[generator.Wav2Lip, str
     problem = load_into(model, state)
     if problem is not None:
         raise CheckpointError(f"{path} is {describe_foreign(state)} ({problem})")
-    return model.eval(), f"Wav2Lip generator, {generator.PARAMETERS:,} parameters ({container}, {_size(path)})"
+    described = f"Wav2Lip generator, {generator.PARAMETERS:,} parameters ({container}, {_size(path)})"
+    return model.eval(), described
 
 
 def load_detector(path: str | os.PathLike[str]) -> s3fd.S3FD:

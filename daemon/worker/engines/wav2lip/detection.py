@@ -87,8 +87,8 @@ class S3FDDetector:
     def detect(self, frames: torch.Tensor) -> np.ndarray:
         x = s3fd.preprocess(frames.to(self.device))
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
-            found = s3fd.best_boxes(self.net(x))
-        found = found.cpu().numpy().astype(np.float64)
+            best = s3fd.best_boxes(self.net(x))
+        found = best.cpu().numpy().astype(np.float64)
         boxes = found[:, :4].astype(np.int64).astype(np.float64)  # upstream: map(int, box)
         boxes[found[:, 4] <= 0] = -1
         return boxes

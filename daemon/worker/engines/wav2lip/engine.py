@@ -16,7 +16,7 @@ import torch
 from daemon.core.config import Wav2LipEngineConfig
 from daemon.core.errors import ConfigError
 from daemon.worker.engines.base import Chunk
-from daemon.worker.engines.wav2lip import checkpoint, composite, detection, memory, mel, track
+from daemon.worker.engines.wav2lip import checkpoint, composite, detection, mel, memory, track
 from daemon.worker.engines.wav2lip.generator import Wav2Lip
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,8 @@ class Wav2LipEngine:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._batch = config.batch_size
         self._detector = self._load_detector()
-        log.info("wav2lip: %s on %s, %s, batch %d", self.description, self.device, self.precision, self._batch)
+        log.info("wav2lip: %s on %s, %s, batch %d", self.description, self.device, self.precision,
+                 self._batch)
 
     def _load_detector(self) -> detection.S3FDDetector | None:
         path = self.config.face_detector_checkpoint
