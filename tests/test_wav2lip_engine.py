@@ -163,3 +163,13 @@ def test_box_track_from_engine_config_applies_pads(config: Wav2LipEngineConfig, 
     track = engine.box_track(320, 240)
     out = np.concatenate([track.push(np.array([[100.7, 50.2, 200.9, 150.5]])), track.finish()])
     assert out.tolist() == [[97, 45, 204, 160]]
+
+
+def test_face_boxes_calibrate_other_detectors_then_pad_and_keep_faceless_rows(
+        config: Wav2LipEngineConfig) -> None:
+    engine = Wav2LipEngine(replace(config, smooth_window=1, hold_frames=0), "cpu")
+    raw = np.array([[100, 100, 200, 200], NO_FACE], dtype=np.int32)
+    s3fd_like = engine.face_boxes(raw, 640, 480, geometry="s3fd")
+    assert s3fd_like.tolist() == [[100, 100, 200, 210], NO_FACE]  # upstream's default pads: 10 px below
+    lbp = engine.face_boxes(raw, 640, 480, geometry="lbp")
+    assert lbp[0, 3] > s3fd_like[0, 3] and lbp[1].tolist() == NO_FACE  # cascade boxes stop above the chin

@@ -8,6 +8,7 @@ the reason: the worker stops with exit 78 instead of crash-looping). `render` wr
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,6 +83,9 @@ class Wav2LipEngine:
         if self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._batch = config.batch_size
+        # benchmarks set this to a dict to get seconds per stage (crop / model / composite); it makes
+        # every stage wait for the GPU, so it stays None in production
+        self.timings: dict[str, float] | None = None
         self._detector = self._load_detector()
         log.info("wav2lip: %s on %s, %s, batch %d", self.description, self.device, self.precision,
                  self._batch)
@@ -103,6 +107,17 @@ class Wav2LipEngine:
             raise ConfigError("engines.wav2lip: no face detector: set face_detector_checkpoint to an S3FD "
                               "checkpoint (s3fd.pth) or install the offline detector")
         return detection.FaceFinder(chosen, self.config.detect_height, self.config.detect_batch_size)
+
+    def face_boxes(self, raw: np.ndarray, width: int, height: int, geometry: str = "s3fd") -> np.ndarray:
+        """A whole video's detector boxes → the crop boxes to put in `Chunk.boxes` (int32, -1 rows kept).
+
+        `geometry` names the detector ("s3fd", or "lbp" for the media pipeline's cascade) whose boxes
+        are calibrated toward S3FD's before upstream's pads and smoothing.
+        """
+        cal = detection.CALIBRATIONS.get(geometry, detection.IDENTITY)
+        calibrated = detection.calibrate(np.asarray(raw, dtype=np.float64).reshape(-1, 4), cal)
+        chosen = self.box_track(width, height)
+        return np.concatenate([chosen.push(calibrated), chosen.finish()])
 
     def box_track(self, width: int, height: int) -> track.BoxTrack:
         """Pads, gap hold and smoothing as configured, for one source video."""
@@ -127,18 +142,33 @@ class Wav2LipEngine:
 
         def predict(a: int, b: int) -> torch.Tensor:
             sel = rows[a:b]
+            t = time.perf_counter()
             faces = composite.model_input(composite.crop_faces(frames, boxes, sel))
             audio = features.windows(chunk.start + sel)
-            return generate(self.model, audio, faces, self.precision, self.cuda).flip(1)  # BGR → RGB
+            t = self._tick("crop", t)
+            pred = generate(self.model, audio, faces, self.precision, self.cuda).flip(1)  # BGR → RGB
+            self._tick("model", t)
+            return pred
 
         # predictions first, compositing after: a retried batch must not blend a frame twice
         preds, self._batch = memory.batched(predict, rows.size, self._batch, "wav2lip generator")
         pred = torch.cat(preds)
+        t = time.perf_counter()
         if self.config.composite == "paste":
             composite.paste(frames, boxes, rows, pred)
         else:
             composite.feather(frames, boxes, rows, pred, self.config.mask_top, self.config.mask_feather)
+        self._tick("composite", t)
         return frames
+
+    def _tick(self, stage: str, since: float) -> float:
+        if self.timings is None:
+            return since
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + now - since
+        return now
 
 
 def _clip(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
