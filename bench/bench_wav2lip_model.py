@@ -52,7 +52,7 @@ def peak_gb(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 1e9, 3) if device.type == "cuda" else None
 
 
-def generator_rows(model: torch.nn.Module, device: torch.device, batch: int, repeat: int) -> list[dict]:
+def generator_rows(model: generator.Wav2Lip, device: torch.device, batch: int, repeat: int) -> list[dict]:
     g = torch.Generator().manual_seed(0)
     audio = (torch.rand(batch, 1, 80, 16, generator=g) * 8 - 4).to(device)
     faces = torch.rand(batch, 6, 96, 96, generator=g).to(device)
@@ -62,17 +62,18 @@ def generator_rows(model: torch.nn.Module, device: torch.device, batch: int, rep
     for precision, channels_last in modes:
         if device.type == "cpu" and precision != "fp32" and batch > 8:
             continue  # emulated half precision on a CPU takes minutes and says nothing about the GPU
-        m = model.to(memory_format=torch.channels_last) if channels_last else model.to(
-            memory_format=torch.contiguous_format)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        m = model.to(memory_format=layout)  # type: ignore[call-overload]
         peak_reset(device)
-        seconds = timed(lambda m=m, p=precision, c=channels_last: generate(m, audio, faces, p, c), device, repeat)
+        seconds = timed(lambda m=m, p=precision, c=channels_last: generate(m, audio, faces, p, c),
+                        device, repeat)
         diff = float((generate(m, audio, faces, precision, channels_last) - reference).abs().max())
         rows.append({"what": "generator", "precision": precision, "channels_last": channels_last,
                      "batch": batch, "ms_per_batch": round(seconds * 1e3, 3),
                      "frames_per_s": round(batch / seconds, 1), "peak_gb": peak_gb(device),
                      "max_abs_diff_vs_fp32": diff})
         print(json.dumps(rows[-1]), flush=True)
-    model.to(memory_format=torch.contiguous_format)
+    model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     return rows
 
 
