@@ -3,7 +3,8 @@
 # ffmpeg and the wheels carried:   run(command="bash bench/run_gpu.sh", carry=[".whl", ".tools"])
 # Results land under $OUT: machine.txt, model.json/.log and precision.log (no ffmpeg needed),
 # pipeline.json/.log.
-# HEIGHTS="1080" or SECONDS_=20 shorten the pipeline part if a call must fit a tighter limit.
+# The parts are capped at 150 + 60 + 360 s to fit one 600 s device command; HEIGHTS="1080" (or 720)
+# and SECONDS_=20 split or shorten the pipeline part if it does not fit.
 set -uo pipefail
 OUT=${OUT:-$PWD/.gpuwork/out}
 mkdir -p "$OUT"
@@ -24,10 +25,10 @@ export LD_LIBRARY_PATH=$PWD/.tools/ffmpeg${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 } > "$OUT/machine.txt" 2>&1
 
 # model numbers first: they need no ffmpeg, so they exist even if the pipeline part fails
-timeout 200 python3 bench/bench_wav2lip_model.py --out "$OUT/model.json" 2>&1 | tee "$OUT/model.log"
+timeout 150 python3 bench/bench_wav2lip_model.py --out "$OUT/model.json" 2>&1 | tee "$OUT/model.log"
 
-timeout 120 python3 bench/bench_wav2lip_precision.py --device cuda --batch 16 2>&1 | tee "$OUT/precision.log"
+timeout 60 python3 bench/bench_wav2lip_precision.py --device cuda --batch 16 2>&1 | tee "$OUT/precision.log"
 
 # shellcheck disable=SC2086 # HEIGHTS is a list on purpose
-timeout 380 python3 bench/bench_wav2lip_gpu.py --out "$OUT/pipeline.json" --workdir /tmp/w2lbench \
+timeout 360 python3 bench/bench_wav2lip_gpu.py --out "$OUT/pipeline.json" --workdir /tmp/w2lbench \
   --heights ${HEIGHTS:-1080 720} --seconds "${SECONDS_:-60}" 2>&1 | tee "$OUT/pipeline.log"
