@@ -8,6 +8,8 @@ resolution of the upper face stay the original's).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -46,6 +48,7 @@ def paste(frames: torch.Tensor, boxes: np.ndarray, rows: np.ndarray, pred_rgb: t
         frames[i, y1:y2, x1:x2] = face.to(torch.uint8).permute(1, 2, 0)
 
 
+@functools.lru_cache(maxsize=256)  # smoothed boxes keep their size for many frames; never mutated
 def lower_face_mask(h: int, w: int, top: float, feather: float, device: torch.device) -> torch.Tensor:
     """(h,w) weights: 0 above `top`·h, rising smoothly to 1 over `feather`·h, soft at the other edges."""
     ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h

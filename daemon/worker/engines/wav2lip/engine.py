@@ -1,8 +1,9 @@
 """The `wav2lip` engine: the official generator resident on one device, fed chunk by chunk.
 
 Construction loads the checkpoint once (a missing or wrong file is a ConfigError naming the file and
-the reason: the worker stops with exit 78 instead of crash-looping). `render` writes into
-`chunk.frames` in place and returns that same tensor; frames whose box row is -1 are not touched.
+the reason: the worker stops with exit 78 instead of crash-looping). `render` never modifies
+`chunk.frames`: the pipeline diffs its input against the result to write only changed pixels back
+into the yuv420p buffer, and takes the very same tensor back to mean "nothing changed" (no face).
 """
 
 from __future__ import annotations
@@ -154,12 +155,13 @@ class Wav2LipEngine:
         preds, self._batch = memory.batched(predict, rows.size, self._batch, "wav2lip generator")
         pred = torch.cat(preds)
         t = time.perf_counter()
+        out = frames.clone()
         if self.config.composite == "paste":
-            composite.paste(frames, boxes, rows, pred)
+            composite.paste(out, boxes, rows, pred)
         else:
-            composite.feather(frames, boxes, rows, pred, self.config.mask_top, self.config.mask_feather)
+            composite.feather(out, boxes, rows, pred, self.config.mask_top, self.config.mask_feather)
         self._tick("composite", t)
-        return frames
+        return out
 
     def _tick(self, stage: str, since: float) -> float:
         if self.timings is None:
