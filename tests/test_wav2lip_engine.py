@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import wav2lip_reference as ref
 from skimage import data
-from test_wav2lip_mel import speechlike
-from test_wav2lip_model import realistic_random_weights
 
 from daemon.core.config import Wav2LipEngineConfig
 from daemon.worker.engines.base import Chunk
 from daemon.worker.engines.wav2lip import Wav2LipEngine, mel
+from tests import wav2lip_reference as ref
+from tests.test_wav2lip_mel import speechlike
+from tests.test_wav2lip_model import realistic_random_weights
 
 NO_FACE = [-1, -1, -1, -1]
 
@@ -145,13 +145,14 @@ class OutOfMemoryAbove(torch.nn.Module):
 def test_out_of_memory_halves_the_batch_and_retries_the_same_frames(
         config: Wav2LipEngineConfig, astronaut_frames: torch.Tensor) -> None:
     wav = speechlike(1.0)
+    frames, boxes = astronaut_frames[:3], BOXES[:3]  # two faces
     plain = Wav2LipEngine(replace(config, batch_size=1), "cpu")  # same batch as after the retries: same bits
-    expected = plain.render(Chunk(0, astronaut_frames.clone(), BOXES.copy()), plain.prepare(wav, 25.0, 25))
+    expected = plain.render(Chunk(0, frames.clone(), boxes.copy()), plain.prepare(wav, 25.0, 25))
     engine = Wav2LipEngine(config, "cpu")
     fake = OutOfMemoryAbove(engine.model, limit=1)
     engine.model = fake  # type: ignore[assignment]
-    out = engine.render(Chunk(0, astronaut_frames.clone(), BOXES.copy()), engine.prepare(wav, 25.0, 25))
-    assert fake.refused == 2 and engine.max_batch() == 1  # 4 → 2 → 1
+    out = engine.render(Chunk(0, frames.clone(), boxes.copy()), engine.prepare(wav, 25.0, 25))
+    assert fake.refused == 2 and engine.max_batch() == 1  # 2 faces refused, then 2 → 1
     assert torch.equal(out, expected)  # every face generated once, composited once
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import wav2lip_reference as ref
 
 from daemon.worker.engines.wav2lip import checkpoint, composite, generator
 from daemon.worker.engines.wav2lip.engine import generate
+from tests import wav2lip_reference as ref
 
 
 def realistic_random_weights(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -89,6 +89,7 @@ def test_fp32_forward_matches_reference_after_checkpoint_round_trip(
     assert "36,298,035" in description
 
 
+@pytest.mark.slow  # the training layout; inference never uses it
 def test_training_layout_folds_time_into_the_batch(weights) -> None:  # type: ignore[no-untyped-def]
     model = generator.Wav2Lip()
     model.load_state_dict(weights)
@@ -118,10 +119,11 @@ def test_fp16_autocast_stays_within_one_8bit_level_of_fp32(inputs) -> None:  # t
     # Runs on the CPU: torch 2.13 supports fp16 convolution there (slowly), so no GPU is needed.
     torch.manual_seed(0)
     audio, faces = inputs
-    diff = _half_vs_full(generator.Wav2Lip().eval().state_dict(), audio[:2], faces[:2], "fp16")
+    diff = _half_vs_full(generator.Wav2Lip().eval().state_dict(), audio[:1], faces[:1], "fp16")
     assert 0 < float(diff.max()) <= 1 / 255  # > 0: the half path really ran in half precision
 
 
+@pytest.mark.slow  # a recorded measurement, not the parity target
 def test_fp16_error_on_weights_with_realistic_activations_is_recorded(weights, inputs) -> None:  # type: ignore[no-untyped-def]
     # With BatchNorm statistics taken from real activations the output spreads out (std ~0.12 instead of
     # ~0.02) and half precision errors compound through ~50 layers: measured max 0.0097-0.0113 (2.5-2.9
