@@ -106,7 +106,7 @@ class Wav2LipEngine:
         chosen: detection.FaceDetector | None = self._detector or fallback
         if chosen is None:
             raise ConfigError("engines.wav2lip: no face detector: set face_detector_checkpoint to an S3FD "
-                              "checkpoint (s3fd.pth) or install the offline detector")
+                              "checkpoint (s3fd.pth) or pass the media pipeline's detector as the fallback")
         return detection.FaceFinder(chosen, self.config.detect_height, self.config.detect_batch_size)
 
     def face_boxes(self, raw: np.ndarray, width: int, height: int, geometry: str = "s3fd") -> np.ndarray:
