@@ -78,6 +78,21 @@ class WarpEngineConfig:
 class Wav2LipEngineConfig:
     checkpoint: str = setting("")
     face_detector_checkpoint: str = setting("")
+    batch_size: int = setting(128, min=1, max=4096)
+    precision: str = setting("fp16", choices=("fp16", "bf16", "fp32"))  # fp32: strict reference, no TF32
+    composite: str = setting("feather", choices=("feather", "paste"))
+    mask_top: float = setting(0.45, min=0.0, max=1.0)  # feather: blend starts this far down the box
+    mask_feather: float = setting(0.2, min=0.01, max=1.0)  # feather: ramp width, fraction of the box
+    pads: tuple[int, ...] = setting([0, 10, 0, 0], min=0, max=10000)  # top, bottom, left, right (px)
+    smooth_window: int = setting(5, min=1, max=100)  # 1 = upstream's --nosmooth
+    hold_frames: int = setting(12, min=0, max=100000)  # keep the last box through short detection gaps
+    detect_height: int = setting(480, min=180, max=4320)
+    detect_batch_size: int = setting(16, min=1, max=1024)
+
+    def validate(self) -> None:
+        if len(self.pads) != 4:
+            raise ConfigError(f"engines.wav2lip.pads = {list(self.pads)}: must be 4 numbers "
+                              "(top, bottom, left, right)")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,34 @@
+#!/bin/bash
+# The wav2lip GPU benchmark on the device machine, run from the repository root with the slim static
+# ffmpeg and the wheels carried:   run(command="bash bench/run_gpu.sh", carry=[".whl", ".tools"])
+# Results land under $OUT: machine.txt, model.json/.log and precision.log (no ffmpeg needed),
+# pipeline.json/.log.
+# The parts are capped at 150 + 60 + 360 s to fit one 600 s device command; HEIGHTS="1080" (or 720)
+# and SECONDS_=20 split or shorten the pipeline part if it does not fit.
+set -uo pipefail
+OUT=${OUT:-$PWD/.gpuwork/out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+
+# the device README's recipe for carried wheels (watchdog, ffmpeg-python, future: the box lacks them)
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+  .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD
+export PATH=$PWD/.tools/ffmpeg:$PATH
+export LD_LIBRARY_PATH=$PWD/.tools/ffmpeg${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  echo "cpus: $(nproc)"; free -g | head -2
+  ffmpeg -version | head -1
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+} > "$OUT/machine.txt" 2>&1
+
+# model numbers first: they need no ffmpeg, so they exist even if the pipeline part fails
+timeout 150 python3 bench/bench_wav2lip_model.py --out "$OUT/model.json" 2>&1 | tee "$OUT/model.log"
+
+timeout 60 python3 bench/bench_wav2lip_precision.py --device cuda --batch 16 2>&1 | tee "$OUT/precision.log"
+
+# shellcheck disable=SC2086 # HEIGHTS is a list on purpose
+timeout 360 python3 bench/bench_wav2lip_gpu.py --out "$OUT/pipeline.json" --workdir /tmp/w2lbench \
+  --heights ${HEIGHTS:-1080 720} --seconds "${SECONDS_:-60}" 2>&1 | tee "$OUT/pipeline.log"
