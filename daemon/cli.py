@@ -12,6 +12,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from daemon import __version__
 from daemon.core import logs
@@ -119,8 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAULT
 
 
-def _errors_log(config: Config) -> os.PathLike[str] | None:
-    from pathlib import Path
-
-    internal = Path(config.share.root) / ".lipsyncd"
-    return internal / "logs" / "errors.log" if internal.is_dir() else None
+def _errors_log(config: Config) -> Path | None:
+    # the root must exist (a mounted share); its .lipsyncd/logs/ is created on a role's very first start
+    root = Path(config.share.root)
+    return root / ".lipsyncd" / "logs" / "errors.log" if root.is_dir() else None

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from daemon.core import heartbeat, lease, report, state
+from daemon.core import heartbeat, lease, progress, report, state
 from daemon.core.config import Config
 from daemon.core.errors import EnvironmentFault, JobLost, JobRejected
 from daemon.core.history import JobLog
@@ -99,7 +99,7 @@ class Worker:
                                 engine=spec.engine, options=dict(spec.options))
         request.workdir.mkdir(exist_ok=True)
         self.beat("working", job.id)
-        stats = self.renderer_for(spec.engine).render(request, self._progress(job), self.stop.is_set)
+        stats = self.renderer_for(spec.engine).render(request, self._progress(job, attempt), self.stop.is_set)
         self.beat("finalizing", job.id)
         stats.update(publish.verify(part, self.config.media.ffprobe, self.config.media.probe_timeout_s))
         final = job.path / spec.output
@@ -108,20 +108,26 @@ class Worker:
         report.write_success(job.path, job_id=job.id, output=spec.output, attempts=attempt, timings=timings,
                              inputs={"audio": spec.audio, "video": spec.video}, batch=spec.batch, stats=stats)
         shutil.rmtree(job.path / WORK, ignore_errors=True)  # our resume state; the result is published
+        (job.path / progress.PROGRESS).unlink(missing_ok=True)  # news of a running job only
         for stale in job.path.glob(".*.part.*"):  # partial outputs of attempts that crashed
             stale.unlink(missing_ok=True)
         moved = state.move(job, JobState.DONE, "finished")
         note.where = moved.path
         note.info("done in %.1f s: %s", time.time() - started, spec.output)
 
-    def _progress(self, job: Job) -> Callable[[Progress], None]:
-        def progress(p: Progress) -> None:
+    def _progress(self, job: Job, attempt: int) -> Callable[[Progress], None]:
+        def on_progress(p: Progress) -> None:
             if not lease.touch(job.path):
                 raise JobLost(f"{job.id}: our lease is gone (taken over by another worker)")
+            try:
+                progress.write(job.path, progress.record(job.id, attempt, p.chunk, p.chunks, p.frames_done,
+                                                         p.frames_total, p.fps, p.eta_s, p.phase))
+            except OSError as exc:  # news for people, not state: never fail a job over it
+                log.warning("%s: could not write progress.json: %s", job.id, exc)
             self.beat("working", job.id, p)
             self.notifier.alive(f"{job.id}: chunk {p.chunk}/{p.chunks}")
 
-        return progress
+        return on_progress
 
     def _requeue(self, job: Job, note: JobLog, why: str) -> None:
         try:
