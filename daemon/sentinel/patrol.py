@@ -216,9 +216,12 @@ class Patrol:
                         job=oldest[0] if oldest else "-", queued=survey.queued,
                         minutes=_minutes(now - oldest[1]) if oldest else 0)
         free = survey.disk_free_bytes
-        low = free is not None and free < self.cfg.disk_free_min_gb * 1e9
+        # intake's own disk guard (intake.pause_below_free_gb) may trip first: a paused intake is news too
+        paused = bool((survey.intake or {}).get("disk_low"))
+        low = paused or (free is not None and free < self.cfg.disk_free_min_gb * 1e9)
         self._condition("disk", low, "disk_low", Severity.WARNING, now,
-                        free_gb=f"{(free or 0) / 1e9:.1f}", min_gb=f"{self.cfg.disk_free_min_gb:g}")
+                        free_gb=f"{(free or 0) / 1e9:.2f}", min_gb=f"{self.cfg.disk_free_min_gb:g}",
+                        intake=wording.say("intake_paused_disk" if paused else "intake_running", self.language)[1])
 
     def _intake(self, survey: Survey, now: float) -> None:
         mtime = survey.intake_mtime
