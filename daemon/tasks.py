@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 
 from daemon.core import snapshot, state
 from daemon.core.config import Config
-from daemon.core.errors import EnvironmentFault, LipsyncError
 from daemon.core.job import ATTEMPT, ERROR, REPORT, SPEC
 from daemon.core.lifecycle import Stopper
 from daemon.core.share import Share
@@ -112,30 +110,9 @@ def retry(config: Config, args: argparse.Namespace) -> int:
 
 
 def doctor(config: Config, args: argparse.Namespace) -> int:
-    checks = [("config", lambda: f"valid ({config.share.root})"),
-              ("share", lambda: _check_share(config)),
-              ("ffmpeg", lambda: _check_tool(config.media.ffmpeg)),
-              ("ffprobe", lambda: _check_tool(config.media.ffprobe))]
-    failed = 0
-    for name, check in checks:
-        try:
-            print(f"PASS {name}: {check()}")
-        except (LipsyncError, OSError) as exc:
-            failed += 1
-            print(f"FAIL {name}: {exc}")
-    return 1 if failed else 0
+    from daemon.doctor import doctor as run_checks
 
-
-def _check_share(config: Config) -> str:
-    Share(Path(config.share.root)).prepare()
-    return "folders present, one filesystem, writable"
-
-
-def _check_tool(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise EnvironmentFault(f"{tool} not found on PATH (apt-get install ffmpeg)")
-    return path
+    return run_checks(config, args)
 
 
 def probe(config: Config, args: argparse.Namespace) -> int:
