@@ -65,25 +65,14 @@ def watchdog(config: Config, args: argparse.Namespace) -> int:
 
 
 def status(config: Config, args: argparse.Namespace) -> int:
-    snap = snapshot.collect(Path(config.share.root))
+    from daemon import console
+
+    snap = snapshot.collect(Path(config.share.root), recent=config.status.recent_jobs)
     if args.json:
         json.dump(snap, sys.stdout, ensure_ascii=False, indent=2)
         print()
         return 0
-    counts = snap["counts"]
-    print("  ".join(f"{k}: {v}" for k, v in counts.items()))
-    if snap["oldest_wait_s"]:
-        print(f"oldest queued job waiting {snap['oldest_wait_s'] / 60:.1f} min")
-    for row in snap["running"]:
-        pct = f"{row['percent']:.0f}%" if row.get("percent") is not None else "?"
-        eta = f"ETA {row['eta_s'] / 60:.1f} min" if row.get("eta_s") else ""
-        print(f"running  {row['job']}  {row.get('worker', '?')}  {pct}  {eta}")
-    for row in snap["queued"][:10]:
-        print(f"queued   {row['job']}")
-    for row in snap["failed"][:10]:
-        print(f"failed   {row['job']}  {row['message']}")
-    for row in snap["done"][:10]:
-        print(f"done     {row['job']}  {row['output']}")
+    sys.stdout.write(console.render(snap, config.share.root))
     return 0
 
 
