@@ -131,7 +131,8 @@ class Patrol:
         before = watch.verdict.health if watch.verdict else None
         watch.verdict = verdict
         if verdict.health is not before:
-            log.info("worker %s: %s → %s (%s, quiet %.0f s of %.0f s)", watch.key,
+            about = f"{verdict.job}: " if verdict.job else ""  # lines about a job start with its id
+            log.info("%sworker %s: %s → %s (%s, quiet %.0f s of %.0f s)", about, watch.key,
                      before.value if before else "-", verdict.health.value, verdict.reason,
                      verdict.quiet_s, verdict.limit_s)
         action = ""
@@ -212,7 +213,7 @@ class Patrol:
 
     def _collect_failures(self, survey: Survey, now: float) -> None:
         for job in survey.new_failed:
-            log.warning("job %s failed: %s: %s", job.job, job.code, job.message)
+            log.warning("%s: failed: %s: %s", job.job, job.code, job.message)  # job id first: one grep per job
             self.failed.append(job)
             self.failed_since = self.failed_since or now
 
