@@ -11,6 +11,7 @@ from pathlib import Path
 
 import busy_share
 import pytest
+from conftest import Roles, drop_job, entries, env_for, wait_for
 
 from daemon.housekeeping.board import HTML, JSON, Board
 
@@ -137,3 +138,30 @@ def test_paused_intake_is_a_banner_and_status_json_carries_the_same_picture(root
     assert data["oldest_wait_s"] >= 600
     leftovers = [p.name for p in root.iterdir() if p.name.startswith(".") and p.name != ".lipsyncd"]
     assert leftovers == []  # temp files were renamed into place, none left behind
+
+
+def test_the_intake_role_keeps_both_files_current_from_real_jobs(root: Path, media_dir: Path,
+                                                                  roles: Roles) -> None:
+    env = env_for(root, LIPSYNCD_STATUS_INTERVAL_S="0.5", LIPSYNCD_GENERAL_LANGUAGE="zh")
+    roles.start("intake", env=env)
+    roles.start("worker", "--gpu", "0", env=env)
+    drop_job(root, "lesson", media_dir / "a.wav", media_dir / "v.mp4", extra=f"batch = '{busy_share.EVIL_BATCH}'\n")
+    drop_job(root, "nopicture", media_dir / "a.wav", media_dir / "a.wav")
+    wait_for(lambda: len(entries(root / "done")) == 1 and len(entries(root / "failed")) == 1, 60, "both outcomes")
+
+    def shows_both() -> bool:
+        try:
+            data = json.loads((root / JSON).read_text())
+        except (OSError, ValueError):
+            return False
+        return len(data["done"]) == 1 and len(data["failed"]) == 1 and data["workers"] != []
+
+    wait_for(shows_both, 20, "status.json to show both outcomes")
+    data = json.loads((root / JSON).read_text())
+    assert data["language"] == "zh" and data["done"][0]["batch"] == busy_share.EVIL_BATCH
+    assert data["workers"][0]["gpu"] == "0" and data["intake"]["paused"] is False
+    page = (root / HTML).read_text()
+    assert "&lt;script&gt;alert(&quot;batch&quot;)&lt;/script&gt;" in page and busy_share.EVIL_BATCH not in page
+    assert entries(root / "done")[0] in page and entries(root / "failed")[0] in page and "最近完成" in page
+    before = (root / JSON).stat().st_mtime_ns
+    wait_for(lambda: (root / JSON).stat().st_mtime_ns != before, 10, "the next rewrite")

@@ -45,6 +45,7 @@ class Worker:
         self.queue = claim.Queue(share.root)
         self.language = config.general.language
         self.notifier = Notifier()
+        self.gpu = ""  # the --gpu this worker was started with, shown on the status page
 
     def start(self) -> None:
         self.beat("loading")
@@ -158,7 +159,8 @@ class Worker:
             fields = {"chunk": p.chunk, "chunks": p.chunks, "frames_done": p.frames_done,
                       "frames_total": p.frames_total, "fps": p.fps, "eta_s": p.eta_s}
         beat = heartbeat.Heartbeat(host=self.ident.host, worker=self.ident.worker, pid=self.ident.pid,
-                                   pid_start=self.ident.pid_start, phase=phase, job=job, **fields)
+                                   pid_start=self.ident.pid_start, phase=phase, job=job,
+                                   extra={"gpu": self.gpu} if self.gpu else {}, **fields)
         try:
             heartbeat.write(self.share.internal, beat)
         except OSError as exc:
@@ -191,6 +193,7 @@ def run(config: Config, args: argparse.Namespace, renderer_for: RendererFor) -> 
     stop.install()
     name = getattr(args, "name", None) or f"gpu{getattr(args, 'gpu', None) or 0}"
     worker = Worker(config, share, renderer_for, lease.this_process(name, config.general.host_name), stop)
+    worker.gpu = str(getattr(args, "gpu", None) or "")
     worker.start()
     log.info("worker %s ready on %s", name, share.root)
     worker.notifier.ready(f"worker {name} ready")
