@@ -194,12 +194,12 @@ class Intake:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
+    stop = Stopper()
+    stop.install()  # before recovery: a SIGTERM during it must finish it, not kill us half-way
     share = Share(Path(config.share.root))
     share.prepare()
     intake = Intake(config, share)
     intake.start()
-    stop = Stopper()
-    stop.install()
     wake = threading.Event()
     observer = _start_hint(share.folder("inbox"), wake) if config.intake.local_events else None
     log.info("intake watching %s (scan every %.1f s, settle %.1f s)", share.folder("inbox"),
