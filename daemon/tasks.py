@@ -67,7 +67,12 @@ def watchdog(config: Config, args: argparse.Namespace) -> int:
 def status(config: Config, args: argparse.Namespace) -> int:
     from daemon import console
 
-    snap = snapshot.collect(Path(config.share.root), recent=config.status.recent_jobs)
+    root = Path(config.share.root)
+    if not (root / JobState.STAGING.folder).is_dir():
+        print(f"lipsyncd: {root} is not a lipsyncd share (no staging/ folder): mount the share or pass --root",
+              file=sys.stderr)
+        return 2
+    snap = snapshot.collect(root, recent=config.status.recent_jobs)
     if args.json:
         json.dump(snap, sys.stdout, ensure_ascii=False, indent=2)
         print()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from daemon.core.config import Config
+from daemon.core.errors import ShareUnreachable
 from daemon.housekeeping.board import Board
 from daemon.housekeeping.retention import Retention
 
@@ -44,10 +45,12 @@ class Housekeeper:
     def _guarded(self, what: str, fn: Callable[[], object]) -> None:
         try:
             fn()
-        except OSError as exc:  # a full disk or an unreachable share: say it once, try again next round
-            complaint = f"{what}: {exc.strerror or exc} ({exc.filename or ''})"
+        except (OSError, ShareUnreachable) as exc:  # a full disk or a share away: say it once, retry next round
+            # compare without the file name: temp names differ on every try
+            complaint = f"{what}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
             if complaint != self._complaint:
-                log.warning("could not write %s", complaint)
+                where = getattr(exc, "filename", None)
+                log.warning("could not write %s%s", complaint, f" ({where})" if where else "")
             self._complaint = complaint
             return
         if self._complaint.startswith(what):
