@@ -6,13 +6,13 @@ import shutil
 import time
 from typing import Any
 
-from daemon.housekeeping.texts import duration, size
+from daemon.housekeeping.texts import duration, number, size
 
 BAR = 20
 
 
 def bar(percent: float | None, width: int = BAR) -> str:
-    if percent is None:
+    if not number(percent):
         return "[" + "?" * width + "]"
     filled = int(round(width * max(0.0, min(100.0, percent)) / 100))
     return "[" + "#" * filled + "." * (width - filled) + f"] {percent:3.0f}%"
@@ -34,7 +34,7 @@ def render(snap: dict[str, Any], root: str, width: int | None = None) -> str:
            f"   failed {counts.get('failed', 0)}   inbox {counts.get('inbox', 0)}"]
     out += _block("RUNNING", [[r["job"], r.get("worker") or "?", bar(r.get("percent")),
                                f"{r['chunk']}/{r['chunks']}" if r.get("chunks") else "",
-                               f"{r['fps']:.1f} fps" if r.get("fps") else "",
+                               f"{r['fps']:.1f} fps" if number(r.get("fps")) and r["fps"] else "",
                                f"ETA {duration(r.get('eta_s'), 'en')}" if r.get("eta_s") is not None else ""]
                               for r in snap.get("running") or []], width)
     queued = snap.get("queued") or []

@@ -165,3 +165,16 @@ def test_the_intake_role_keeps_both_files_current_from_real_jobs(root: Path, med
     assert entries(root / "done")[0] in page and entries(root / "failed")[0] in page and "最近完成" in page
     before = (root / JSON).stat().st_mtime_ns
     wait_for(lambda: (root / JSON).stat().st_mtime_ns != before, 10, "the next rewrite")
+
+
+def test_garbage_in_other_roles_files_shows_as_dashes_not_a_crash(root: Path) -> None:
+    busy_share.build(root)
+    (root / ".lipsyncd" / "roles" / "watchdog.json").write_text(json.dumps({
+        "channels": {"x": "not a dict", "y": {"state": "weird", "sent": "many"}},
+        "gpus": [{"host": "h", "index": 0, "used": "lots", "total": None}]}))
+    running = next((root / "processing").iterdir())
+    (running / "progress.json").write_text(json.dumps({"attempt": 1, "percent": "half", "eta_s": "soon",
+                                                       "fps": [1], "chunk": "<i>", "chunks": 2}))
+    Board(root, "en", 5.0, 20).write()
+    page = (root / HTML).read_text()
+    assert "&lt;i&gt;/2" in page and "lots" not in page and "soon" not in page

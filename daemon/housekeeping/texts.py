@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TypeGuard
 
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
@@ -63,9 +64,14 @@ def say(language: str, key: str, **params: object) -> str:
     return text.format(**params) if params else text
 
 
+def number(value: object) -> TypeGuard[float]:
+    # the values come from files other roles wrote; a bad one shows as "–" instead of stopping the page
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
 def duration(seconds: float | None, language: str) -> str:
     """A short human duration: 45 s, 12 min, 3 h 05 min, 2 d 4 h (units in the page language)."""
-    if seconds is None:
+    if seconds is None or not number(seconds) or abs(seconds) > 1e10:
         return "–"
     s, mi, h, d = _UNITS.get(language, _UNITS["en"])
     sep = "" if language == "zh" else " "
@@ -81,7 +87,7 @@ def duration(seconds: float | None, language: str) -> str:
 
 def clock(stamp: float | None, now: float) -> str:
     """Local wall time of `stamp`: HH:MM today, else YYYY-MM-DD HH:MM."""
-    if not stamp:
+    if not stamp or not number(stamp) or not 0 < stamp < 1e11:
         return "–"
     day = time.strftime("%Y-%m-%d", time.localtime(stamp))
     if day == time.strftime("%Y-%m-%d", time.localtime(now)):
@@ -90,7 +96,7 @@ def clock(stamp: float | None, now: float) -> str:
 
 
 def size(n: float | None) -> str:
-    if n is None:
+    if n is None or not number(n):
         return "–"
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1000:
