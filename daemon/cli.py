@@ -69,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--timeout", type=float, default=0, help="with --wait: give up after N seconds")
     retry = add("retry", "move a failed job back into the queue")
     retry.add_argument("job", help="job id (a folder name in failed/)")
-    add("doctor", "check config, share, ffmpeg and GPU; one pass/fail line per check")
+    doctor = add("doctor", "check config, share, disk, ffmpeg, GPU, checkpoints and chat robots; one "
+                           "PASS/FAIL/SKIP line per check, exit 1 if any failed")
+    doctor.add_argument("--send-test-alert", action="store_true",
+                        help="also send one test message to every configured chat robot and report each result")
     probe = add("probe", "describe a media file the way the worker sees it")
     probe.add_argument("file")
     return parser
@@ -121,5 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _errors_log(config: Config) -> Path | None:
-    internal = Path(config.share.root) / ".lipsyncd"
-    return internal / "logs" / "errors.log" if internal.is_dir() else None
+    # the root must exist (a mounted share); its .lipsyncd/logs/ is created on a role's very first start
+    root = Path(config.share.root)
+    return root / ".lipsyncd" / "logs" / "errors.log" if root.is_dir() else None

@@ -9,14 +9,15 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from daemon.core import atomic, heartbeat
+from daemon.console import bar
+from daemon.core import atomic, progress
 from daemon.core import ticket as tickets
 from daemon.core.config import Config
 from daemon.core.job import Job
-from daemon.core.state import JobState
-
-BAR = 30
+from daemon.core.state import JobState, jobs_in
+from daemon.housekeeping.texts import duration
 
 
 def submit(config: Config, args: argparse.Namespace) -> int:
@@ -46,17 +47,24 @@ def _copy_in(src: Path, dst: Path) -> None:
 
 
 def _wait(root: Path, prefix: str, timeout: float) -> int:
+    """Follow the job until done/ or failed/: one redrawn line on a terminal, a new line per change otherwise."""
     started = time.monotonic()
+    tty = sys.stdout.isatty()
     last = ""
     while True:
         job = _find(root, prefix)
         line = _line(root, job)
         if line != last:
-            sys.stdout.write("\r" + line.ljust(78))
+            if tty:
+                width = shutil.get_terminal_size((80, 24)).columns - 1
+                sys.stdout.write("\r" + line[:width].ljust(width))
+            else:
+                sys.stdout.write(line + "\n")
             sys.stdout.flush()
             last = line
         if job is not None and job.state in (JobState.DONE.value, JobState.FAILED.value):
-            print()
+            if tty:
+                print()
             return _outcome(job)
         if timeout and time.monotonic() - started > timeout:
             print(f"\nlipsyncd: gave up waiting after {timeout:.0f} s; the job continues", file=sys.stderr)
@@ -77,15 +85,39 @@ def _find(root: Path, prefix: str) -> Job | None:
 
 def _line(root: Path, job: Job | None) -> str:
     if job is None:
+        intake = _read(root / ".lipsyncd" / "roles" / "intake.json") or {}
+        if intake.get("paused"):
+            return f"waiting in inbox/: intake is paused ({intake.get('pause_reason', '?')})"
         return "waiting for intake to accept the job..."
+    if job.state == JobState.STAGING.value:
+        ahead = _queued_before(root, job)
+        return f"{job.id}: queued" + (f", {ahead} job(s) ahead" if ahead else ", next in line")
     if job.state != JobState.PROCESSING.value:
         return f"{job.id}: {job.state}"
-    beat = next((b for b in heartbeat.read_all(root / ".lipsyncd") if b.job == job.id), None)
-    if beat is None or not beat.frames_total:
-        return f"{job.id}: processing"
-    frac = min(1.0, beat.frames_done / beat.frames_total)
-    eta = f" ETA {beat.eta_s:.0f}s" if beat.eta_s else ""
-    return f"[{'#' * int(frac * BAR):<{BAR}}] {frac * 100:5.1f}%{eta}"
+    news = progress.read(job.path)
+    if news is None or news.get("percent") is None:
+        return f"{job.id}: processing (starting)"
+    chunk = f" chunk {news['chunk']}/{news['chunks']}" if (news.get("chunks") or 0) > 1 else ""
+    fps = f" {news['fps']:.1f} fps" if news.get("fps") else ""
+    eta = f" ETA {duration(news['eta_s'], 'en')}" if news.get("eta_s") is not None else ""
+    return f"{bar(news['percent'])}{chunk}{fps}{eta}"
+
+
+def _queued_before(root: Path, job: Job) -> int:
+    mine = (_read(job.path / "job.json") or {}).get("accepted_at") or 0
+    count = 0
+    for other in jobs_in(root, JobState.STAGING):
+        accepted = (_read(other.path / "job.json") or {}).get("accepted_at") or 0
+        count += other.id != job.id and accepted < mine
+    return count
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = atomic.read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _outcome(job: Job) -> int:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 
 from daemon.core import heartbeat, snapshot, state
 from daemon.core.config import Config
-from daemon.core.errors import EnvironmentFault, LipsyncError
 from daemon.core.job import ATTEMPT, ERROR, REPORT, SPEC
 from daemon.core.lifecycle import Stopper
 from daemon.core.share import Share
@@ -69,25 +67,19 @@ def watchdog(config: Config, args: argparse.Namespace) -> int:
 
 
 def status(config: Config, args: argparse.Namespace) -> int:
-    snap = snapshot.collect(Path(config.share.root))
+    from daemon import console
+
+    root = Path(config.share.root)
+    if not (root / JobState.STAGING.folder).is_dir():
+        print(f"lipsyncd: {root} is not a lipsyncd share (no staging/ folder): mount the share or pass --root",
+              file=sys.stderr)
+        return 2
+    snap = snapshot.collect(root, recent=config.status.recent_jobs)
     if args.json:
         json.dump(snap, sys.stdout, ensure_ascii=False, indent=2)
         print()
         return 0
-    counts = snap["counts"]
-    print("  ".join(f"{k}: {v}" for k, v in counts.items()))
-    if snap["oldest_wait_s"]:
-        print(f"oldest queued job waiting {snap['oldest_wait_s'] / 60:.1f} min")
-    for row in snap["running"]:
-        pct = f"{row['percent']:.0f}%" if row.get("percent") is not None else "?"
-        eta = f"ETA {row['eta_s'] / 60:.1f} min" if row.get("eta_s") else ""
-        print(f"running  {row['job']}  {row.get('worker', '?')}  {pct}  {eta}")
-    for row in snap["queued"][:10]:
-        print(f"queued   {row['job']}")
-    for row in snap["failed"][:10]:
-        print(f"failed   {row['job']}  {row['message']}")
-    for row in snap["done"][:10]:
-        print(f"done     {row['job']}  {row['output']}")
+    sys.stdout.write(console.render(snap, config.share.root))
     return 0
 
 
@@ -114,30 +106,9 @@ def retry(config: Config, args: argparse.Namespace) -> int:
 
 
 def doctor(config: Config, args: argparse.Namespace) -> int:
-    checks = [("config", lambda: f"valid ({config.share.root})"),
-              ("share", lambda: _check_share(config)),
-              ("ffmpeg", lambda: _check_tool(config.media.ffmpeg)),
-              ("ffprobe", lambda: _check_tool(config.media.ffprobe))]
-    failed = 0
-    for name, check in checks:
-        try:
-            print(f"PASS {name}: {check()}")
-        except (LipsyncError, OSError) as exc:
-            failed += 1
-            print(f"FAIL {name}: {exc}")
-    return 1 if failed else 0
+    from daemon.doctor import doctor as run_checks
 
-
-def _check_share(config: Config) -> str:
-    Share(Path(config.share.root)).prepare()
-    return "folders present, one filesystem, writable"
-
-
-def _check_tool(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise EnvironmentFault(f"{tool} not found on PATH (apt-get install ffmpeg)")
-    return path
+    return run_checks(config, args)
 
 
 def probe(config: Config, args: argparse.Namespace) -> int:

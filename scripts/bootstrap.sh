@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(ffmpeg espeak-ng sox python3-venv python3-dev)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(chromium tmux faketime)
+  packages+=(chromium tmux faketime e2fsprogs)
   extras="[test]"
 fi
 

@@ -49,6 +49,9 @@ class IntakeConfig:
     duplicate_policy: str = setting("process", choices=("process", "skip", "fail"))
     allowed_engines: tuple[str, ...] = setting(["warp", "wav2lip", "copy"], choices=ENGINES)
     local_events: bool = setting(True)
+    # disk guard: stop accepting drops below this much free space on the share, resume above the other
+    pause_below_free_gb: float = setting(10.0, min=0)
+    resume_above_free_gb: float = setting(12.0, min=0)
 
 
 @dataclass(frozen=True)
@@ -177,12 +180,16 @@ class AlertsConfig:
 @dataclass(frozen=True)
 class StatusConfig:
     interval_s: float = setting(5.0, min=0.5, max=3600)
+    recent_jobs: int = setting(20, min=1, max=500)
 
 
 @dataclass(frozen=True)
 class RetentionConfig:
     done_days: float = setting(30.0, min=0)
     failed_days: float = setting(90.0, min=0)
+    temp_hours: float = setting(24.0, min=0.01, max=8760)
+    facecache_max_gb: float = setting(5.0, min=0.001)
+    interval_min: float = setting(10.0, min=0.01, max=1440)
 
 
 @dataclass(frozen=True)

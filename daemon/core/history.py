@@ -73,4 +73,4 @@ def _append_line(path: Path, line: str) -> None:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
     except OSError as exc:
-        log.warning("could not append to %s: %s", path, exc.strerror)
+        log.warning("%s: could not append to %s: %s", path.parent.name.split("@", 1)[0], path, exc.strerror)

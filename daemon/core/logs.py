@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def setup(role: str, level: str, errors_log: Path | None = None) -> None:
         except OSError:
             return
         handler.setLevel(logging.WARNING)
-        handler.setFormatter(logging.Formatter(FORMAT))
+        # several hosts may append to the one errors.log on the share: say which host wrote each line
+        handler.setFormatter(logging.Formatter(FORMAT.replace("%(role)s", f"{socket.gethostname()} %(role)s")))
         handler.addFilter(_RoleFilter(role))
         root.addHandler(handler)

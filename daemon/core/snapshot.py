@@ -1,6 +1,8 @@
 """A read-only picture of the appliance, built from the folders and heartbeats (never stored state).
 
-Used by `lipsyncd status`, `submit --wait`, and the status page.
+Used by `lipsyncd status`, `submit --wait`, STATUS.html/status.json and the metrics. Every value comes
+from a file some role wrote; strings in it are producer- or operator-controlled and must be escaped
+by whoever renders them.
 """
 
 from __future__ import annotations
@@ -10,90 +12,130 @@ import time
 from pathlib import Path
 from typing import Any
 
-from daemon.core import atomic, heartbeat
+from daemon.core import atomic, heartbeat, lease, progress
 from daemon.core.job import Job
 from daemon.core.state import JobState, jobs_in
 
 RECENT = 20
 
 
-def collect(root: Path, now: float | None = None) -> dict[str, Any]:
+def collect(root: Path, now: float | None = None, recent: int = RECENT) -> dict[str, Any]:
     now = time.time() if now is None else now
     internal = root / ".lipsyncd"
-    beats = {b.job: b for b in heartbeat.read_all(internal) if b.job}
+    all_beats = heartbeat.read_all(internal)
+    beats = {b.job: b for b in all_beats if b.job}
     queued = [_queued(j, now) for j in jobs_in(root, JobState.STAGING)]
-    queued.sort(key=lambda q: q["accepted_at"] or 0)
-    running = [_running(j, beats) for j in jobs_in(root, JobState.PROCESSING)]
-    done = _recent(jobs_in(root, JobState.DONE))
-    failed = _recent(jobs_in(root, JobState.FAILED))
+    queued.sort(key=lambda q: (-(q["priority"] or 0), q["accepted_at"] or 0))
+    running = [_running(j, beats, now) for j in jobs_in(root, JobState.PROCESSING)]
+    running.sort(key=lambda r: r["job"])
+    done = _recent(jobs_in(root, JobState.DONE), recent)
+    failed = _recent(jobs_in(root, JobState.FAILED), recent)
+    oldest = min((q["accepted_at"] for q in queued if q["accepted_at"]), default=None)
     return {
         "generated_at": round(now, 3),
         "counts": {s.value: n for s, n in (
             (JobState.INBOX, _inbox_count(root)), (JobState.STAGING, len(queued)),
             (JobState.PROCESSING, len(running)), (JobState.DONE, _count(root, JobState.DONE)),
             (JobState.FAILED, _count(root, JobState.FAILED)))},
-        "oldest_wait_s": round(now - queued[0]["accepted_at"], 1) if queued and queued[0]["accepted_at"] else 0,
+        "oldest_wait_s": round(now - oldest, 1) if oldest else 0,
         "queued": queued,
         "running": running,
         "done": [_finished(j) for j in done],
         "failed": [_finished(j) for j in failed],
-        "workers": [_worker(b, now) for b in heartbeat.read_all(internal)],
+        "workers": [_worker(b, now) for b in all_beats],
         "intake": _read(internal / "roles" / "intake.json"),
         "watchdog": _read(internal / "roles" / "watchdog.json"),
+        "disk": disk(root),
     }
+
+
+def disk(path: Path) -> dict[str, int] | None:
+    """Free and total bytes of the filesystem holding `path` (free as an unprivileged user sees it)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return {"free_bytes": st.f_bavail * st.f_frsize, "total_bytes": st.f_blocks * st.f_frsize}
 
 
 def _queued(job: Job, now: float) -> dict[str, Any]:
     spec = _spec(job)
-    return {"job": job.id, "batch": spec.get("batch", ""), "accepted_at": spec.get("accepted_at"),
-            "attempt": job.attempt(), "engine": spec.get("engine")}
+    accepted = spec.get("accepted_at")
+    return {"job": job.id, "batch": spec.get("batch", ""), "accepted_at": accepted,
+            "wait_s": round(now - accepted, 1) if isinstance(accepted, (int, float)) else None,
+            "attempt": job.attempt(), "engine": spec.get("engine"), "priority": spec.get("priority", 0),
+            "output": spec.get("output")}
 
 
-def _running(job: Job, beats: dict[str, heartbeat.Heartbeat]) -> dict[str, Any]:
-    beat = beats.get(job.id)
+def _running(job: Job, beats: dict[str, heartbeat.Heartbeat], now: float) -> dict[str, Any]:
+    spec = _spec(job)
+    claim = lease.read(job.path) or {}
+    claimed = claim.get("claimed_at")
     row: dict[str, Any] = {"job": job.id, "owner": job.owner, "attempt": job.attempt(),
-                           "batch": _spec(job).get("batch", "")}
+                           "batch": spec.get("batch", ""), "engine": spec.get("engine"),
+                           "output": spec.get("output"),
+                           "worker": f"{claim['host']}/{claim['worker']}" if "host" in claim and "worker" in claim
+                           else None,
+                           "elapsed_s": round(now - claimed, 1) if isinstance(claimed, (int, float)) else None,
+                           "phase": None, "chunk": None, "chunks": None, "percent": None, "fps": None,
+                           "eta_s": None, "updated_at": None}
+    beat = beats.get(job.id)
     if beat is not None:
         total = beat.frames_total or 0
         row.update(worker=f"{beat.host}/{beat.worker}", phase=beat.phase, chunk=beat.chunk, chunks=beat.chunks,
                    percent=round(100.0 * beat.frames_done / total, 1) if total else None,
-                   fps=beat.fps, eta_s=beat.eta_s)
+                   fps=beat.fps, eta_s=beat.eta_s, updated_at=beat.progress_at)
+    news = progress.read(job.path)
+    # progress.json lives with the job, so it is right even when the heartbeat already moved on
+    if news is not None and news.get("attempt") == job.attempt():
+        row.update({k: news.get(k) for k in ("chunk", "chunks", "percent", "fps", "eta_s", "updated_at")})
+        row["phase"] = row["phase"] or news.get("phase")
     return row
 
 
 def _finished(job: Job) -> dict[str, Any]:
     report = job.report() or {}
+    timings = report.get("timings") or {}
+    finished = timings.get("finished_at")
+    if not isinstance(finished, (int, float)):
+        finished = _mtime(job.path)
     return {"job": job.id, "batch": report.get("batch", ""), "code": report.get("code"),
             "message": report.get("message", ""), "todo": report.get("todo", ""),
-            "output": report.get("output"), "finished_at": (report.get("timings") or {}).get("finished_at")}
+            "output": report.get("output"), "finished_at": finished, "render_s": timings.get("render_s"),
+            "attempts": report.get("attempts")}
 
 
 def _worker(beat: heartbeat.Heartbeat, now: float) -> dict[str, Any]:
     return {"host": beat.host, "worker": beat.worker, "pid": beat.pid, "phase": beat.phase, "job": beat.job,
+            "chunk": beat.chunk, "chunks": beat.chunks, "fps": beat.fps, "eta_s": beat.eta_s,
+            "gpu": beat.extra.get("gpu") if isinstance(beat.extra, dict) else None,
             "last_progress_age_s": round(now - beat.progress_at, 1),
             "last_heartbeat_age_s": round(now - beat.written_at, 1)}
 
 
-def _recent(jobs: list[Job]) -> list[Job]:
-    def mtime(job: Job) -> float:
-        try:
-            return os.stat(job.path).st_mtime
-        except OSError:
-            return 0.0
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
-    return sorted(jobs, key=mtime, reverse=True)[:RECENT]
+
+def _recent(jobs: list[Job], limit: int) -> list[Job]:
+    return sorted(jobs, key=lambda job: _mtime(job.path), reverse=True)[:limit]
 
 
 def _count(root: Path, state: JobState) -> int:
     try:
-        return sum(1 for e in os.scandir(root / state.folder) if not e.name.startswith("."))
+        with os.scandir(root / state.folder) as it:
+            return sum(1 for e in it if not e.name.startswith("."))
     except OSError:
         return 0
 
 
 def _inbox_count(root: Path) -> int:
     try:
-        return sum(1 for e in os.scandir(root / "inbox") if e.name.lower().endswith(".toml") or e.is_dir())
+        with os.scandir(root / "inbox") as it:
+            return sum(1 for e in it if e.name.lower().endswith(".toml") or e.is_dir())
     except OSError:
         return 0
 

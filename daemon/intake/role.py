@@ -22,8 +22,10 @@ from daemon.core.lifecycle import Stopper, run_until_stopped
 from daemon.core.notify import Notifier
 from daemon.core.share import Share
 from daemon.core.ticket import Ticket
+from daemon.housekeeping.keeper import Housekeeper
 from daemon.intake import checks
 from daemon.intake.assembly import Assembler, Transaction
+from daemon.intake.diskguard import DiskGuard
 from daemon.intake.drop import Drop, folder_files, lstat, scan, signature
 from daemon.intake.ledger import Ledger
 from daemon.intake.planner import Planner
@@ -44,6 +46,7 @@ class Intake:
         self.planner = Planner(share.root, config.worker.engine, wall)
         self.ledger = Ledger(share.root)
         self.paused: str | None = None
+        self.disk = DiskGuard(share.root, self.cfg.pause_below_free_gb, self.cfg.resume_above_free_gb)
 
     def start(self) -> None:
         """Complete whatever a crash interrupted, before looking at the inbox again."""
@@ -51,6 +54,13 @@ class Intake:
             log.info("%s: recovered into %s/", job.id, job.state)
 
     def step(self) -> bool:
+        try:
+            low = self.disk.check()
+        except OSError:
+            low = None  # statvfs failed: the scan below tells an unreachable share apart
+        if low is not None:
+            self._pause(low)  # the drops wait in inbox/; settle state restarts when we resume
+            return False
         try:
             drops = scan(self.inbox)
             refs = self._references(drops)
@@ -162,7 +172,10 @@ class Intake:
         return {name for name in ticket.files if refs[name] > 1}
 
     def _pause(self, reason: str | None) -> None:
-        if reason != self.paused:
+        def kind(r: str | None) -> str | None:
+            return r.split(":", 1)[0] if r else None
+
+        if kind(reason) != kind(self.paused):  # not on every new free-space figure in the reason
             if reason:
                 log.error("intake paused: %s", reason)
             else:
@@ -173,7 +186,8 @@ class Intake:
     def write_status(self) -> None:
         status = {"host": socket.gethostname(), "pid": os.getpid(), "written_at": round(time.time(), 3),
                   "paused": self.paused is not None, "pause_reason": self.paused or "",
-                  "share_ok": self.paused is None or not self.paused.startswith("share")}
+                  "share_ok": self.paused is None or not self.paused.startswith("share"),
+                  "disk_low": self.disk.low, "disk_free_bytes": self.disk.free}
         try:
             atomic.write_json(self.share.internal / "roles" / "intake.json", status, fsync=False)
         except OSError as exc:
@@ -181,18 +195,21 @@ class Intake:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
+    stop = Stopper()
+    stop.install()  # before recovery: a SIGTERM during it must finish it, not kill us half-way
     share = Share(Path(config.share.root))
     share.prepare()
     intake = Intake(config, share)
     intake.start()
-    stop = Stopper()
-    stop.install()
     wake = threading.Event()
     observer = _start_hint(share.folder("inbox"), wake) if config.intake.local_events else None
     log.info("intake watching %s (scan every %.1f s, settle %.1f s)", share.folder("inbox"),
              config.intake.scan_interval_s, config.intake.settle_s)
     notifier = Notifier()
     notifier.ready("watching inbox/")
+    # the status board and retention run once per share, beside the scans, never on the GPU hosts' workers
+    keeper = Housekeeper(config)
+    keeper.start(stop.event, stop.set)
 
     def step() -> bool:
         busy = intake.step()
@@ -204,9 +221,12 @@ def run(config: Config, args: argparse.Namespace) -> int:
         run_until_stopped(step, config.intake.scan_interval_s, stop, wake)
     finally:
         notifier.stopping()
+        keeper.join()
         if observer is not None:
             observer.stop()
             observer.join(timeout=5)
+    if keeper.failure is not None:
+        raise keeper.failure  # a bug: cli's boundary logs it and exits non-zero
     log.info("intake stopped")
     return 0
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from daemon.core import history
 from daemon.core.config import Config
-from daemon.sentinel import wording
+from daemon.sentinel import status, wording
 from daemon.sentinel.alert import Severity, cut_utf8
 from daemon.sentinel.gpu import GpuLost, NvmlProbe
 from daemon.sentinel.incidents import Change, IncidentBook
@@ -39,6 +39,7 @@ class Watch:
     restart_at: float | None = None
     restarts: list[float] = field(default_factory=list)
     looped: bool = False  # our own restarts did not help: stop restarting, a human must look
+    restarts_total: int = 0  # since this watchdog started, for the metrics counter
 
 
 class Patrol:
@@ -58,6 +59,10 @@ class Patrol:
         self._survey: Future[Survey] | None = None
         self._survey_waited = False
         self.started_at = clock()
+        self.survey: Survey | None = None  # the last one that answered, for status and metrics
+        self.finished = {"done": 0, "failed": 0}
+        self.render_s_sum, self.render_s_count = 0.0, 0
+        self.gpu_readings: list[dict[str, object]] = []
 
     # --- the pass -----------------------------------------------------------------------------------
     def step(self) -> Survey | None:
@@ -69,6 +74,7 @@ class Patrol:
             # judging workers needs fresh heartbeats: while the share hangs, they hang on it too and a
             # restart would not help, so only the share alert runs
             self._judge_workers(survey, now)
+            self._tally(survey)
             self._collect_failures(survey, now)
             self._queue_and_disk(survey, now)
             self._intake(survey, now)
@@ -125,7 +131,8 @@ class Patrol:
         before = watch.verdict.health if watch.verdict else None
         watch.verdict = verdict
         if verdict.health is not before:
-            log.info("worker %s: %s → %s (%s, quiet %.0f s of %.0f s)", watch.key,
+            about = f"{verdict.job}: " if verdict.job else ""  # lines about a job start with its id
+            log.info("%sworker %s: %s → %s (%s, quiet %.0f s of %.0f s)", about, watch.key,
                      before.value if before else "-", verdict.health.value, verdict.reason,
                      verdict.quiet_s, verdict.limit_s)
         action = ""
@@ -147,6 +154,7 @@ class Patrol:
                   f"(limit {verdict.limit_s:.0f} s)")
         ok = self.manager.restart(watch.worker, reason)
         watch.restarts.append(now)
+        watch.restarts_total += 1
         watch.restart_at = now
         folder = survey.processing.get(verdict.job) if verdict.job else None
         if folder is not None:
@@ -194,9 +202,18 @@ class Patrol:
                 }.get(self.manager.kind, "start the worker again")
 
     # --- other conditions ---------------------------------------------------------------------------
+    def _tally(self, survey: Survey) -> None:
+        self.survey = survey
+        self.finished["failed"] += len(survey.new_failed)
+        self.finished["done"] += len(survey.new_done)
+        for job in survey.new_done:
+            if job.render_s is not None:
+                self.render_s_sum += job.render_s
+                self.render_s_count += 1
+
     def _collect_failures(self, survey: Survey, now: float) -> None:
         for job in survey.new_failed:
-            log.warning("job %s failed: %s: %s", job.job, job.code, job.message)
+            log.warning("%s: failed: %s: %s", job.job, job.code, job.message)  # job id first: one grep per job
             self.failed.append(job)
             self.failed_since = self.failed_since or now
 
@@ -216,9 +233,12 @@ class Patrol:
                         job=oldest[0] if oldest else "-", queued=survey.queued,
                         minutes=_minutes(now - oldest[1]) if oldest else 0)
         free = survey.disk_free_bytes
-        low = free is not None and free < self.cfg.disk_free_min_gb * 1e9
+        # intake's own disk guard (intake.pause_below_free_gb) may trip first: a paused intake is news too
+        paused = bool((survey.intake or {}).get("disk_low"))
+        low = paused or (free is not None and free < self.cfg.disk_free_min_gb * 1e9)
         self._condition("disk", low, "disk_low", Severity.WARNING, now,
-                        free_gb=f"{(free or 0) / 1e9:.1f}", min_gb=f"{self.cfg.disk_free_min_gb:g}")
+                        free_gb=f"{(free or 0) / 1e9:.2f}", min_gb=f"{self.cfg.disk_free_min_gb:g}",
+                        intake=wording.say("intake_paused_disk" if paused else "intake_running", self.language)[1])
 
     def _intake(self, survey: Survey, now: float) -> None:
         mtime = survey.intake_mtime
@@ -238,6 +258,8 @@ class Patrol:
             lost = ""
         except GpuLost as exc:
             readings, lost = [], str(exc)
+        self.gpu_readings = [{"host": self.host, "index": r.index, "uuid": r.uuid, "used": r.used, "total": r.total}
+                             for r in readings]
         self._condition("gpu", bool(lost), "gpu_lost", Severity.CRITICAL, now, detail=lost)
         for r in readings:
             full = r.used_pct >= self.cfg.gpu_memory_full_pct
@@ -278,12 +300,16 @@ class Patrol:
                               "phase": v.phase if v else None, "job": v.job if v else None,
                               "quiet_s": round(v.quiet_s, 1) if v else None,
                               "limit_s": v.limit_s if v else None,
-                              "restarts": len(w.restarts), "restart_at": w.restart_at, "gave_up": w.looped
+                              "restarts": len(w.restarts), "restarts_total": w.restarts_total,
+                              "restart_at": w.restart_at, "gave_up": w.looped
                               or bool(v and v.health is Health.GAVE_UP)}
         return {"host": self.host, "written_at": now, "manager": self.manager.kind,
                 "share_ok": self.share_down_since is None, "share_error": self.share_error,
                 "workers": workers, "incidents": sorted(self.book.open), "channels": self.outbox.health(),
-                "outbox_pending": self.outbox.pending()}
+                "outbox_pending": self.outbox.pending(), "gpus": self.gpu_readings,
+                "share": status.figures(self.survey, self.host, now, self.finished, self.render_s_sum,
+                                        self.render_s_count)}
+
 
     def summary(self) -> str:
         counts: dict[str, int] = {}

@@ -25,6 +25,12 @@ class FailedJob:
 
 
 @dataclass(frozen=True)
+class FinishedJob:
+    job: str
+    render_s: float | None
+
+
+@dataclass(frozen=True)
 class Survey:
     taken_at: float
     beats: list[Heartbeat]
@@ -37,6 +43,8 @@ class Survey:
     intake: dict[str, Any] | None
     intake_mtime: float | None
     notes: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # jobs per state folder (inbox: tickets/folders)
+    new_done: list[FinishedJob] = field(default_factory=list)
 
 
 class Surveyor:
@@ -45,6 +53,8 @@ class Surveyor:
         self.internal = root / ".lipsyncd"
         self._accepted: dict[str, float] = {}  # staging folder → accepted_at (job.json is immutable)
         self._seen_failed: set[str] | None = None  # None until the first pass: old failures are not news
+        self._seen_done: set[str] | None = None
+        self._failed_count = 0
 
     def take(self) -> Survey:
         # the first stat raises on an unreachable share, before anything else is read
@@ -52,8 +62,29 @@ class Surveyor:
         processing, log_mtimes = self._processing()
         queued, oldest = self._staging()
         intake, intake_mtime = self._intake()
+        failed = self._failed()
+        done_names = {e.name for e in _entries(self.root / "done")}
+        counts = {"inbox": _inbox_count(self.root / "inbox"), "staging": queued, "processing": len(processing),
+                  "done": len(done_names), "failed": self._failed_count}
         return Survey(time.time(), heartbeat.read_all(self.internal), processing, log_mtimes,
-                      self._failed(), queued, oldest, _free_bytes(self.root), intake, intake_mtime)
+                      failed, queued, oldest, _free_bytes(self.root), intake, intake_mtime,
+                      counts=counts, new_done=self._done(done_names))
+
+    def _done(self, names: set[str]) -> list[FinishedJob]:
+        """Jobs that reached done/ since the last pass, with their render time (for the metrics)."""
+        if self._seen_done is None:
+            self._seen_done = names
+            return []
+        fresh = []
+        for name in sorted(names - self._seen_done):
+            report = _json(self.root / "done" / name / "report.json")
+            if report is None:
+                continue  # the report is written before the move; unreadable now means next pass
+            self._seen_done.add(name)
+            render = (report.get("timings") or {}).get("render_s")
+            fresh.append(FinishedJob(name, float(render) if isinstance(render, (int, float)) else None))
+        self._seen_done &= names  # retention removes old jobs: forget them too
+        return fresh
 
     def _processing(self) -> tuple[dict[str, Path], dict[str, float]]:
         folders, mtimes = {}, {}
@@ -83,6 +114,7 @@ class Surveyor:
 
     def _failed(self) -> list[FailedJob]:
         names = {e.name for e in _entries(self.root / "failed")}
+        self._failed_count = len(names)
         if self._seen_failed is None:
             self._seen_failed = names
             return []
@@ -111,6 +143,16 @@ def _entries(folder: Path) -> list[os.DirEntry[str]]:
             return [e for e in it if e.is_dir() and not e.name.startswith(".")]
     except FileNotFoundError:
         return []
+
+
+def _inbox_count(inbox: Path) -> int:
+    """Tickets and job folders waiting in inbox/ (media files alone are not jobs yet)."""
+    try:
+        with os.scandir(inbox) as it:
+            return sum(1 for e in it if not e.name.startswith(".")
+                       and (e.name.lower().endswith(".toml") or e.is_dir()))
+    except FileNotFoundError:
+        return 0
 
 
 def _json(path: Path) -> dict[str, Any] | None:

@@ -41,9 +41,9 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
                "工作进程是否在运行？"),
     },
     "disk_low": {
-        "en": ("Disk almost full on {host}", "Only {free_gb} GB free on the share (threshold {min_gb} GB); "
-               "intake is paused. Clear done/ or failed/."),
-        "zh": ("{host} 磁盘空间不足", "共享盘仅剩 {free_gb} GB（阈值 {min_gb} GB），已暂停接收任务。"
+        "en": ("Disk almost full on {host}", "Only {free_gb} GB free on the share (alert below {min_gb} GB). "
+               "{intake} Clear done/ or failed/."),
+        "zh": ("{host} 磁盘空间不足", "共享盘仅剩 {free_gb} GB（告警阈值 {min_gb} GB）。{intake}"
                "请清理 done/ 或 failed/。"),
     },
     "share_unreachable": {
@@ -67,6 +67,15 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
     "channel_broken": {
         "en": ("Alert channel {channel} on {host} is failing", "{channel} answered {error}. {hint}"),
         "zh": ("{host} 的告警通道 {channel} 发送失败", "{channel} 返回 {error}。{hint}"),
+    },
+    # fragments for disk_low's {intake}: whether intake's disk guard has paused accepting drops
+    "intake_paused_disk": {
+        "en": ("", "Intake is paused: new drops wait in inbox/ until space is freed."),
+        "zh": ("", "已暂停接收任务：新任务在 inbox/ 中等待，直到空间释放。"),
+    },
+    "intake_running": {
+        "en": ("", "Intake still accepts drops (it pauses below intake.pause_below_free_gb)."),
+        "zh": ("", "仍在接收任务（低于 intake.pause_below_free_gb 时暂停）。"),
     },
     "resolved": {
         "en": ("Resolved: {title}", "Cleared after {minutes} min."),

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from daemon.core import heartbeat, lease, report, state
+from daemon.core import heartbeat, lease, progress, report, state
 from daemon.core.config import Config
 from daemon.core.errors import EnvironmentFault, JobLost, JobRejected
 from daemon.core.history import JobLog
@@ -46,6 +46,7 @@ class Worker:
         self.language = config.general.language
         self.notifier = Notifier()
         self._next_takeover = time.monotonic()  # start() recovers first; then every lease_s / 4
+        self.gpu = ""  # the --gpu this worker was started with, shown on the status page
 
     def start(self) -> None:
         self.beat("loading")
@@ -109,7 +110,7 @@ class Worker:
                                 engine=spec.engine, options=dict(spec.options))
         request.workdir.mkdir(exist_ok=True)
         self.beat("working", job.id)
-        stats = self.renderer_for(spec.engine).render(request, self._progress(job), self.stop.is_set)
+        stats = self.renderer_for(spec.engine).render(request, self._progress(job, attempt), self.stop.is_set)
         self.beat("finalizing", job.id)
         stats.update(publish.verify(part, self.config.media.ffprobe, self.config.media.probe_timeout_s))
         final = job.path / spec.output
@@ -122,6 +123,7 @@ class Worker:
         report.write_success(job.path, job_id=job.id, output=spec.output, attempts=attempt, timings=timings,
                              inputs={"audio": spec.audio, "video": spec.video}, batch=spec.batch, stats=stats)
         shutil.rmtree(job.path / WORK, ignore_errors=True)  # our resume state; the result is published
+        (job.path / progress.PROGRESS).unlink(missing_ok=True)  # news of a running job only
         for stale in job.path.glob(".*.part.*"):  # partial outputs of attempts that crashed
             stale.unlink(missing_ok=True)
         try:
@@ -131,14 +133,19 @@ class Worker:
         note.where = moved.path
         note.info("done in %.1f s: %s", time.time() - started, spec.output)
 
-    def _progress(self, job: Job) -> Callable[[Progress], None]:
-        def progress(p: Progress) -> None:
+    def _progress(self, job: Job, attempt: int) -> Callable[[Progress], None]:
+        def on_progress(p: Progress) -> None:
             if not lease.touch(job.path):
                 raise JobLost(f"{job.id}: our lease is gone (taken over by another worker)")
+            try:
+                progress.write(job.path, progress.record(job.id, attempt, p.chunk, p.chunks, p.frames_done,
+                                                         p.frames_total, p.fps, p.eta_s, p.phase))
+            except OSError as exc:  # news for people, not state: never fail a job over it
+                log.warning("%s: could not write progress.json: %s", job.id, exc)
             self.beat("working", job.id, p)
             self.notifier.alive(f"{job.id}: chunk {p.chunk}/{p.chunks}")
 
-        return progress
+        return on_progress
 
     def _requeue(self, job: Job, note: JobLog, why: str) -> None:
         if self._move(job, JobState.STAGING, why, note):
@@ -171,7 +178,8 @@ class Worker:
             fields = {"chunk": p.chunk, "chunks": p.chunks, "frames_done": p.frames_done,
                       "frames_total": p.frames_total, "fps": p.fps, "eta_s": p.eta_s}
         beat = heartbeat.Heartbeat(host=self.ident.host, worker=self.ident.worker, pid=self.ident.pid,
-                                   pid_start=self.ident.pid_start, phase=phase, job=job, **fields)
+                                   pid_start=self.ident.pid_start, phase=phase, job=job,
+                                   extra={"gpu": self.gpu} if self.gpu else {}, **fields)
         try:
             heartbeat.write(self.share.internal, beat)
         except OSError as exc:
@@ -204,6 +212,7 @@ def run(config: Config, args: argparse.Namespace, renderer_for: RendererFor) -> 
     stop.install()
     name = getattr(args, "name", None) or heartbeat.worker_name(getattr(args, "gpu", None))
     worker = Worker(config, share, renderer_for, lease.this_process(name, config.general.host_name), stop)
+    worker.gpu = str(getattr(args, "gpu", None) or "")
     worker.start()
     log.info("worker %s ready on %s", name, share.root)
     worker.notifier.ready(f"worker {name} ready")

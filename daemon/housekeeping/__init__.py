@@ -1,0 +1,1 @@
+"""Status page, status.json and clean-up of the share, run by the intake role once per share."""

@@ -1,0 +1,125 @@
+"""The watchdog's node_exporter textfile over a real share: the appliance's numbers, parsed by the official
+Prometheus client parser, written by rename with no timestamps."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from chat_server import ChatServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from daemon.core import atomic, heartbeat, report
+from daemon.core.config import load_config
+from daemon.sentinel import wording
+from daemon.sentinel.alert import Severity
+from daemon.sentinel.role import Role
+
+
+class Manager:
+    """The process-manager seam: no restarts needed here."""
+
+    kind = "fake"
+
+    def view(self, worker: str) -> None:
+        return None
+
+    def restart(self, worker: str, reason: str) -> bool:
+        return True
+
+    def poll(self) -> None:
+        pass
+
+    def workers(self) -> list[str]:
+        return []
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            assert s.timestamp is None  # node_exporter rejects files with client-side timestamps
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def staged(root: Path, job_id: str, accepted_at: float) -> None:
+    (root / "staging" / job_id).mkdir(parents=True)
+    atomic.write_json(root / "staging" / job_id / "job.json", {"id": job_id, "accepted_at": accepted_at})
+
+
+def finished(root: Path, state: str, job_id: str, render_s: float) -> None:
+    path = root / state / job_id
+    path.mkdir(parents=True)
+    if state == "done":
+        report.write_success(path, job_id=job_id, output="o.mp4", inputs={}, attempts=1,
+                             timings={"render_s": render_s})
+    else:
+        report.write_failure(path, job_id=job_id, code="media_invalid", params={"name": "n", "detail": "d"},
+                             language="en", inputs={}, attempts=1)
+
+
+def test_textfile_has_jobs_disk_queue_age_render_time_heartbeats_and_alert_counts(tmp_path: Path) -> None:
+    root = tmp_path / "share"
+    for folder in ("inbox", "staging", "processing", "done", "failed", ".lipsyncd/roles"):
+        (root / folder).mkdir(parents=True)
+    prom = tmp_path / "textfile"
+    prom.mkdir()
+    chat = ChatServer().start()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[share]\nroot = "{root}"\n[general]\nhost_name = "h1"\n'
+                   f'[watchdog]\ngpu_check = false\ntextfile_dir = "{prom}"\nintake_stale_s = 86400\n'
+                   f'[alerts.webhook]\nurl = "{chat.webhook_url}"\n')
+    now = time.time()
+    staged(root, "old-job", now - 900)
+    staged(root, "new-job", now - 10)
+    finished(root, "done", "before-start", 500.0)  # finished before the watchdog came: not counted as new
+    (root / "inbox" / "waiting.toml").write_text('audio = "a.wav"\nvideo = "v.mp4"\n')
+    heartbeat.write(root / ".lipsyncd", heartbeat.Heartbeat(
+        host="h1", worker="gpu0", pid=1, pid_start=0, phase="working", job="x", fps=31.5,
+        progress_at=now - 4, written_at=now - 2))
+    heartbeat.write(root / ".lipsyncd", heartbeat.Heartbeat(host="other", worker="gpu0", pid=1, pid_start=0,
+                                                            phase="idle"))
+    atomic.write_json(root / ".lipsyncd" / "roles" / "intake.json", {"paused": True, "pause_reason": "disk: low"})
+    role = Role(load_config(str(cfg), env={}), env={}, manager=Manager())
+    try:
+        role.start()
+        role.step()
+        finished(root, "done", "fresh-1", 12.5)
+        finished(root, "done", "fresh-2", 7.5)
+        finished(root, "failed", "fresh-3", 0)
+        time.sleep(0.01)
+        role.step()
+        # the failed-jobs alert waits for failed_window_s (60 s): send one of our own to count
+        role.outbox.put(wording.alert("resolved", "test", Severity.RESOLVED, "en", time.time(), title="t",
+                                      minutes="0"))
+        deadline = time.monotonic() + 10
+        while not chat.texts() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        role.step()
+    finally:
+        role.close()
+        chat.down()
+    text = (prom / "lipsyncd_watchdog.prom").read_text()
+    got = samples(text)
+    assert [p.name for p in prom.iterdir()] == ["lipsyncd_watchdog.prom"]  # the temp name was renamed away
+    jobs = {state: got[("lipsyncd_jobs", (("state", state),))]
+            for state in ("inbox", "staging", "processing", "done", "failed")}
+    assert jobs == {"inbox": 1, "staging": 2, "processing": 0, "done": 3, "failed": 1}
+    assert 880 < got[("lipsyncd_oldest_queued_age_seconds", ())] < 1000
+    assert got[("lipsyncd_share_free_bytes", ())] > 0
+    assert got[("lipsyncd_intake_paused", ())] == 1
+    assert got[("lipsyncd_job_render_seconds_sum", ())] == 20.0  # the two fresh jobs, not the old one
+    assert got[("lipsyncd_job_render_seconds_count", ())] == 2
+    assert got[("lipsyncd_jobs_finished_total", (("state", "done"),))] == 2
+    assert got[("lipsyncd_jobs_finished_total", (("state", "failed"),))] == 1
+    assert got[("lipsyncd_worker_frames_per_second", (("worker", "h1--gpu0"),))] == 31.5
+    assert 1 <= got[("lipsyncd_worker_heartbeat_age_seconds", (("worker", "h1--gpu0"),))] < 30
+    assert 3 <= got[("lipsyncd_worker_progress_age_seconds", (("worker", "h1--gpu0"),))] < 30
+    assert ("lipsyncd_worker_heartbeat_age_seconds", (("worker", "other--gpu0"),)) not in got  # its own host's
+    assert got[("lipsyncd_worker_restarts_total", (("worker", "h1--gpu0"),))] == 0
+    assert got[("lipsyncd_alerts_sent_total", (("channel", "webhook"),))] >= 1
+    assert got[("lipsyncd_alerts_failed_total", (("channel", "webhook"),))] == 0
+    status = json.loads((root / ".lipsyncd" / "roles" / "watchdog.json").read_text())
+    assert status["share"]["jobs"]["done"] == 3
