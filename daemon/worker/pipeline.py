@@ -1,0 +1,165 @@
+"""The chunked renderer: probe → plan → speech features once → per chunk: decode, faces, engine, encode.
+
+Memory is one batch of frames whatever the length (decode and encode are pipes, the speech track is a
+memory map read in blocks). Each chunk ends a durable segment, so a new attempt on the same workdir
+resumes from the last finished chunk and muxes an identical-length result with the exact audio.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemon.core.config import Config
+from daemon.worker.checkpoint import Checkpoint, fingerprint
+from daemon.worker.engines import frames as yuv
+from daemon.worker.engines.base import Chunk, Engine
+from daemon.worker.faces import FaceFinder
+from daemon.worker.media import encoder as enc
+from daemon.worker.media.decoder import FrameSource, read_model_audio
+from daemon.worker.media.plan import Plan, make_plan
+from daemon.worker.media.preflight import check_decoded_audio, preflight
+from daemon.worker.media.probe import MediaInfo
+from daemon.worker.render import Interrupted, Progress, ProgressFn, RenderRequest, StopFn
+
+log = logging.getLogger(__name__)
+
+AUDIO16K = "audio16k.f32"
+
+
+class ChunkedRenderer:
+    """A `Renderer` (daemon/worker/render.py) around one resident engine."""
+
+    def __init__(self, config: Config, internal_dir: Path, engine: Engine) -> None:
+        self.config = config
+        self.cfg = config.media
+        self.engine = engine
+        self.faces = FaceFinder(config.media, internal_dir / "facecache")
+
+    def render(self, request: RenderRequest, progress: ProgressFn, should_stop: StopFn) -> dict[str, Any]:
+        timings: dict[str, float] = defaultdict(float)
+        job = request.job_id
+        progress(Progress(phase="probe"))
+        with _timed(timings, "probe"):
+            audio, video = preflight(request.audio, request.video, self.cfg)
+        workdir = request.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        with _timed(timings, "audio"):
+            samples = read_model_audio(self.cfg, audio, workdir / AUDIO16K, 60 + self.cfg.timeout_factor
+                                       * (audio.duration or 0))
+            check_decoded_audio(audio.path.name, samples / 16000, self.cfg)
+        plan = make_plan(video, samples / 16000, self.cfg, self.engine.fps, request.options)
+        checkpoint = Checkpoint(workdir, self.cfg)
+        first = checkpoint.resume_point(
+            fingerprint(request.audio, request.video, self.engine.name, request.options, plan), plan)
+        if first:
+            log.info("%s: resuming at chunk %d of %d (chunks 1-%d already encoded)", job, first + 1,
+                     plan.chunks, first)
+        log.info("%s: %dx%d at %s fps, %d frames in %d chunks (source %d frames, loop %s)", job, plan.width,
+                 plan.height, plan.fps_text, plan.frames, plan.chunks, plan.source_frames, plan.loop)
+        progress(Progress(phase="prepare", chunk=first, chunks=plan.chunks,
+                          frames_done=plan.chunk_range(first)[0] if first < plan.chunks else plan.frames,
+                          frames_total=plan.frames))
+        with _timed(timings, "faces"):
+            boxes, cached = self.faces.boxes(video, plan)
+        with _timed(timings, "prepare"):
+            wav = np.memmap(workdir / AUDIO16K, dtype="<f4", mode="r")
+            features = self.engine.prepare(wav, plan.fps, plan.frames)
+            del wav
+        rendered = self._chunks(request, plan, video, boxes, features, first, progress, should_stop, timings)
+        progress(Progress(phase="finalize", chunk=plan.chunks, chunks=plan.chunks, frames_done=plan.frames,
+                          frames_total=plan.frames))
+        with _timed(timings, "mux"):
+            checkpoint.verify(plan)
+            enc.mux(self.cfg, plan, workdir, audio, request.output)
+            got = enc.count_frames(self.cfg, request.output)
+            if got != plan.frames:
+                raise RuntimeError(f"result has {got} video frames, expected {plan.frames}")
+        source_of = np.array([plan.source_index(j) for j in range(plan.frames)], np.int64)
+        return {
+            "frames": plan.frames, "fps": plan.fps, "width": plan.width, "height": plan.height,
+            "chunks": plan.chunks, "resumed_from": first or None, "frames_rendered": rendered,
+            "faces_missing": int((boxes[source_of, 0] < 0).sum()), "face_cache_hit": cached,
+            "audio_s": round(plan.audio_s, 3), "source_frames": plan.source_frames,
+            "looped": plan.loop if plan.frames > plan.source_frames and not plan.still else None,
+            "normalised": _notes(video), "engine": self.engine.name,
+            "render_fps": round(rendered / timings["render"], 2) if timings["render"] else None,
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        }
+
+    def _chunks(self, request: RenderRequest, plan: Plan, video: MediaInfo, boxes: np.ndarray,
+                features: Any, first: int, progress: ProgressFn, should_stop: StopFn,
+                timings: dict[str, float]) -> int:
+        if first >= plan.chunks:
+            return 0
+        batch = max(1, min(self.cfg.batch_frames, self.engine.max_batch()))
+        buf = np.empty((batch, plan.frame_bytes), np.uint8)
+        source = FrameSource(self.cfg, video, plan)
+        encoder = enc.SegmentEncoder(self.cfg, plan, request.workdir, first)
+        started, done = time.monotonic(), 0
+        try:
+            for i in range(first, plan.chunks):
+                if should_stop():
+                    encoder.finish()  # closes the last whole segment cleanly: the resume point
+                    log.info("%s: stopping before chunk %d of %d", request.job_id, i + 1, plan.chunks)
+                    raise Interrupted(f"stopped before chunk {i + 1} of {plan.chunks}")
+                start, end = plan.chunk_range(i)
+                for a in range(start, end, batch):
+                    n = min(batch, end - a)
+                    self._batch(plan, source, encoder, boxes, features, a, buf[:n], timings)
+                done += end - start
+                elapsed = max(time.monotonic() - started, 1e-6)
+                timings["render"] = elapsed
+                fps = done / elapsed
+                progress(Progress(phase="render", chunk=i + 1, chunks=plan.chunks, frames_done=end,
+                                  frames_total=plan.frames, fps=round(fps, 2),
+                                  eta_s=round((plan.frames - end) / fps, 1)))
+            with _timed(timings, "encode"):
+                encoder.finish()
+        except BaseException:
+            encoder.abort()
+            raise
+        finally:
+            source.close()
+        return done
+
+    def _batch(self, plan: Plan, source: FrameSource, encoder: enc.SegmentEncoder, boxes: np.ndarray,
+               features: Any, start: int, buf: np.ndarray, timings: dict[str, float]) -> None:
+        n = buf.shape[0]
+        with _timed(timings, "decode"):
+            source.read(start, n, buf)
+        with _timed(timings, "engine"):
+            src = [plan.source_index(j) for j in range(start, start + n)]
+            rgb = yuv.to_rgb(buf, plan.width, plan.height, self.engine.device)
+            out = self.engine.render(Chunk(start=start, frames=rgb, boxes=boxes[src]), features)
+            if out is not rgb:
+                yuv.write_back(buf, plan.width, plan.height, rgb, out)
+        with _timed(timings, "encode"):
+            encoder.write(buf)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    t = time.monotonic()
+    try:
+        yield
+    finally:
+        timings[stage] += time.monotonic() - t
+
+
+def _notes(video: MediaInfo) -> list[str]:
+    v = video.video
+    if v is None:
+        return []
+    notes = [("still image", video.is_still), ("variable frame rate", v.vfr),
+             (f"rotation {v.rotation}", bool(v.rotation)), ("interlaced", v.interlaced),
+             (v.pix_fmt, v.pix_fmt not in ("yuv420p", "yuvj420p")),
+             ("odd size", v.width % 2 == 1 or v.height % 2 == 1)]
+    return [text for text, on in notes if on]
