@@ -66,7 +66,8 @@ def speech(path: Path, text: str = "Hello there. This is a short test of the lip
            pad: float = 0.4) -> Path:
     raw = path.with_suffix(".raw.wav")
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True, timeout=60)
-    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", str(path), "pad", str(pad), str(pad), "norm", "-3"],
+    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", str(path), "pad", str(pad), str(pad),
+                    "norm", "-3"],
                    check=True, timeout=60)
     raw.unlink()
     return path

@@ -28,7 +28,8 @@ def test_output_is_in_sync_at_common_frame_rates(tmp_path: Path, speech: Path, r
     assert_in_sync(result, audio_seconds(speech), fps)
     assert result.video["r_frame_rate"] == {"30000/1001": "30000/1001"}.get(rate, f"{rate}/1")
     assert result.stats["chunks"] == -(-result.stats["frames"] // 16)
-    assert [p.chunk for p in result.progress if p.phase == "render"] == list(range(1, result.stats["chunks"] + 1))
+    chunks = [p.chunk for p in result.progress if p.phase == "render"]
+    assert chunks == list(range(1, result.stats["chunks"] + 1))
 
 
 def test_variable_frame_rate_video_becomes_constant_and_in_sync(tmp_path: Path, speech: Path) -> None:
@@ -41,7 +42,7 @@ def test_variable_frame_rate_video_becomes_constant_and_in_sync(tmp_path: Path, 
 
 
 def test_rotated_phone_video_comes_out_upright(tmp_path: Path, speech: Path) -> None:
-    # the picture as it should be seen: 96x160 with a white square top-left; stored turned, tagged to turn back
+    # the picture as seen: 96x160, white square top-left; stored turned, tagged to turn back
     g.ff("-f", "lavfi", "-i", "color=black:s=96x160:d=2,drawbox=x=0:y=0:w=30:h=30:color=white:t=fill",
          "-vf", "transpose=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", tmp_path / "stored.mp4")
     g.ff("-i", tmp_path / "stored.mp4", "-c", "copy", "-metadata:s:v", "rotate=270", tmp_path / "phone.mp4")
@@ -75,7 +76,8 @@ def test_96khz_surround_speech_is_downmixed_and_resampled(tmp_path: Path) -> Non
 
 
 def test_odd_size_444_video_is_made_even(tmp_path: Path, speech: Path) -> None:
-    video = g.clip(tmp_path / "odd.mp4", vf="scale=161:121", vcodec=("-c:v", "libx264", "-pix_fmt", "yuv444p"))
+    video = g.clip(tmp_path / "odd.mp4", vf="scale=161:121",
+                   vcodec=("-c:v", "libx264", "-pix_fmt", "yuv444p"))
     result = render(tmp_path, speech, video)
     assert (result.video["width"], result.video["height"]) == (160, 120)
     assert_in_sync(result, audio_seconds(speech), 25.0)

@@ -184,7 +184,8 @@ def hls(target: str) -> str:
 def dash(target: str) -> str:
     return ('<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" '
             'mediaPresentationDuration="PT2S" minBufferTime="PT1S" '
-            'profiles="urn:mpeg:dash:profile:isoff-on-demand:2011"><Period><AdaptationSet mimeType="video/mp4">'
+            'profiles="urn:mpeg:dash:profile:isoff-on-demand:2011">'
+            '<Period><AdaptationSet mimeType="video/mp4">'
             '<Representation id="1" bandwidth="1000" codecs="avc1.42c01e" width="160" height="120">'
             f'<BaseURL>{target}</BaseURL><SegmentBase/></Representation></AdaptationSet></Period></MPD>\n')
 

@@ -45,8 +45,8 @@ def test_streaming_child_interleaving_frames_and_floods_is_read_to_the_end() -> 
 
 def test_real_ffmpeg_with_trace_logging_streams_without_hanging(tmp_path: Path) -> None:
     clip = g.clip(tmp_path / "a.mp4", seconds=4, fps="250", size="64x48", audio=False)
-    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "trace", "-debug_ts", "-i", str(clip), "-f", "rawvideo",
-            "-pix_fmt", "yuv420p", "pipe:1"]
+    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "trace", "-debug_ts", "-i", str(clip),
+            "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"]
     measured = subprocess.run(argv, capture_output=True, timeout=60)
     assert len(measured.stderr) > 1024 * 1024, "precondition: this command logs more than 1 MB"
     frame_bytes = 64 * 48 * 3 // 2

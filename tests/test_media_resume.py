@@ -80,10 +80,12 @@ KILLED_WORKER = textwrap.dedent("""
         return False
 
     tmp, audio, video = map(Path, sys.argv[1:4])
-    render(tmp, audio, video, engine=SlowCopy(), cfg=config(chunk_frames=10, batch_frames=5), should_stop=stop)
+    render(tmp, audio, video, engine=SlowCopy(), cfg=config(chunk_frames=10, batch_frames=5),
+           should_stop=stop)
 """)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_job_then_restart_resumes_from_last_finished_chunk(
         tmp_path: Path, inputs: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
     audio, video = inputs

@@ -20,7 +20,7 @@ import numpy as np
 
 from daemon.core.config import MediaConfig
 from daemon.worker.media import process
-from daemon.worker.media.decoder import decode_argv
+from daemon.worker.media.decoder import decode_argv, read_frames
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import MediaInfo
 
@@ -135,7 +135,7 @@ class FaceFinder:
         near = None
         with process.Child(argv, stdout=True, pipe_size=self.cfg.pipe_bytes, name="ffmpeg-faces") as child:
             for k in range(wanted):
-                if not _fill(child, frame):
+                if read_frames(child, frame) < frame.nbytes:
                     break
                 found = detect(frame.reshape(sh, sw) / 255.0, near)
                 if found is not None:
@@ -149,13 +149,3 @@ class FaceFinder:
         out[present, 3] = np.minimum(out[present, 3], plan.height)
         return out
 
-
-def _fill(child: process.Child, frame: np.ndarray) -> bool:
-    view = memoryview(frame).cast("B")
-    got = 0
-    while got < len(view):
-        k = child.stdout.readinto(view[got:])
-        if not k:
-            return False
-        got += k
-    return True

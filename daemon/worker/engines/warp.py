@@ -75,7 +75,7 @@ class WarpEngine:
         rh = min(height, int(np.ceil((_U_END - _U_TOP) * bh.max())) + 4)
         ox = np.clip(np.round(cx - rw / 2), 0, width - rw).astype(np.int64)
         oy = np.clip(np.round(boxes[:, 1] + (_U_TOP - 0.02) * bh), 0, height - rh).astype(np.int64)
-        crops = torch.stack([frames[i, y:y + rh, x:x + rw] for i, x, y in zip(idx, ox, oy)])
+        crops = torch.stack([frames[i, y:y + rh, x:x + rw] for i, x, y in zip(idx, ox, oy, strict=True)])
         dev = frames.device
 
         def col(values: np.ndarray) -> torch.Tensor:
@@ -97,5 +97,5 @@ class WarpEngine:
         warped = warped.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         moved = (drop > 1e-3).unsqueeze(-1)
         result = torch.where(moved, warped, crops)  # exact original wherever the field is zero
-        for k, (i, x, y) in enumerate(zip(idx, ox, oy)):
+        for k, (i, x, y) in enumerate(zip(idx, ox, oy, strict=True)):
             out[i, y:y + rh, x:x + rw] = result[k]

@@ -9,7 +9,9 @@ A decoder that ends early is checked against the expected count: a truncated fas
 from __future__ import annotations
 
 import functools
+import io
 import logging
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,19 @@ def decode_argv(cfg: MediaConfig, info: MediaInfo, plan: Plan, src_start: int, c
     return argv
 
 
+def read_frames(child: process.Child, out: np.ndarray) -> int:
+    """Fill the C-contiguous `out` from the child's stdout; returns the bytes read (fewer at EOF)."""
+    view = out.data.cast("B")
+    stream = typing.cast(io.RawIOBase, child.stdout)
+    got = 0
+    while got < len(view):
+        k = stream.readinto(view[got:])  # short reads are normal on pipes
+        if not k:
+            break
+        got += k
+    return got
+
+
 class _Stream:
     """One decoder child reading forward from source frame `pos`."""
 
@@ -86,14 +101,8 @@ class _Stream:
 
     def read(self, out: np.ndarray) -> int:
         """Fill out[0..] (rows of frame_bytes) with the next frames; returns whole frames read."""
-        view = memoryview(out).cast("B")
-        got = 0
-        while got < len(view) and not self.ended:
-            k = self.child.stdout.readinto(view[got:])  # short reads are normal on pipes
-            if not k:
-                self.ended = True
-                break
-            got += k
+        got = read_frames(self.child, out)
+        self.ended = got < out.nbytes
         frames = got // out.shape[1]
         self.pos += frames
         return frames

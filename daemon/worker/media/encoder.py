@@ -57,7 +57,7 @@ class SegmentEncoder:
 
     def write(self, frames: np.ndarray) -> None:
         try:
-            self.child.stdin.write(memoryview(frames).cast("B"))
+            self.child.stdin.write(frames.data.cast("B"))
         except BrokenPipeError:
             code = self.child.wait(10)
             raise EnvironmentFault(f"the encoder stopped (exit {code}): {self._tail()}") from None
@@ -100,7 +100,8 @@ def mux(cfg: MediaConfig, plan: Plan, workdir: Path, audio: MediaInfo, output: P
     lines = []
     for i in range(plan.chunks):
         start, end = plan.chunk_range(i)
-        lines.append(f"file '{SEGMENT.format(i)}'\nduration {(end - start) * plan.fps_den / plan.fps_num:.6f}\n")
+        seconds = (end - start) * plan.fps_den / plan.fps_num
+        lines.append(f"file '{SEGMENT.format(i)}'\nduration {seconds:.6f}\n")
     listing.write_text("ffconcat version 1.0\n" + "".join(lines))
     channels = min(2, audio.audio.channels) if audio.audio and audio.audio.channels else 2
     allowed = ",".join(sorted(set(cfg.audio_formats) | set(cfg.video_formats)))

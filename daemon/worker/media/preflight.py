@@ -22,7 +22,8 @@ messages.register({
     },
     "media_audio_as_video": {
         "en": ("The file {name}, given as the video, contains only sound.",
-               "It looks like the speech track: name it as `audio`, and a video of the presenter as `video`."),
+               "It looks like the speech track: name it as `audio`, and a video of the presenter as "
+               "`video`."),
         "zh": ("作为 video 的文件 {name} 只有声音。",
                "它看起来是语音文件：请写为 audio，并把主讲人视频写为 video。"),
     },
@@ -45,7 +46,8 @@ messages.register({
                "请拆分为每段不超过 {limit} 分钟，分别提交。"),
     },
     "media_limits": {
-        "en": ("The file {name} is outside what this appliance accepts: {what} is {value} (allowed: {limit}).",
+        "en": ("The file {name} is outside what this appliance accepts: {what} is {value} "
+               "(allowed: {limit}).",
                "Re-export it within the limit (for example 1080p, 25 or 30 fps) and submit again."),
         "zh": ("文件 {name} 超出本设备的处理范围：{what} 为 {value}（允许：{limit}）。",
                "请按限制重新导出（例如 1080p、25 或 30 帧/秒）后重新提交。"),
@@ -89,7 +91,8 @@ def check_audio(info: MediaInfo, cfg: MediaConfig) -> MediaInfo:
 def check_decoded_audio(name: str, seconds: float, cfg: MediaConfig) -> None:
     """The decoded length is the truth (headers can lie): bound it once more after decoding."""
     if seconds < cfg.min_audio_s:
-        raise JobRejected("media_too_short", name=name, seconds=f"{seconds:.2f}", minimum=f"{cfg.min_audio_s:g}")
+        raise JobRejected("media_too_short", name=name, seconds=f"{seconds:.2f}",
+                          minimum=f"{cfg.min_audio_s:g}")
 
 
 def _check_duration(info: MediaInfo, cfg: MediaConfig, minimum: float) -> None:

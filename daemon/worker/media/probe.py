@@ -194,7 +194,8 @@ def _video(s: dict[str, Any]) -> VideoInfo:
     r_fps, avg = _rate(s.get("r_frame_rate")), _rate(s.get("avg_frame_rate"))
     fps = avg or r_fps
     field = str(s.get("field_order", "progressive"))
-    return VideoInfo(index=int(s.get("index", 0)), codec=str(s.get("codec_name", "")), width=w, height=h, rotation=rotation,
+    return VideoInfo(index=int(s.get("index", 0)), codec=str(s.get("codec_name", "")), width=w, height=h,
+                     rotation=rotation,
                      fps=float(fps), r_fps=float(r_fps or fps),
                      vfr=bool(avg and r_fps and abs(float(avg) - float(r_fps)) > 0.01 * float(r_fps)),
                      pix_fmt=str(s.get("pix_fmt", "")), interlaced=field in ("tt", "bb", "tb", "bt"),
