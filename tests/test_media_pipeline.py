@@ -140,3 +140,19 @@ def test_truncated_faststart_video_is_rejected_by_frame_count(tmp_path: Path) ->
         render(tmp_path, speech, tmp_path / "cut.mp4")
     assert info.value.code == "video_truncated"
     assert "only" in str(info.value) and "of its 100 frames" in str(info.value)
+
+
+def test_interlaced_video_is_deinterlaced_when_ffmpeg_has_bwdif(tmp_path: Path, speech: Path) -> None:
+    from daemon.worker.media.decoder import filter_graph, has_filter
+    from daemon.worker.media.plan import make_plan
+    from daemon.worker.media.probe import probe
+
+    video = g.clip(tmp_path / "tv.mp4", vf="setfield=tff",
+                   extra=("-flags", "+ildct+ilme", "-x264-params", "tff=1"))
+    info = probe(video, config().media)
+    plan = make_plan(info, 1.0, config().media, None, {})
+    assert info.video is not None and info.video.interlaced and plan.deinterlace
+    assert filter_graph(plan, "ffmpeg").startswith("bwdif,") == has_filter("ffmpeg", "bwdif")
+    result = render(tmp_path, speech, video)
+    assert "interlaced" in result.stats["normalised"]
+    assert_in_sync(result, audio_seconds(speech), 25.0)
