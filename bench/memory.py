@@ -68,8 +68,8 @@ def measure(minutes: float, args: argparse.Namespace, clip: Path) -> dict:
     work = d / f"run_{minutes:g}min"
     subprocess.run(["rm", "-rf", str(work)], check=True)
     work.mkdir(parents=True)
-    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(HERE.parent), str(audio), str(video), str(work),
-                             args.engine], stdout=subprocess.PIPE, text=True)
+    argv = [sys.executable, "-c", WORKER, str(HERE.parent), str(audio), str(video), str(work), args.engine]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     root = psutil.Process(proc.pid)
     peak_own = peak_total = 0
     samples = 0

@@ -35,7 +35,8 @@ def plain(cfg: MediaConfig, video: Path, audio: Path, seconds: float, out: Path)
     return time.monotonic() - started
 
 
-def ours(config: Config, engine_name: str, video: Path, audio: Path, work: Path, internal: Path) -> tuple[float, dict]:
+def ours(config: Config, engine_name: str, video: Path, audio: Path, work: Path,
+         internal: Path) -> tuple[float, dict]:
     shutil.rmtree(work, ignore_errors=True)
     engine = load_engine(engine_name, config)
     renderer = ChunkedRenderer(config, internal, engine)
@@ -53,7 +54,8 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=Path("/tmp/lipsyncd-bench"))
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    video = media.presenter(args.dir / f"presenter{args.height}_{args.seconds:g}s.mp4", args.height, args.seconds)
+    video = media.presenter(args.dir / f"presenter{args.height}_{args.seconds:g}s.mp4", args.height,
+                            args.seconds)
     audio = media.speechlike(args.dir / f"speech_{args.seconds:g}s.wav", args.seconds)
     config = Config(media=MediaConfig(ffmpeg=os.environ.get("FFMPEG", "ffmpeg"),
                                       ffprobe=os.environ.get("FFPROBE", "ffprobe")))
@@ -64,7 +66,8 @@ def main() -> int:
     warm, stats_warm = ours(config, args.engine, video, audio, args.dir / "ours", internal)
     p2 = plain(config.media, video, audio, args.seconds, args.dir / "plain.mp4")
     base = (p1 + p2) / 2
-    result = {"machine": f"{platform.node()} {os.cpu_count()} cpu", "clip": f"{args.height}p {args.seconds:g}s",
+    result = {"machine": f"{platform.node()} {os.cpu_count()} cpu",
+              "clip": f"{args.height}p {args.seconds:g}s",
               "frames": stats["frames"], "plain_s": [round(p1, 2), round(p2, 2)],
               "ours_cold_s": round(cold, 2), "ours_warm_s": round(warm, 2),
               "ratio_cold": round(cold / base, 2), "ratio_warm": round(warm / base, 2),

@@ -128,3 +128,28 @@ def test_silent_speech_leaves_the_video_exactly_as_the_copy_engine(tmp_path: Pat
     warped = render(tmp_path / "w", silence, video, engine=WarpEngine())
     plain = render(tmp_path / "c", silence, video, engine=CopyEngine())
     assert np.array_equal(g.decode_gray(warped.path, SIZE, SIZE), g.decode_gray(plain.path, SIZE, SIZE))
+
+
+@pytest.mark.gpu
+def test_warp_and_frame_conversion_on_cuda_match_cpu() -> None:
+    from daemon.worker.engines import frames as yuv
+
+    assert torch.cuda.is_available()
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    frames = portrait(8)
+    buf = np.empty((8, SIZE * SIZE * 3 // 2), np.uint8)
+    buf[:, :SIZE * SIZE] = frames[..., 1].reshape(8, -1).numpy()
+    buf[:, SIZE * SIZE:] = 128
+    rgb_cpu, rgb_gpu = yuv.to_rgb(buf, SIZE, SIZE, cpu), yuv.to_rgb(buf, SIZE, SIZE, gpu)
+    assert rgb_gpu.device.type == "cuda" and torch.equal(rgb_gpu.cpu(), rgb_cpu)
+    features = np.linspace(0, 1, 8, dtype=np.float32)
+    boxes = np.tile(BOX, (8, 1))
+    out_cpu = WarpEngine(device=cpu).render(Chunk(0, rgb_cpu, boxes), features)
+    out_gpu = WarpEngine(device=gpu).render(Chunk(0, rgb_gpu, boxes), features)
+    assert (out_gpu.cpu().int() - out_cpu.int()).abs().max() <= 1
+    outside = torch.from_numpy(~feathered_region(BOX))
+    assert torch.equal(out_gpu.cpu()[:, outside], rgb_cpu[:, outside])
+    back_cpu, back_gpu = buf.copy(), buf.copy()
+    yuv.write_back(back_cpu, SIZE, SIZE, rgb_cpu, out_cpu)
+    yuv.write_back(back_gpu, SIZE, SIZE, rgb_gpu, out_gpu)
+    assert np.abs(back_gpu.astype(int) - back_cpu).max() <= 2
