@@ -224,3 +224,14 @@ def test_tripwire_detects_an_unhardened_probe_opening_the_target(tmp_path: Path)
     finally:
         opened = wire.disarm()
     assert opened
+
+
+def test_decoding_stops_past_the_limit_even_if_the_header_understates_length(tmp_path: Path) -> None:
+    from daemon.worker.media.decoder import read_model_audio
+    from daemon.worker.media.preflight import check_decoded_audio
+
+    cfg = replace(CFG, max_duration_min=0.01)  # 0.6 s; decoding may run to 1.6 s, never to the full 5 s
+    speech = g.tone(tmp_path / "long.wav", 5.0)
+    samples = read_model_audio(cfg, probe(speech, CFG), tmp_path / "a.f32", 30)
+    assert samples <= 1.6 * 16000 + 1
+    assert rejected(check_decoded_audio, "long.wav", samples / 16000, cfg).code == "media_too_long"

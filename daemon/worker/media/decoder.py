@@ -188,13 +188,18 @@ class FrameSource:
 
 
 def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: float) -> int:
-    """Decode the speech track to raw float32 16 kHz mono at `dest`; returns the sample count."""
+    """Decode the speech track to raw float32 16 kHz mono at `dest`; returns the sample count.
+
+    Decoding stops just past the duration limit, so a header that understates the length cannot make
+    us write hours of samples; the caller rejects anything over the limit by the decoded count.
+    """
     tmp = dest.with_name(dest.name + ".tmp")
     argv = [process.resolve(cfg.ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats", "-y",
             "-protocol_whitelist", "file", "-format_whitelist",
             ",".join(sorted(set(cfg.audio_formats) | set(cfg.video_formats))),
             "-i", "file:" + str(info.path), "-map", "0:a:0", "-vn", "-sn", "-dn",
-            "-ac", "1", "-ar", "16000", "-f", "f32le", "file:" + str(tmp)]
+            "-ac", "1", "-ar", "16000", "-t", f"{cfg.max_duration_min * 60 + 1:.0f}",
+            "-f", "f32le", "file:" + str(tmp)]
     try:
         done = process.run(argv, timeout_s)
     except process.ChildTimeout:

@@ -93,6 +93,9 @@ def check_decoded_audio(name: str, seconds: float, cfg: MediaConfig) -> None:
     if seconds < cfg.min_audio_s:
         raise JobRejected("media_too_short", name=name, seconds=f"{seconds:.2f}",
                           minimum=f"{cfg.min_audio_s:g}")
+    if seconds > cfg.max_duration_min * 60:
+        raise JobRejected("media_too_long", name=name, minutes=f"{seconds / 60:.1f}",
+                          limit=f"{cfg.max_duration_min:g}")
 
 
 def _check_duration(info: MediaInfo, cfg: MediaConfig, minimum: float) -> None:
