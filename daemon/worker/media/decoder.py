@@ -198,7 +198,7 @@ def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: f
             "-protocol_whitelist", "file", "-format_whitelist",
             ",".join(sorted(set(cfg.audio_formats) | set(cfg.video_formats))),
             "-i", "file:" + str(info.path), "-map", "0:a:0", "-vn", "-sn", "-dn",
-            "-ac", "1", "-ar", "16000", "-t", f"{cfg.max_duration_min * 60 + 1:.0f}",
+            "-ac", "1", "-ar", "16000", "-t", f"{cfg.max_duration_min * 60 + 1:.3f}",
             "-f", "f32le", "file:" + str(tmp)]
     try:
         done = process.run(argv, timeout_s)
