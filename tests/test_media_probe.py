@@ -232,6 +232,6 @@ def test_decoding_stops_past_the_limit_even_if_the_header_understates_length(tmp
 
     cfg = replace(CFG, max_duration_min=0.01)  # 0.6 s; decoding may run to 1.6 s, never to the full 5 s
     speech = g.tone(tmp_path / "long.wav", 5.0)
-    samples = read_model_audio(cfg, probe(speech, CFG), tmp_path / "a.f32", 30)
+    samples, _ = read_model_audio(cfg, probe(speech, CFG), tmp_path / "a.wav", 30)
     assert samples <= 1.6 * 16000 + 1
     assert rejected(check_decoded_audio, "long.wav", samples / 16000, cfg).code == "media_too_long"

@@ -31,7 +31,7 @@ from daemon.worker.render import Interrupted, Progress, ProgressFn, RenderReques
 
 log = logging.getLogger(__name__)
 
-AUDIO16K = "audio16k.f32"
+AUDIO16K = "audio16k.wav"
 
 
 class ChunkedRenderer:
@@ -52,8 +52,8 @@ class ChunkedRenderer:
         workdir = request.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         with _timed(timings, "audio"):
-            samples = read_model_audio(self.cfg, audio, workdir / AUDIO16K, 60 + self.cfg.timeout_factor
-                                       * (audio.duration or 0))
+            limit_s = 60 + self.cfg.timeout_factor * (audio.duration or 0)
+            samples, offset = read_model_audio(self.cfg, audio, workdir / AUDIO16K, limit_s)
             check_decoded_audio(audio.path.name, samples / 16000, self.cfg)
         plan = make_plan(video, samples / 16000, self.cfg, self.engine.fps, request.options)
         checkpoint = Checkpoint(workdir, self.cfg)
@@ -70,7 +70,7 @@ class ChunkedRenderer:
         with _timed(timings, "faces"):
             boxes, cached = self.faces.boxes(video, plan)
         with _timed(timings, "prepare"):
-            wav = np.memmap(workdir / AUDIO16K, dtype="<f4", mode="r")
+            wav = np.memmap(workdir / AUDIO16K, dtype="<f4", mode="r", offset=offset, shape=(samples,))
             features = self.engine.prepare(wav, plan.fps, plan.frames)
             del wav
         rendered = self._chunks(request, plan, video, boxes, features, first, progress, should_stop, timings)
@@ -136,11 +136,16 @@ class ChunkedRenderer:
         with _timed(timings, "decode"):
             source.read(start, n, buf)
         with _timed(timings, "engine"):
-            src = [plan.source_index(j) for j in range(start, start + n)]
-            rgb = yuv.to_rgb(buf, plan.width, plan.height, self.engine.device)
-            out = self.engine.render(Chunk(start=start, frames=rgb, boxes=boxes[src]), features)
-            if out is not rgb:
-                yuv.write_back(buf, plan.width, plan.height, rgb, out)
+            faces = boxes[[plan.source_index(j) for j in range(start, start + n)]]
+            region = yuv.face_region(faces, plan.width, plan.height)
+            if region is not None:  # no face in the whole batch: nothing may change, skip the engine
+                # the engine sees the face region only (all it changes); boxes move into its pixels
+                shift = np.array(region[:2] * 2, np.int32)
+                local = np.where(faces[:, :1] >= 0, faces - shift, -1).astype(np.int32)
+                rgb = yuv.to_rgb(buf, plan.width, plan.height, self.engine.device, region)
+                out = self.engine.render(Chunk(start=start, frames=rgb, boxes=local), features)
+                if out is not rgb:
+                    yuv.write_back(buf, plan.width, plan.height, rgb, out, region)
         with _timed(timings, "encode"):
             encoder.write(buf)
 

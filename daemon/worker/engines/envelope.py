@@ -39,8 +39,10 @@ def _release(wav: np.ndarray, lo: int, hi: int) -> None:
     if not isinstance(mm, mmap.mmap) or not hasattr(mm, "madvise"):
         return
     page = mmap.PAGESIZE
-    start = (lo * wav.itemsize + int(getattr(wav, "offset", 0))) // page * page
-    end = (hi * wav.itemsize) // page * page
+    # np.memmap maps from its offset rounded down to the allocation granularity
+    base = int(getattr(wav, "offset", 0)) % mmap.ALLOCATIONGRANULARITY
+    start = -(-(base + lo * wav.itemsize) // page) * page
+    end = (base + hi * wav.itemsize) // page * page
     if end > start:
         try:
             mm.madvise(mmap.MADV_DONTNEED, start, end - start)

@@ -18,7 +18,7 @@ import numpy as np
 
 from daemon.core import messages
 from daemon.core.config import MediaConfig
-from daemon.core.errors import JobRejected
+from daemon.core.errors import EnvironmentFault, JobRejected
 from daemon.worker.media import process
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import STILL_FORMAT, MediaInfo
@@ -187,8 +187,10 @@ class FrameSource:
                           size=f"{self.info.size / 1e6:.1f} MB")
 
 
-def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: float) -> int:
-    """Decode the speech track to raw float32 16 kHz mono at `dest`; returns the sample count.
+def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: float) -> tuple[int, int]:
+    """Decode the speech track to a float32 16 kHz mono WAV at `dest`: (sample count, data offset).
+
+    WAV rather than raw f32le because the slim static ffmpeg has no raw audio muxers.
 
     Decoding stops just past the duration limit, so a header that understates the length cannot make
     us write hours of samples; the caller rejects anything over the limit by the decoded count.
@@ -199,7 +201,7 @@ def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: f
             ",".join(sorted(set(cfg.audio_formats) | set(cfg.video_formats))),
             "-i", "file:" + str(info.path), "-map", "0:a:0", "-vn", "-sn", "-dn",
             "-ac", "1", "-ar", "16000", "-t", f"{cfg.max_duration_min * 60 + 1:.3f}",
-            "-f", "f32le", "file:" + str(tmp)]
+            "-c:a", "pcm_f32le", "-fflags", "+bitexact", "-f", "wav", "file:" + str(tmp)]
     try:
         done = process.run(argv, timeout_s)
     except process.ChildTimeout:
@@ -210,4 +212,18 @@ def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: f
         raise JobRejected("media_unreadable", name=info.path.name, detail=f"its sound cannot be decoded "
                           f"({last[0][:160]})")
     tmp.replace(dest)
-    return dest.stat().st_size // 4
+    offset, size = wav_data(dest)
+    return size // 4, offset
+
+
+def wav_data(path: Path) -> tuple[int, int]:
+    """(offset, byte length) of the sample data in a WAV file we wrote ourselves."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    pos = 12  # after "RIFF" <size> "WAVE"
+    while pos + 8 <= len(head):
+        tag, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if tag == b"data":
+            return pos + 8, min(size, path.stat().st_size - pos - 8)
+        pos += 8 + size + (size & 1)
+    raise EnvironmentFault(f"{path}: no data chunk in the decoded speech WAV")
