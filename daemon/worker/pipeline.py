@@ -42,6 +42,7 @@ class ChunkedRenderer:
         self.cfg = config.media
         self.engine = engine
         self.faces = FaceFinder(config.media, internal_dir / "facecache")
+        yuv.share_cpu(engine.device)
 
     def render(self, request: RenderRequest, progress: ProgressFn, should_stop: StopFn) -> dict[str, Any]:
         timings: dict[str, float] = defaultdict(float)
