@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,24 @@ log = logging.getLogger(__name__)
 AUDIO16K = "audio16k.wav"
 
 
+@dataclass
+class _Job:
+    """Everything one render attempt knows once the inputs are probed and the plan is made."""
+
+    request: RenderRequest
+    audio: MediaInfo
+    video: MediaInfo
+    plan: Plan
+    checkpoint: Checkpoint
+    first: int  # first chunk this attempt renders (> 0: resumed)
+    samples: int  # speech samples at 16 kHz in workdir/AUDIO16K, starting at byte `offset`
+    offset: int
+    timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    boxes: np.ndarray = field(default_factory=lambda: np.empty((0, 4), np.int32))
+    cached: bool = False
+    features: Any = None
+
+
 class ChunkedRenderer:
     """A `Renderer` (daemon/worker/render.py) around one resident engine."""
 
@@ -45,83 +64,98 @@ class ChunkedRenderer:
         yuv.share_cpu(engine.device)
 
     def render(self, request: RenderRequest, progress: ProgressFn, should_stop: StopFn) -> dict[str, Any]:
-        timings: dict[str, float] = defaultdict(float)
-        job = request.job_id
-        progress(Progress(phase="probe"))
-        with _timed(timings, "probe"):
-            audio, video = preflight(request.audio, request.video, self.cfg)
-        workdir = request.workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        with _timed(timings, "audio"):
-            limit_s = 60 + self.cfg.timeout_factor * (audio.duration or 0)
-            samples, offset = read_model_audio(self.cfg, audio, workdir / AUDIO16K, limit_s)
-            check_decoded_audio(audio.path.name, samples / 16000, self.cfg)
-        plan = make_plan(video, samples / 16000, self.cfg, self.engine.fps, request.options)
-        checkpoint = Checkpoint(workdir, self.cfg)
-        first = checkpoint.resume_point(
-            fingerprint(request.audio, request.video, self.engine.name, request.options, plan), plan)
-        if first:
-            log.info("%s: resuming at chunk %d of %d (chunks 1-%d already encoded)", job, first + 1,
-                     plan.chunks, first)
-        log.info("%s: %dx%d at %s fps, %d frames in %d chunks (source %d frames, loop %s)", job, plan.width,
-                 plan.height, plan.fps_text, plan.frames, plan.chunks, plan.source_frames, plan.loop)
-        progress(Progress(phase="prepare", chunk=first, chunks=plan.chunks,
-                          frames_done=plan.chunk_range(first)[0] if first < plan.chunks else plan.frames,
+        job = self._start(request, progress)
+        plan = job.plan
+        progress(Progress(phase="prepare", chunk=job.first, chunks=plan.chunks,
+                          frames_done=min(plan.frames, job.first * plan.chunk_frames),
                           frames_total=plan.frames))
-        with _timed(timings, "faces"):
-            boxes, cached = self.faces.boxes(video, plan)
-        with _timed(timings, "prepare"):
-            wav = np.memmap(workdir / AUDIO16K, dtype="<f4", mode="r", offset=offset, shape=(samples,))
-            features = self.engine.prepare(wav, plan.fps, plan.frames)
-            del wav
-        rendered = self._chunks(request, plan, video, boxes, features, first, progress, should_stop, timings)
+        with _timed(job.timings, "faces"):
+            job.boxes, job.cached = self.faces.boxes(job.video, plan)
+        with _timed(job.timings, "prepare"):
+            job.features = self._features(job)
+        rendered = self._chunks(job, progress, should_stop)
         progress(Progress(phase="finalize", chunk=plan.chunks, chunks=plan.chunks, frames_done=plan.frames,
                           frames_total=plan.frames))
-        with _timed(timings, "mux"):
-            checkpoint.verify(plan)
-            enc.mux(self.cfg, plan, workdir, audio, request.output)
+        with _timed(job.timings, "mux"):
+            job.checkpoint.verify(plan)
+            enc.mux(self.cfg, plan, request.workdir, job.audio, request.output)
             got = enc.count_frames(self.cfg, request.output)
             if got != plan.frames:
                 raise RuntimeError(f"result has {got} video frames, expected {plan.frames}")
-        source_of = np.array([plan.source_index(j) for j in range(plan.frames)], np.int64)
+        return self._stats(job, rendered)
+
+    def _start(self, request: RenderRequest, progress: ProgressFn) -> _Job:
+        """Probe, decode the speech for the model, plan, and find where a previous attempt stopped."""
+        timings: dict[str, float] = defaultdict(float)
+        progress(Progress(phase="probe"))
+        with _timed(timings, "probe"):
+            audio, video = preflight(request.audio, request.video, self.cfg)
+        request.workdir.mkdir(parents=True, exist_ok=True)
+        with _timed(timings, "audio"):
+            limit_s = 60 + self.cfg.timeout_factor * (audio.duration or 0)
+            samples, offset = read_model_audio(self.cfg, audio, request.workdir / AUDIO16K, limit_s)
+            check_decoded_audio(audio.path.name, samples / 16000, self.cfg)
+        plan = make_plan(video, samples / 16000, self.cfg, self.engine.fps, request.options)
+        checkpoint = Checkpoint(request.workdir, self.cfg)
+        first = checkpoint.resume_point(
+            fingerprint(request.audio, request.video, self.engine.name, request.options, plan), plan)
+        if first:
+            log.info("%s: resuming at chunk %d of %d (chunks 1-%d already encoded)", request.job_id,
+                     first + 1, plan.chunks, first)
+        log.info("%s: %dx%d at %s fps, %d frames in %d chunks (source %d frames, loop %s)",
+                 request.job_id, plan.width, plan.height, plan.fps_text, plan.frames, plan.chunks,
+                 plan.source_frames, plan.loop)
+        return _Job(request, audio, video, plan, checkpoint, first, samples, offset, timings)
+
+    def _features(self, job: _Job) -> Any:
+        """engine.prepare over a read-only map of the speech WAV: pages come and go, memory stays flat."""
+        wav = np.memmap(job.request.workdir / AUDIO16K, dtype="<f4", mode="r", offset=job.offset,
+                        shape=(job.samples,))
+        try:
+            return self.engine.prepare(wav, job.plan.fps, job.plan.frames)
+        finally:
+            del wav
+
+    def _stats(self, job: _Job, rendered: int) -> dict[str, Any]:
+        plan, timings = job.plan, job.timings
+        missing = 0
+        for a in range(0, plan.frames, 100_000):  # bounded temporaries, whatever the length
+            src = plan.source_indices(a, min(plan.frames, a + 100_000))
+            missing += int((job.boxes[src, 0] < 0).sum())
         return {
             "frames": plan.frames, "fps": plan.fps, "width": plan.width, "height": plan.height,
-            "chunks": plan.chunks, "resumed_from": first or None, "frames_rendered": rendered,
-            "faces_missing": int((boxes[source_of, 0] < 0).sum()), "face_cache_hit": cached,
+            "chunks": plan.chunks, "resumed_from": job.first or None, "frames_rendered": rendered,
+            "faces_missing": missing, "face_cache_hit": job.cached,
             "audio_s": round(plan.audio_s, 3), "source_frames": plan.source_frames,
             "looped": plan.loop if plan.frames > plan.source_frames and not plan.still else None,
-            "normalised": _notes(video), "engine": self.engine.name,
-            "render_fps": round(rendered / timings["render"], 2) if timings["render"] else None,
+            "normalised": _notes(job.video), "engine": self.engine.name,
+            "render_fps": round(rendered / timings["render"], 2) if timings.get("render") else None,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
         }
 
-    def _chunks(self, request: RenderRequest, plan: Plan, video: MediaInfo, boxes: np.ndarray,
-                features: Any, first: int, progress: ProgressFn, should_stop: StopFn,
-                timings: dict[str, float]) -> int:
-        if first >= plan.chunks:
+    def _chunks(self, job: _Job, progress: ProgressFn, should_stop: StopFn) -> int:
+        plan, request, timings = job.plan, job.request, job.timings
+        if job.first >= plan.chunks:
             return 0
         batch = max(1, min(self.cfg.batch_frames, self.engine.max_batch()))
         buf = np.empty((batch, plan.frame_bytes), np.uint8)
-        source = FrameSource(self.cfg, video, plan)
-        encoder = enc.SegmentEncoder(self.cfg, plan, request.workdir, first)
+        source = FrameSource(self.cfg, job.video, plan)
+        encoder = enc.SegmentEncoder(self.cfg, plan, request.workdir, job.first)
         started, done = time.monotonic(), 0
         try:
-            for i in range(first, plan.chunks):
+            for i in range(job.first, plan.chunks):
                 if should_stop():
                     encoder.finish()  # closes the last whole segment cleanly: the resume point
                     log.info("%s: stopping before chunk %d of %d", request.job_id, i + 1, plan.chunks)
                     raise Interrupted(f"stopped before chunk {i + 1} of {plan.chunks}")
                 start, end = plan.chunk_range(i)
                 for a in range(start, end, batch):
-                    n = min(batch, end - a)
-                    self._batch(plan, source, encoder, boxes, features, a, buf[:n], timings)
+                    self._batch(job, source, encoder, a, buf[:min(batch, end - a)])
                 done += end - start
-                elapsed = max(time.monotonic() - started, 1e-6)
-                timings["render"] = elapsed
-                fps = done / elapsed
+                timings["render"] = elapsed = max(time.monotonic() - started, 1e-6)
                 progress(Progress(phase="render", chunk=i + 1, chunks=plan.chunks, frames_done=end,
-                                  frames_total=plan.frames, fps=round(fps, 2),
-                                  eta_s=round((plan.frames - end) / fps, 1)))
+                                  frames_total=plan.frames, fps=round(done / elapsed, 2),
+                                  eta_s=round((plan.frames - end) * elapsed / done, 1)))
             with _timed(timings, "encode"):
                 encoder.finish()
         except BaseException:
@@ -131,20 +165,21 @@ class ChunkedRenderer:
             source.close()
         return done
 
-    def _batch(self, plan: Plan, source: FrameSource, encoder: enc.SegmentEncoder, boxes: np.ndarray,
-               features: Any, start: int, buf: np.ndarray, timings: dict[str, float]) -> None:
+    def _batch(self, job: _Job, source: FrameSource, encoder: enc.SegmentEncoder, start: int,
+               buf: np.ndarray) -> None:
+        plan, timings = job.plan, job.timings
         n = buf.shape[0]
         with _timed(timings, "decode"):
             source.read(start, n, buf)
         with _timed(timings, "engine"):
-            faces = boxes[[plan.source_index(j) for j in range(start, start + n)]]
+            faces = job.boxes[plan.source_indices(start, start + n)]
             region = yuv.face_region(faces, plan.width, plan.height)
             if region is not None:  # no face in the whole batch: nothing may change, skip the engine
                 # the engine sees the face region only (all it changes); boxes move into its pixels
                 shift = np.array(region[:2] * 2, np.int32)
                 local = np.where(faces[:, :1] >= 0, faces - shift, -1).astype(np.int32)
                 rgb = yuv.to_rgb(buf, plan.width, plan.height, self.engine.device, region)
-                out = self.engine.render(Chunk(start=start, frames=rgb, boxes=local), features)
+                out = self.engine.render(Chunk(start=start, frames=rgb, boxes=local), job.features)
                 if out is not rgb:
                     yuv.write_back(buf, plan.width, plan.height, rgb, out, region)
         with _timed(timings, "encode"):

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
+
 from daemon.core.config import MediaConfig
 from daemon.worker.media.probe import MediaInfo
 
@@ -67,6 +69,15 @@ class Plan:
             return j % m
         k = j % (2 * m - 2)
         return k if k < m else 2 * m - 2 - k
+
+    def source_indices(self, start: int, end: int) -> np.ndarray:
+        """source_index(j) for j in [start, end), vectorised."""
+        j = np.arange(start, end, dtype=np.int64)
+        m = self.source_frames
+        if self.loop == "wrap" or m < 2:
+            return np.where(j < m, j, j % m)
+        k = j % (2 * m - 2)
+        return np.where(j < m, j, np.where(k < m, k, 2 * m - 2 - k))
 
     def runs(self, start: int, end: int) -> list[Run]:
         """Split output frames [start, end) into runs of consecutive source frames."""
