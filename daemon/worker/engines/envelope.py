@@ -11,7 +11,7 @@ import mmap
 import numpy as np
 
 RATE = 16000
-_BLOCK_FRAMES = 2000
+_BLOCK_FRAMES = 250  # ~10 s of speech: the same temporaries for a 1-minute job as for a 30-minute one
 
 
 def frame_rms(wav: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
