@@ -153,3 +153,20 @@ def test_warp_and_frame_conversion_on_cuda_match_cpu() -> None:
     yuv.write_back(back_cpu, SIZE, SIZE, rgb_cpu, out_cpu)
     yuv.write_back(back_gpu, SIZE, SIZE, rgb_gpu, out_gpu)
     assert np.abs(back_gpu.astype(int) - back_cpu).max() <= 2
+
+
+def test_speech_envelope_from_a_memory_map_matches_a_plain_computation(tmp_path: Path) -> None:
+    from daemon.worker.engines.envelope import frame_rms
+
+    n = 16000 * 30
+    x = np.random.default_rng(0).standard_normal(n).astype("<f4") * np.linspace(0, 1, n, dtype="<f4")
+    path = tmp_path / "speech.f32"
+    path.write_bytes(b"\0" * 44 + x.tobytes())  # a header in front, like our WAV
+    mapped = np.memmap(path, dtype="<f4", mode="r", offset=44, shape=(len(x),))
+    rms = frame_rms(mapped, 30000 / 1001, 900)
+    step = 16000 * 1001 / 30000
+    naive = [np.sqrt(np.mean(x[round(j * step):round((j + 1) * step)].astype(np.float64) ** 2))
+             for j in range(900)]
+    assert np.allclose(rms, naive, rtol=1e-5, atol=1e-7)
+    longer = frame_rms(mapped, 25, 800)  # 32 s of frames over 30 s of audio
+    assert longer[:750].min() > 0 and (longer[751:] == 0).all()
