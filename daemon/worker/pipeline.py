@@ -7,10 +7,12 @@ resumes from the last finished chunk and muxes an identical-length result with t
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +154,7 @@ class ChunkedRenderer:
                 for a in range(start, end, batch):
                     self._batch(job, source, encoder, a, buf[:min(batch, end - a)])
                 done += end - start
+                _trim_heap()
                 timings["render"] = elapsed = max(time.monotonic() - started, 1e-6)
                 progress(Progress(phase="render", chunk=i + 1, chunks=plan.chunks, frames_done=end,
                                   frames_total=plan.frames, fps=round(done / elapsed, 2),
@@ -184,6 +187,26 @@ class ChunkedRenderer:
                     yuv.write_back(buf, plan.width, plan.height, rgb, out, region)
         with _timed(timings, "encode"):
             encoder.write(buf)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None  # not glibc: nothing to trim
+
+
+def _trim_heap() -> None:
+    """Give freed heap pages back to the system after each chunk (glibc keeps them otherwise).
+
+    Batches allocate face-region tensors of varying size. Measured on a 10-minute 720p job: the worker
+    held 293 MB after rendering without this, 258 MB with it; peaks during rendering were unchanged
+    (bench/RESULTS.md). A resident worker should not sit on the last job's high-water mark.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 @contextmanager
