@@ -156,3 +156,21 @@ def test_interlaced_video_is_deinterlaced_when_ffmpeg_has_bwdif(tmp_path: Path, 
     result = render(tmp_path, speech, video)
     assert "interlaced" in result.stats["normalised"]
     assert_in_sync(result, audio_seconds(speech), 25.0)
+
+
+def test_video_whose_pictures_cannot_be_decoded_is_rejected_as_unreadable(tmp_path: Path,
+                                                                           speech: Path) -> None:
+    from dataclasses import replace
+
+    from daemon.core.config import Config, MediaConfig
+
+    video = g.clip(tmp_path / "v.mp4", audio=False, extra=("-movflags", "+faststart"))
+    broken = tmp_path / "broken.mp4"  # keep the container and its index (in front), wipe every picture
+    data = bytearray(video.read_bytes())
+    mdat = data.find(b"mdat")
+    data[mdat + 4:] = bytes(len(data) - mdat - 4)
+    broken.write_bytes(bytes(data))
+    cfg = Config(media=replace(MediaConfig(), chunk_frames=16))
+    with pytest.raises(JobRejected) as info:
+        render(tmp_path, speech, broken, cfg=cfg)
+    assert info.value.code == "media_unreadable" and "cannot be decoded" in str(info.value)

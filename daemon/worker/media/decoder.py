@@ -183,6 +183,10 @@ class FrameSource:
         tail = stream.child.stderr_tail().strip().splitlines()[-1:] if stream else []
         log.warning("%s: decoded %d of %d frames; ffmpeg said: %s", self.info.path.name, reached, expected,
                     tail)
+        if reached == 0:  # not one picture: an unsupported codec or garbage, not a cut-off file
+            codec = self.info.video.codec if self.info.video else "unknown"
+            raise JobRejected("media_unreadable", name=self.info.path.name,
+                              detail=f"its picture ({codec}) cannot be decoded by this appliance")
         raise JobRejected("video_truncated", name=self.info.path.name, got=reached, expected=expected,
                           size=f"{self.info.size / 1e6:.1f} MB")
 
