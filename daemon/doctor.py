@@ -21,7 +21,7 @@ from daemon.core.config import Config, find_config_file
 from daemon.core.errors import LipsyncError
 from daemon.core.share import Share
 
-# what the worker's ffmpeg command lines need (daemon/worker/simple_copy.py, worker/media/*): keep in step
+# what the worker's ffmpeg command lines need (daemon/worker/media/*): keep in step
 ENCODERS = ("libx264", "aac", "pcm_s16le", "pcm_f32le")
 DECODERS = ("h264", "hevc", "mpeg4", "aac", "mp3", "pcm_s16le", "png", "mjpeg")
 FILTERS = ("scale", "format", "fps", "setsar", "aresample")

@@ -124,3 +124,11 @@ def drop_job(root: Path, name: str, audio: Path, video: Path, extra: str = "") -
 
 def entries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+
+
+def rendering(job_dir: Path) -> bool:
+    """A claimed job whose renderer has started writing: an encoded segment or a partial result."""
+    try:
+        return any((job_dir / "work").glob("seg_*.mp4")) or any(job_dir.glob(".*.part.mp4"))
+    except OSError:
+        return False  # moved while we looked

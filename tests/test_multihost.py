@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Roles, drop_job, entries, env_for, wait_for
+from conftest import Roles, drop_job, entries, env_for, rendering, wait_for
 
 from daemon.core import lease, state
 from daemon.core.job import Job
@@ -58,8 +58,7 @@ def test_paused_owner_loses_its_job_and_exactly_one_result_is_published(root: Pa
     owner = roles.start("worker", env=dict(base, LIPSYNCD_GENERAL_HOST_NAME="hostA"))
     wait_for(lambda: (root / "inbox").is_dir(), 20, "share folders")
     drop_job(root, "talk", media_dir / "talk.wav", media_dir / "talk.mp4")
-    wait_for(lambda: any(p.name.endswith(".part.mp4") for j in (root / "processing").glob("*@hostA*")
-                         for p in j.iterdir()), 60, "host A to render")
+    wait_for(lambda: any(rendering(j) for j in (root / "processing").glob("*@hostA*")), 60, "host A to render")
     os.killpg(owner.pid, signal.SIGSTOP)  # the whole host A pauses (worker and its ffmpeg)
     roles.start("worker", env=dict(base, LIPSYNCD_GENERAL_HOST_NAME="hostB"))
     wait_for(lambda: len(entries(root / "done")) == 1, 120, "host B to take over and finish")

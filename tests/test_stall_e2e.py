@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from chat_server import DING_SECRET, ChatServer
-from conftest import Roles, drop_job, entries, env_for, wait_for
+from conftest import Roles, drop_job, entries, env_for, rendering, wait_for
 
 CHUNK_LIMIT_S = 3.0
 
@@ -44,8 +44,7 @@ def _worker_pid(root: Path) -> int | None:
 
 def _stall_mid_job(root: Path, media: Path) -> tuple[int, float]:
     drop_job(root, "talk", media / "talk.wav", media / "talk.mp4")
-    wait_for(lambda: any(p.name.endswith(".part.mp4") for j in (root / "processing").glob("*@*")
-                         for p in j.iterdir()), 60, "the worker to render")
+    wait_for(lambda: any(rendering(j) for j in (root / "processing").glob("*@*")), 60, "the worker to render")
     pid = _worker_pid(root)
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, Roles, drop_job, entries, env_for, wait_for
+from conftest import REPO, Roles, drop_job, entries, env_for, rendering, wait_for
 
 
 def digest_tree(folder: Path) -> dict[str, str]:
@@ -22,8 +22,6 @@ def processing_job(root: Path) -> Path | None:
     return jobs[0] if jobs else None
 
 
-def part_files(job: Path) -> list[Path]:
-    return [p for p in job.iterdir() if p.name.endswith(".mp4") and ".part." in p.name]
 
 
 def test_bad_media_fails_with_reason_and_worker_keeps_running(root: Path, media_dir: Path, roles: Roles) -> None:
@@ -37,8 +35,8 @@ def test_bad_media_fails_with_reason_and_worker_keeps_running(root: Path, media_
     drop_job(root, "garbage", media_dir / "a.wav", garbage)
     wait_for(lambda: len(entries(root / "failed")) == 2, 60, "both bad jobs in failed/")
     reasons = {j.split("-")[0]: (root / "failed" / j / "error.txt").read_text() for j in entries(root / "failed")}
-    assert "has no picture" in reasons["audioonly"]
-    assert "not a readable media file" in reasons["garbage"]
+    assert "contains only sound" in reasons["audioonly"]
+    assert "cannot be read as video or audio" in reasons["garbage"]
     assert worker.poll() is None
     drop_job(root, "fine", media_dir / "a.wav", media_dir / "v.mp4")
     wait_for(lambda: len(entries(root / "done")) == 1, 60, "a good job done after the bad ones")
@@ -54,7 +52,7 @@ def test_first_sigterm_requeues_the_job_and_exits_0(root: Path, media_dir: Path,
     worker = roles.start("worker", env=env)
     wait_for(lambda: (root / "inbox").is_dir(), 20, "share folders")
     drop_job(root, "talk", media_dir / "talk.wav", media_dir / "talk.mp4")
-    wait_for(lambda: (job := processing_job(root)) is not None and bool(part_files(job)), 60, "the job to render")
+    wait_for(lambda: (job := processing_job(root)) is not None and rendering(job), 60, "the job to render")
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0, roles.log_of(worker)
     [job] = entries(root / "staging")
@@ -69,7 +67,7 @@ def test_sigkill_mid_job_then_restart_publishes_exactly_one_result(root: Path, m
     worker = roles.start("worker", env=env)
     wait_for(lambda: (root / "inbox").is_dir(), 20, "share folders")
     drop_job(root, "talk", media_dir / "talk.wav", media_dir / "talk.mp4")
-    wait_for(lambda: (job := processing_job(root)) is not None and bool(part_files(job)), 60, "the job to render")
+    wait_for(lambda: (job := processing_job(root)) is not None and rendering(job), 60, "the job to render")
     job = processing_job(root)
     assert job is not None
     inputs = digest_tree(job / "inputs")
@@ -100,7 +98,7 @@ def test_job_that_kills_its_worker_every_time_fails_after_the_attempt_limit(root
 
         def rendering_by_this_worker(worker: subprocess.Popen[bytes] = worker) -> bool:
             job = processing_job(root)
-            if job is None or not part_files(job):
+            if job is None or not rendering(job):
                 return False
             lease = json.loads((job / "lease.json").read_text() or "{}")
             return bool(lease.get("pid") == worker.pid)
@@ -136,7 +134,7 @@ def test_retry_moves_a_failed_job_back_and_it_completes(root: Path, media_dir: P
     drop_job(root, "again", media_dir / "a.wav", media_dir / "v.mp4")
     wait_for(lambda: len(entries(root / "failed")) == 1, 60, "the job to fail")
     [job] = entries(root / "failed")
-    assert "the limit is" in (root / "failed" / job / "error.txt").read_text()
+    assert "accepts at most" in (root / "failed" / job / "error.txt").read_text()
     worker.kill()
     worker.wait()
     relaxed = env_for(root)

@@ -70,6 +70,29 @@ class MediaConfig:
     probe_timeout_s: float = setting(60.0, min=1, max=3600)
     max_duration_min: float = setting(60.0, min=0.01, max=1440)
     timeout_factor: float = setting(20.0, min=1, max=1000)
+    # preflight bounds (issue 3): anything outside is rejected before a decoder starts
+    min_audio_s: float = setting(0.3, min=0.05, max=60)
+    max_file_mb: int = setting(20480, min=1)
+    max_dimension: int = setting(4096, min=64, max=16384)
+    min_dimension: int = setting(32, min=2, max=4096)
+    max_fps: float = setting(240.0, min=1, max=1000)
+    max_streams: int = setting(16, min=1, max=1000)
+    video_formats: tuple[str, ...] = setting(["mov", "matroska", "avi"])
+    audio_formats: tuple[str, ...] = setting(["wav", "mp3", "aac", "flac", "ogg", "mov", "matroska"])
+    # output: frame rate when the engine does not fix one (0 = the source's; VFR sources get vfr_fps)
+    fps: float = setting(0.0, min=0, max=120)
+    vfr_fps: float = setting(25.0, min=1, max=120)
+    max_height: int = setting(0, min=0, max=8192)  # 0 = keep; a job's options.max_height may lower it
+    chunk_frames: int = setting(250, min=8, max=10000)  # resume granularity (one segment per chunk)
+    batch_frames: int = setting(32, min=1, max=1000)  # frames in memory at once (engine may ask fewer)
+    x264_preset: str = setting("veryfast", choices=("ultrafast", "superfast", "veryfast", "faster",
+                                                    "fast", "medium", "slow"))
+    crf: int = setting(20, min=0, max=51)
+    audio_bitrate_k: int = setting(128, min=32, max=512)
+    pipe_bytes: int = setting(1 << 20, min=65536, max=1 << 24)
+    face_every: int = setting(5, min=1, max=100)  # detect every N frames, interpolate between
+    face_max_side: int = setting(320, min=96, max=2048)  # detection runs on frames scaled to this
+    loop: str = setting("pingpong", choices=("pingpong", "wrap"))  # video shorter than audio
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,12 @@ _CATALOG: dict[str, dict[str, tuple[str, str]]] = {
         "zh": ("处理此任务时设备出现内部错误：{detail}。",
                "这不是您的问题，已通知管理员，稍后可重试。"),
     },
+    "engine_unavailable": {
+        "en": ("This appliance cannot run the engine '{engine}' right now: {detail}.",
+               "Leave `engine` out of the ticket to use the default engine, or ask the operator."),
+        "zh": ("本设备当前无法运行引擎 '{engine}'：{detail}。",
+               "请在任务单中去掉 engine 以使用默认引擎，或联系管理员。"),
+    },
     "media_invalid": {
         "en": ("The file {name} cannot be used: {detail}.",
                "Re-export the file (H.264/AAC MP4 or WAV works everywhere) and drop the job again."),

@@ -1,28 +1,45 @@
-"""Builds the worker's renderers from the config, once per process (engines stay resident)."""
+"""Builds the worker's renderers: one chunked pipeline per engine, engines loaded once and kept resident.
+
+The configured default engine is loaded at start, so a missing or wrong checkpoint stops the worker
+with a ConfigError (exit 78, no restart loop). An engine a ticket asks for is loaded on first use; if it
+cannot be loaded, that job fails with the reason and the worker carries on.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-from functools import partial
+from pathlib import Path
 
 from daemon.core.config import Config
 from daemon.core.errors import ConfigError, JobRejected
+from daemon.core.share import INTERNAL
 from daemon.worker import role
 from daemon.worker.render import Renderer
-from daemon.worker.simple_copy import CopyRenderer
 
 
-def renderers(config: Config) -> dict[str, Renderer]:
-    return {"copy": CopyRenderer(config.media)}
+class Renderers:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.internal = Path(config.share.root) / INTERNAL
+        self._loaded: dict[str, Renderer] = {}
 
+    def preload(self, name: str) -> None:
+        self._load(name)
 
-def renderer_for(available: dict[str, Renderer], engine: str) -> Renderer:
-    try:
-        return available[engine]
-    except KeyError:
-        raise JobRejected("ticket_engine_not_allowed", ticket="job.json", engine=engine,
-                          allowed=", ".join(sorted(available))) from None
+    def __call__(self, name: str) -> Renderer:
+        try:
+            return self._load(name)
+        except ConfigError as exc:
+            raise JobRejected("engine_unavailable", engine=name, detail=str(exc)) from None
+
+    def _load(self, name: str) -> Renderer:
+        if name not in self._loaded:
+            from daemon.worker.engines.registry import load_engine
+            from daemon.worker.pipeline import ChunkedRenderer
+
+            self._loaded[name] = ChunkedRenderer(self.config, self.internal, load_engine(name, self.config))
+        return self._loaded[name]
 
 
 def pin_gpu(gpu: str | None) -> None:
@@ -36,8 +53,6 @@ def pin_gpu(gpu: str | None) -> None:
 
 def run_worker(config: Config, args: argparse.Namespace) -> int:
     pin_gpu(args.gpu)
-    available = renderers(config)
-    if config.worker.engine not in available:
-        raise ConfigError(f"worker.engine = {config.worker.engine!r} is not available in this build; "
-                          f"available: {', '.join(sorted(available))}")
-    return role.run(config, args, partial(renderer_for, available))
+    renderers = Renderers(config)
+    renderers.preload(config.worker.engine)
+    return role.run(config, args, renderers)

@@ -42,6 +42,16 @@ def still_ours(job_dir: Path, ident: lease.Identity) -> None:
         raise JobLost(f"{job_dir.name} is no longer ours (lease gone or taken over)")
 
 
+def raise_if_taken_over(job_dir: Path, ident: lease.Identity) -> None:
+    """JobLost only when we know the claim is gone (folder renamed away, or someone else's lease);
+    an unreadable lease on a sick share proves nothing and leaves the original error standing."""
+    if not os.path.lexists(job_dir):
+        raise JobLost(f"{job_dir.name} was moved away (taken over after our lease expired)")
+    held = lease.read(job_dir)
+    if held is not None and (held.get("pid") != ident.pid or held.get("host") != ident.host):
+        raise JobLost(f"{job_dir.name} is held by {held.get('host')}/{held.get('pid')} now")
+
+
 def publish(part: Path, final: Path, job_dir: Path, ident: lease.Identity) -> None:
     with open(part, "rb") as fh:
         os.fsync(fh.fileno())

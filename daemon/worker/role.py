@@ -86,7 +86,12 @@ class Worker:
         keeper = _LeaseKeeper(job.path, self.config.worker.lease_s / 4)
         started = time.time()
         try:
-            self._render_and_publish(job, spec, attempt, note, started)
+            try:
+                self._render_and_publish(job, spec, attempt, note, started)
+            except Exception:
+                # a takeover pulls the inputs from under us: whatever failed then is not the job's fault
+                publish.raise_if_taken_over(job.path, self.ident)
+                raise
         except Interrupted:
             self._requeue(job, note, "stop requested: put back in the queue")
         except JobRejected as exc:

@@ -1,0 +1,126 @@
+"""yuv420p pipe buffers ⇄ RGB uint8 tensors on the engine's device (the one torch module the pipeline uses).
+
+Frames cross the ffmpeg pipes as yuv420p (rgb24 pipes cost 1.7–2.3× a plain transcode, reference/media.md
+§9) and only the face region of a batch is converted to RGB (`face_region`). Going back, only pixels the
+engine changed are re-encoded into the planes: everything else keeps its original Y/U/V bytes, so
+untouched pixels are bit-exact before the encoder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# BT.601 limited range, the matrix swscale uses for our yuv420p when none is tagged. Written as
+# per-channel sums (a (…,3)@(3,3) matmul is ~10× slower on CPU for these shapes).
+_KY, _KRV, _KGU, _KGV, _KBU = 1.164, 1.596, -0.392, -0.813, 2.017
+# margins around the union of a batch's face boxes, in box sizes: the lower face and jaw need room below
+_SIDE, _ABOVE, _BELOW = 0.5, 0.3, 0.9
+
+Region = tuple[int, int, int, int]  # x1, y1, x2, y2, all even
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def share_cpu(device: torch.device, threads: int = 1) -> None:
+    """On CPU, keep torch to `threads` intra-op threads while ffmpeg children decode and encode.
+
+    Measured on 2 cores (bench/RESULTS.md): with torch's default (one OpenMP thread per core) the warp
+    stage of a 1080p clip took 20-27 s for 500 frames, spinning against the x264 threads; with 1 thread
+    2.4-3.7 s. A process-wide setting, so it is applied once, by the renderer that owns the pipes.
+    """
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+
+
+def face_region(boxes: np.ndarray, width: int, height: int) -> Region | None:
+    """Even-aligned region around every face in a batch (with margins), or None when there is none."""
+    valid = boxes[(boxes[:, 0] >= 0) & (boxes[:, 2] > boxes[:, 0])]
+    if valid.size == 0:
+        return None
+    bw = float((valid[:, 2] - valid[:, 0]).max())
+    bh = float((valid[:, 3] - valid[:, 1]).max())
+    x1 = max(0, int(valid[:, 0].min() - _SIDE * bw))
+    y1 = max(0, int(valid[:, 1].min() - _ABOVE * bh))
+    x2 = min(width, int(valid[:, 2].max() + _SIDE * bw) + 1)
+    y2 = min(height, int(valid[:, 3].max() + _BELOW * bh) + 1)
+    return x1 - x1 % 2, y1 - y1 % 2, x2 + x2 % 2, y2 + y2 % 2
+
+
+def _planes(buf: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = buf.shape[0]
+    ys = width * height
+    cs = ys // 4
+    y = buf[:, :ys].reshape(n, height, width)
+    u = buf[:, ys:ys + cs].reshape(n, height // 2, width // 2)
+    v = buf[:, ys + cs:ys + 2 * cs].reshape(n, height // 2, width // 2)
+    return y, u, v
+
+
+def to_rgb(buf: np.ndarray, width: int, height: int, device: torch.device,
+           region: Region | None = None) -> torch.Tensor:
+    """(N, frame_bytes) yuv420p → (N, h, w, 3) uint8 RGB on `device`, of `region` (default: whole)."""
+    x1, y1, x2, y2 = region or (0, 0, width, height)
+    y, u, v = _planes(buf, width, height)
+    ys = torch.from_numpy(np.ascontiguousarray(y[:, y1:y2, x1:x2])).to(device)
+    us = torch.from_numpy(np.ascontiguousarray(u[:, y1 // 2:y2 // 2, x1 // 2:x2 // 2])).to(device)
+    vs = torch.from_numpy(np.ascontiguousarray(v[:, y1 // 2:y2 // 2, x1 // 2:x2 // 2])).to(device)
+    n, h, w = ys.shape
+    h2, w2 = h // 2, w // 2
+    out = torch.empty((n, h, w, 3), dtype=torch.uint8, device=device)
+    for i in range(n):  # one frame of float at a time keeps 1080p batches small
+        luma = (ys[i].float() - 16.0).mul_(_KY).view(h2, 2, w2, 2)
+        cu = (us[i].float() - 128.0).view(h2, 1, w2, 1)  # chroma broadcasts over its 2×2 luma block
+        cv = (vs[i].float() - 128.0).view(h2, 1, w2, 1)
+        chans = [(luma + term).round_().clamp_(0, 255).to(torch.uint8).view(h, w)
+                 for term in (_KRV * cv, _KGU * cu + _KGV * cv, _KBU * cu)]
+        torch.stack(chans, -1, out=out[i])
+    return out
+
+
+def changed_box(before: torch.Tensor, after: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """Even-aligned (x1, y1, x2, y2) around the pixels that differ in one frame, or None."""
+    diff = (before != after).any(-1)
+    rows = diff.any(1).nonzero()
+    if rows.numel() == 0:
+        return None
+    cols = diff.any(0).nonzero()
+    y1, y2 = int(rows[0]), int(rows[-1]) + 1
+    x1, x2 = int(cols[0]), int(cols[-1]) + 1
+    return x1 - x1 % 2, y1 - y1 % 2, x2 + x2 % 2, y2 + y2 % 2
+
+
+def write_back(buf: np.ndarray, width: int, height: int, before: torch.Tensor, after: torch.Tensor,
+               region: Region | None = None) -> int:
+    """Put the engine's changes (RGB of `region`) into the yuv420p buffer in place; frames changed."""
+    ox, oy = (region or (0, 0, width, height))[:2]
+    y, u, v = _planes(buf, width, height)
+    changed = 0
+    for i in range(after.shape[0]):
+        box = changed_box(before[i], after[i])
+        if box is None:
+            continue
+        changed += 1
+        x1, y1, x2, y2 = box
+        rgb = after[i, y1:y2, x1:x2].float()
+        hit = (before[i, y1:y2, x1:x2] != after[i, y1:y2, x1:x2]).any(-1)
+        r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        luma = (16.0 + 0.257 * r + 0.504 * g + 0.098 * b).round_().clamp_(0, 255).to(torch.uint8)
+        _merge(y[i, oy + y1:oy + y2, ox + x1:ox + x2], luma, hit)
+        h2, w2 = (y2 - y1) // 2, (x2 - x1) // 2
+        mean = rgb.view(h2, 2, w2, 2, 3).mean((1, 3))  # chroma is one sample per 2×2 block
+        r, g, b = mean[..., 0], mean[..., 1], mean[..., 2]
+        hit2 = hit.view(h2, 2, w2, 2).any(3).any(1)
+        cy, cx = (oy + y1) // 2, (ox + x1) // 2
+        _merge(u[i, cy:cy + h2, cx:cx + w2], 128.0 - 0.148 * r - 0.291 * g + 0.439 * b, hit2)
+        _merge(v[i, cy:cy + h2, cx:cx + w2], 128.0 + 0.439 * r - 0.368 * g - 0.071 * b, hit2)
+    return changed
+
+
+def _merge(plane: np.ndarray, value: torch.Tensor, hit: torch.Tensor) -> None:
+    """plane[hit] = value[hit], in place, rounding floats to bytes."""
+    new = value.round().clamp_(0, 255).to(torch.uint8) if value.is_floating_point() else value
+    old = torch.from_numpy(np.ascontiguousarray(plane)).to(new.device)
+    plane[...] = torch.where(hit, new, old).cpu().numpy()

@@ -1,0 +1,233 @@
+"""Frames of the presenter, normalised inline and streamed as yuv420p over a pipe into caller buffers.
+
+One ffmpeg child decodes forward from a source position; the filter graph makes every input look the
+same (constant rate, upright, even size, 8-bit 4:2:0). Backward runs (ping-pong loops) are decoded
+forward in blocks from a seek point and flipped in memory, so memory stays one block whatever the length.
+A decoder that ends early is checked against the expected count: a truncated faststart MP4 exits 0.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import typing
+from pathlib import Path
+
+import numpy as np
+
+from daemon.core import messages
+from daemon.core.config import MediaConfig
+from daemon.core.errors import EnvironmentFault, JobRejected
+from daemon.worker.media import process
+from daemon.worker.media.plan import Plan
+from daemon.worker.media.probe import STILL_FORMAT, MediaInfo
+
+log = logging.getLogger(__name__)
+
+messages.register({
+    "video_truncated": {
+        "en": ("The video {name} ends early: only {got} of its {expected} frames could be decoded, "
+               "so the file is probably cut off ({size}).",
+               "Copy or export the video again (let the copy finish) and submit the job again."),
+        "zh": ("视频 {name} 提前结束：{expected} 帧中只能解码 {got} 帧，文件可能不完整（{size}）。",
+               "请重新复制或导出该视频（等待复制完成）后重新提交。"),
+    },
+})
+
+REVERSE_BLOCK = 64  # frames decoded forward, then flipped, per backward step
+
+
+@functools.lru_cache(maxsize=8)
+def has_filter(ffmpeg: str, name: str) -> bool:
+    """Whether this ffmpeg build has a filter (the slim static build lacks bwdif, zscale...)."""
+    done = process.run([ffmpeg, "-hide_banner", "-nostdin", "-filters"], 30, capture_stdout=True)
+    return any(line.split()[1:2] == [name] for line in done.stdout.decode("utf-8", "replace").splitlines())
+
+
+def filter_graph(plan: Plan, ffmpeg: str) -> str:
+    steps = []
+    if plan.deinterlace:
+        if has_filter(ffmpeg, "bwdif"):
+            steps.append("bwdif")
+        else:
+            log.warning("interlaced input but this ffmpeg has no bwdif filter: decoding without deinterlace")
+    if not plan.still:
+        steps.append(f"fps={plan.fps_text}")
+    # autorotation (ffmpeg's default) runs before this graph, so W×H are the upright display size
+    steps += [f"scale={plan.width}:{plan.height}:flags=bicubic", "setsar=1", "format=yuv420p"]
+    return ",".join(steps)
+
+
+def decode_argv(cfg: MediaConfig, info: MediaInfo, plan: Plan, src_start: int, count: int) -> list[str]:
+    ffmpeg = process.resolve(cfg.ffmpeg)
+    argv = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats"]
+    if src_start:
+        argv += ["-ss", f"{src_start * plan.fps_den / plan.fps_num:.6f}"]
+    argv += ["-protocol_whitelist", "file"]
+    if info.is_still:
+        argv += ["-format_whitelist", STILL_FORMAT, "-f", STILL_FORMAT, "-pattern_type", "none"]
+    else:
+        argv += ["-format_whitelist", ",".join(cfg.video_formats)]
+    index = info.video.index if info.video else 0
+    argv += ["-i", "file:" + str(info.path), "-map", f"0:{index}", "-an", "-sn", "-dn",
+             "-vf", filter_graph(plan, ffmpeg), "-fps_mode", "passthrough", "-frames:v", str(count),
+             "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"]
+    return argv
+
+
+def read_frames(child: process.Child, out: np.ndarray) -> int:
+    """Fill the C-contiguous `out` from the child's stdout; returns the bytes read (fewer at EOF)."""
+    view = out.data.cast("B")
+    stream = typing.cast(io.RawIOBase, child.stdout)
+    got = 0
+    while got < len(view):
+        k = stream.readinto(view[got:])  # short reads are normal on pipes
+        if not k:
+            break
+        got += k
+    return got
+
+
+class _Stream:
+    """One decoder child reading forward from source frame `pos`."""
+
+    def __init__(self, cfg: MediaConfig, info: MediaInfo, plan: Plan, pos: int) -> None:
+        self.pos = pos
+        self.ended = False
+        argv = decode_argv(cfg, info, plan, pos, plan.source_frames - pos)
+        self.child = process.Child(argv, stdout=True, pipe_size=cfg.pipe_bytes, name="ffmpeg-decode")
+        self.child.__enter__()
+
+    def read(self, out: np.ndarray) -> int:
+        """Fill out[0..] (rows of frame_bytes) with the next frames; returns whole frames read."""
+        got = read_frames(self.child, out)
+        self.ended = got < out.nbytes
+        frames = got // out.shape[1]
+        self.pos += frames
+        return frames
+
+    def close(self) -> None:
+        # we may stop reading before EOF: the child then dies of a broken pipe, which is expected
+        self.child.close(force=not self.ended)
+
+
+class FrameSource:
+    """Serves output frames by plan; call `read(start, count, buf)` with increasing starts."""
+
+    def __init__(self, cfg: MediaConfig, info: MediaInfo, plan: Plan) -> None:
+        self.cfg, self.info, self.plan = cfg, info, plan
+        self._stream: _Stream | None = None
+        self._still: np.ndarray | None = None
+        self._last: np.ndarray | None = None
+        self.tolerance = max(3, round(plan.fps / 2))  # container durations may overstate by ~½ s
+
+    def read(self, start: int, count: int, out: np.ndarray) -> None:
+        for run in self.plan.runs(start, start + count):
+            dst = out[run.out_start - start: run.out_start - start + run.count]
+            if self.plan.still:
+                dst[:] = self._still_frame()
+            elif run.reverse:
+                self._read_backward(run.src_start, dst)
+            else:
+                self._read_forward(run.src_start, dst)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def _still_frame(self) -> np.ndarray:
+        if self._still is None:
+            frame = np.empty((1, self.plan.frame_bytes), np.uint8)
+            stream = _Stream(self.cfg, self.info, self.plan, 0)
+            try:
+                if stream.read(frame) != 1:
+                    raise JobRejected("media_unreadable", name=self.info.path.name,
+                                      detail="the picture cannot be decoded")
+            finally:
+                stream.close()
+            self._still = frame[0]
+        return self._still
+
+    def _read_forward(self, src: int, dst: np.ndarray) -> None:
+        if self._stream is None or self._stream.pos != src:
+            self.close()
+            self._stream = _Stream(self.cfg, self.info, self.plan, src)
+        got = self._stream.read(dst)
+        if got < len(dst):
+            self._short(src + got, dst, got)
+        self._last = dst[len(dst) - 1].copy()
+
+    def _read_backward(self, src_high: int, dst: np.ndarray) -> None:
+        done = 0
+        while done < len(dst):
+            n = min(REVERSE_BLOCK, len(dst) - done)
+            low = src_high - done - n + 1
+            block = np.empty((n, self.plan.frame_bytes), np.uint8)
+            self._read_forward(low, block)
+            dst[done:done + n] = block[::-1]
+            done += n
+
+    def _short(self, reached: int, dst: np.ndarray, got: int) -> None:
+        """The decoder ended at source frame `reached`: pad a small shortfall, reject a truncated file."""
+        expected = self.plan.source_frames
+        stream = self._stream
+        self.close()
+        if reached >= expected - self.tolerance and (got or self._last is not None):
+            fill = dst[got - 1] if got else self._last
+            dst[got:] = fill
+            log.info("%s: decoder ended at frame %d of ~%d; holding the last frame", self.info.path.name,
+                     reached, expected)
+            return
+        tail = stream.child.stderr_tail().strip().splitlines()[-1:] if stream else []
+        log.warning("%s: decoded %d of %d frames; ffmpeg said: %s", self.info.path.name, reached, expected,
+                    tail)
+        if reached == 0:  # not one picture: an unsupported codec or garbage, not a cut-off file
+            codec = self.info.video.codec if self.info.video else "unknown"
+            raise JobRejected("media_unreadable", name=self.info.path.name,
+                              detail=f"its picture ({codec}) cannot be decoded by this appliance")
+        raise JobRejected("video_truncated", name=self.info.path.name, got=reached, expected=expected,
+                          size=f"{self.info.size / 1e6:.1f} MB")
+
+
+def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: float) -> tuple[int, int]:
+    """Decode the speech track to a float32 16 kHz mono WAV at `dest`: (sample count, data offset).
+
+    WAV rather than raw f32le because the slim static ffmpeg has no raw audio muxers.
+
+    Decoding stops just past the duration limit, so a header that understates the length cannot make
+    us write hours of samples; the caller rejects anything over the limit by the decoded count.
+    """
+    tmp = dest.with_name(dest.name + ".tmp")
+    argv = [process.resolve(cfg.ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats", "-y",
+            "-protocol_whitelist", "file", "-format_whitelist",
+            ",".join(sorted(set(cfg.audio_formats) | set(cfg.video_formats))),
+            "-i", "file:" + str(info.path), "-map", "0:a:0", "-vn", "-sn", "-dn",
+            "-ac", "1", "-ar", "16000", "-t", f"{cfg.max_duration_min * 60 + 1:.3f}",
+            "-c:a", "pcm_f32le", "-fflags", "+bitexact", "-f", "wav", "file:" + str(tmp)]
+    try:
+        done = process.run(argv, timeout_s)
+    except process.ChildTimeout:
+        raise JobRejected("media_unreadable", name=info.path.name,
+                          detail="decoding its sound took too long") from None
+    if done.returncode != 0:
+        last = done.stderr_tail.strip().splitlines()[-1:] or ["unknown error"]
+        raise JobRejected("media_unreadable", name=info.path.name, detail=f"its sound cannot be decoded "
+                          f"({last[0][:160]})")
+    tmp.replace(dest)
+    offset, size = wav_data(dest)
+    return size // 4, offset
+
+
+def wav_data(path: Path) -> tuple[int, int]:
+    """(offset, byte length) of the sample data in a WAV file we wrote ourselves."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    pos = 12  # after "RIFF" <size> "WAVE"
+    while pos + 8 <= len(head):
+        tag, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if tag == b"data":
+            return pos + 8, min(size, path.stat().st_size - pos - 8)
+        pos += 8 + size + (size & 1)
+    raise EnvironmentFault(f"{path}: no data chunk in the decoded speech WAV")

@@ -1,0 +1,121 @@
+"""The output side: one x264 encoder child per attempt cutting one MP4 segment per chunk, then the mux.
+
+Segments are the durable resume points (a segment is complete when it probes with exactly its chunk's
+frame count). The final step stream-copies the segments and encodes the speech track to AAC 48 kHz
+with `-t <audio seconds>`, `+faststart`, so the result is exactly as long as the audio.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from daemon.core.config import MediaConfig
+from daemon.core.errors import EnvironmentFault
+from daemon.worker.media import process
+from daemon.worker.media.plan import Plan
+from daemon.worker.media.probe import MediaInfo
+
+log = logging.getLogger(__name__)
+
+SEGMENT = "seg_{:05d}.mp4"
+_QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error", "-nostats"]
+
+
+def segment_path(workdir: Path, chunk: int) -> Path:
+    return workdir / SEGMENT.format(chunk)
+
+
+def encode_argv(cfg: MediaConfig, plan: Plan, workdir: Path, first_chunk: int) -> list[str]:
+    start, _ = plan.chunk_range(first_chunk)
+    remaining = plan.frames - start
+    cuts = [str(n) for n in range(plan.chunk_frames, remaining, plan.chunk_frames)]
+    argv = [process.resolve(cfg.ffmpeg), *_QUIET, "-y",
+            "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{plan.width}x{plan.height}",
+            "-framerate", plan.fps_text, "-i", "pipe:0", "-map", "0:v",
+            "-c:v", "libx264", "-preset", cfg.x264_preset, "-crf", str(cfg.crf), "-pix_fmt", "yuv420p",
+            # every chunk starts on a keyframe, so each segment decodes on its own
+            "-force_key_frames", f"expr:eq(mod(n,{plan.chunk_frames}),0)",
+            "-f", "segment", "-segment_format", "mp4", "-reset_timestamps", "1",
+            "-segment_start_number", str(first_chunk)]
+    if cuts:
+        argv += ["-segment_frames", ",".join(cuts)]
+    return [*argv, str(workdir / "seg_%05d.mp4")]
+
+
+class SegmentEncoder:
+    """Feeds yuv420p frames to one encoder child; `finish()` closes stdin so the last segment completes."""
+
+    def __init__(self, cfg: MediaConfig, plan: Plan, workdir: Path, first_chunk: int) -> None:
+        self.plan = plan
+        self.child = process.Child(encode_argv(cfg, plan, workdir, first_chunk), stdin=True,
+                                   pipe_size=cfg.pipe_bytes, name="ffmpeg-encode")
+        self.child.__enter__()
+        self.timeout_s = 60 + cfg.timeout_factor * plan.audio_s
+
+    def write(self, frames: np.ndarray) -> None:
+        try:
+            self.child.stdin.write(frames.data.cast("B"))
+        except BrokenPipeError:
+            code = self.child.wait(10)
+            raise EnvironmentFault(f"the encoder stopped (exit {code}): {self._tail()}") from None
+
+    def finish(self) -> None:
+        """Close stdin and wait: never terminate an encoder on the success path (it would lose moov)."""
+        try:
+            self.child.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = self.child.wait(self.timeout_s)
+        if code != 0:
+            raise EnvironmentFault(f"the encoder failed (exit {code}): {self._tail()}")
+
+    def abort(self) -> None:
+        self.child.close(force=True)
+
+    def _tail(self) -> str:
+        return " ".join(self.child.stderr_tail().strip().splitlines()[-2:])[:300]
+
+
+def count_frames(cfg: MediaConfig, path: Path) -> int | None:
+    """Video packets in one of our own files (index only, fast); None when it does not parse."""
+    argv = [process.resolve(cfg.ffprobe), "-v", "error", "-protocol_whitelist", "file", "-format_whitelist",
+            "mov", "-count_packets", "-select_streams", "v:0", "-show_entries", "stream=nb_read_packets",
+            "-of", "csv=p=0", "file:" + str(path)]
+    try:
+        done = process.run(argv, cfg.probe_timeout_s, capture_stdout=True)
+    except process.ChildTimeout:
+        return None
+    text = done.stdout.decode("ascii", "replace").strip().strip(",")
+    return int(text) if done.returncode == 0 and text.isdigit() else None
+
+
+def mux(cfg: MediaConfig, plan: Plan, workdir: Path, audio: MediaInfo, output: Path) -> None:
+    """Concatenate all segments (stream copy) with the speech track as AAC 48 kHz into `output`."""
+    listing = workdir / "segments.txt"
+    # explicit durations: the first segment of an encoder run starts at the B-frame delay, and without
+    # them concat would open a gap of that delay at every resume point (audio drift)
+    lines = []
+    for i in range(plan.chunks):
+        start, end = plan.chunk_range(i)
+        seconds = (end - start) * plan.fps_den / plan.fps_num
+        lines.append(f"file '{SEGMENT.format(i)}'\nduration {seconds:.6f}\n")
+    listing.write_text("ffconcat version 1.0\n" + "".join(lines))
+    channels = min(2, audio.audio.channels) if audio.audio and audio.audio.channels else 2
+    allowed = ",".join(sorted(set(cfg.audio_formats) | set(cfg.video_formats)))
+    argv = [process.resolve(cfg.ffmpeg), *_QUIET, "-y",
+            "-protocol_whitelist", "file", "-format_whitelist", "concat,mov", "-f", "concat", "-safe", "1",
+            "-i", "file:" + str(listing),
+            "-protocol_whitelist", "file", "-format_whitelist", allowed, "-i", "file:" + str(audio.path),
+            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+            "-c:a", "aac", "-b:a", f"{cfg.audio_bitrate_k}k", "-ar", "48000", "-ac", str(channels),
+            "-t", f"{plan.audio_s:.6f}", "-movflags", "+faststart", "-f", "mp4", "file:" + str(output)]
+    try:
+        done = process.run(argv, 60 + cfg.timeout_factor * plan.audio_s / 4)
+    except process.ChildTimeout as exc:
+        raise EnvironmentFault(f"muxing the result timed out: {exc}") from None
+    if done.returncode != 0:
+        raise EnvironmentFault(f"muxing the result failed (exit {done.returncode}): "
+                               f"{done.stderr_tail.strip()[-300:]}")

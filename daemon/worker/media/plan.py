@@ -1,0 +1,148 @@
+"""The render plan of one job: output geometry and rate, frame count, chunks, and the source frame map.
+
+Output length is the audio's, always: frames = round(audio seconds × fps). When the video is shorter
+it loops (ping-pong or wrap); when longer it is trimmed. The plan is pure arithmetic on probe results,
+so a resumed attempt rebuilds exactly the same plan and chunk boundaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from daemon.core.config import MediaConfig
+from daemon.worker.media.probe import MediaInfo
+
+
+@dataclass(frozen=True)
+class Run:
+    """Output frames [out_start, out_start+count) show source frames src_start.. (backwards if reverse)."""
+
+    out_start: int
+    src_start: int  # first source frame shown (the highest one when reverse)
+    count: int
+    reverse: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    fps_num: int
+    fps_den: int
+    width: int
+    height: int
+    frames: int  # output frames = round(audio_s × fps)
+    source_frames: int  # frames the normalised source yields at the output rate (1 for a still)
+    chunk_frames: int
+    loop: str  # "pingpong" | "wrap"
+    audio_s: float
+    still: bool
+    deinterlace: bool
+
+    @property
+    def fps(self) -> float:
+        return self.fps_num / self.fps_den
+
+    @property
+    def fps_text(self) -> str:
+        return f"{self.fps_num}/{self.fps_den}"
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.width * self.height * 3 // 2  # yuv420p
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.frames // self.chunk_frames)
+
+    def chunk_range(self, i: int) -> tuple[int, int]:
+        start = i * self.chunk_frames
+        return start, min(self.frames, start + self.chunk_frames)
+
+    def source_index(self, j: int) -> int:
+        m = self.source_frames
+        if j < m:
+            return j
+        if self.loop == "wrap" or m < 2:
+            return j % m
+        k = j % (2 * m - 2)
+        return k if k < m else 2 * m - 2 - k
+
+    def source_indices(self, start: int, end: int) -> np.ndarray:
+        """source_index(j) for j in [start, end), vectorised."""
+        j = np.arange(start, end, dtype=np.int64)
+        m = self.source_frames
+        if self.loop == "wrap" or m < 2:
+            return np.where(j < m, j, j % m)
+        k = j % (2 * m - 2)
+        return np.where(j < m, j, np.where(k < m, k, 2 * m - 2 - k))
+
+    def runs(self, start: int, end: int) -> list[Run]:
+        """Split output frames [start, end) into runs of consecutive source frames."""
+        out: list[Run] = []
+        j = start
+        while j < end:
+            s = self.source_index(j)
+            step = 1
+            if j + 1 < end:
+                step = self.source_index(j + 1) - s
+            reverse = step == -1
+            n = 1
+            while j + n < end and self.source_index(j + n) == s + (n * (-1 if reverse else 1)):
+                n += 1
+            out.append(Run(j, s, n, reverse))
+            j += n
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def output_rate(video: MediaInfo, cfg: MediaConfig, engine_fps: float | None) -> Fraction:
+    """The engine's rate if it needs one, else config's, else the source's (VFR → media.vfr_fps)."""
+    if engine_fps:
+        return Fraction(engine_fps).limit_denominator(1001)
+    if cfg.fps:
+        return Fraction(cfg.fps).limit_denominator(1001)
+    v = video.video
+    if v is None or video.is_still or v.vfr or not v.r_fps:
+        return Fraction(cfg.vfr_fps).limit_denominator(1001)
+    return Fraction(v.r_fps).limit_denominator(1001)
+
+
+def output_size(video: MediaInfo, cfg: MediaConfig, max_height: int | None) -> tuple[int, int]:
+    """Display size (rotation applied), capped in height, both sides even (x264 needs them even)."""
+    assert video.video is not None
+    w, h = video.video.width, video.video.height
+    caps = [c for c in (cfg.max_height, max_height or 0) if c > 0]
+    if caps and h > min(caps):
+        w, h = round(w * min(caps) / h), min(caps)
+    return max(2, w - w % 2), max(2, h - h % 2)
+
+
+def make_plan(video: MediaInfo, audio_s: float, cfg: MediaConfig, engine_fps: float | None,
+              options: dict[str, Any]) -> Plan:
+    rate = output_rate(video, cfg, engine_fps)
+    width, height = output_size(video, cfg, _int_option(options, "max_height"))
+    frames = max(1, round(audio_s * rate))
+    if video.is_still:
+        source = 1
+    else:
+        assert video.video is not None
+        dur = video.video.duration or video.duration or 0.0
+        source = max(1, round(dur * rate))
+    loop = str(options.get("loop") or cfg.loop)
+    if loop not in ("pingpong", "wrap"):
+        loop = cfg.loop
+    return Plan(fps_num=rate.numerator, fps_den=rate.denominator, width=width, height=height,
+                frames=frames, source_frames=source, chunk_frames=cfg.chunk_frames, loop=loop,
+                audio_s=audio_s, still=video.is_still,
+                deinterlace=bool(video.video and video.video.interlaced))
+
+
+def _int_option(options: dict[str, Any], key: str) -> int | None:
+    value = options.get(key)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 \
+        else None

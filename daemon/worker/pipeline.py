@@ -1,0 +1,232 @@
+"""The chunked renderer: probe → plan → speech features once → per chunk: decode, faces, engine, encode.
+
+Memory is one batch of frames whatever the length (decode and encode are pipes, the speech track is a
+memory map read in blocks). Each chunk ends a durable segment, so a new attempt on the same workdir
+resumes from the last finished chunk and muxes an identical-length result with the exact audio.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemon.core.config import Config
+from daemon.worker.checkpoint import Checkpoint, fingerprint
+from daemon.worker.engines import frames as yuv
+from daemon.worker.engines.base import Chunk, Engine
+from daemon.worker.faces import FaceFinder
+from daemon.worker.media import encoder as enc
+from daemon.worker.media.decoder import FrameSource, read_model_audio
+from daemon.worker.media.plan import Plan, make_plan
+from daemon.worker.media.preflight import check_decoded_audio, preflight
+from daemon.worker.media.probe import MediaInfo
+from daemon.worker.render import Interrupted, Progress, ProgressFn, RenderRequest, StopFn
+
+log = logging.getLogger(__name__)
+
+AUDIO16K = "audio16k.wav"
+
+
+@dataclass
+class _Job:
+    """Everything one render attempt knows once the inputs are probed and the plan is made."""
+
+    request: RenderRequest
+    audio: MediaInfo
+    video: MediaInfo
+    plan: Plan
+    checkpoint: Checkpoint
+    first: int  # first chunk this attempt renders (> 0: resumed)
+    samples: int  # speech samples at 16 kHz in workdir/AUDIO16K, starting at byte `offset`
+    offset: int
+    timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    boxes: np.ndarray = field(default_factory=lambda: np.empty((0, 4), np.int32))
+    cached: bool = False
+    features: Any = None
+
+
+class ChunkedRenderer:
+    """A `Renderer` (daemon/worker/render.py) around one resident engine."""
+
+    def __init__(self, config: Config, internal_dir: Path, engine: Engine) -> None:
+        self.config = config
+        self.cfg = config.media
+        self.engine = engine
+        self.faces = FaceFinder(config.media, internal_dir / "facecache")
+        yuv.share_cpu(engine.device)
+
+    def render(self, request: RenderRequest, progress: ProgressFn, should_stop: StopFn) -> dict[str, Any]:
+        job = self._start(request, progress)
+        plan = job.plan
+        progress(Progress(phase="prepare", chunk=job.first, chunks=plan.chunks,
+                          frames_done=min(plan.frames, job.first * plan.chunk_frames),
+                          frames_total=plan.frames))
+        with _timed(job.timings, "faces"):
+            job.boxes, job.cached = self.faces.boxes(job.video, plan)
+            refine = getattr(self.engine, "face_boxes", None)  # wav2lip: calibration, pads, smoothing
+            if refine is not None:
+                job.boxes = refine(job.boxes, plan.width, plan.height, geometry="lbp")
+        with _timed(job.timings, "prepare"):
+            job.features = self._features(job)
+        rendered = self._chunks(job, progress, should_stop)
+        progress(Progress(phase="finalize", chunk=plan.chunks, chunks=plan.chunks, frames_done=plan.frames,
+                          frames_total=plan.frames))
+        with _timed(job.timings, "mux"):
+            job.checkpoint.verify(plan)
+            enc.mux(self.cfg, plan, request.workdir, job.audio, request.output)
+            got = enc.count_frames(self.cfg, request.output)
+            if got != plan.frames:
+                raise RuntimeError(f"result has {got} video frames, expected {plan.frames}")
+        return self._stats(job, rendered)
+
+    def _start(self, request: RenderRequest, progress: ProgressFn) -> _Job:
+        """Probe, decode the speech for the model, plan, and find where a previous attempt stopped."""
+        timings: dict[str, float] = defaultdict(float)
+        progress(Progress(phase="probe"))
+        with _timed(timings, "probe"):
+            audio, video = preflight(request.audio, request.video, self.cfg)
+        request.workdir.mkdir(parents=True, exist_ok=True)
+        with _timed(timings, "audio"):
+            limit_s = 60 + self.cfg.timeout_factor * (audio.duration or 0)
+            samples, offset = read_model_audio(self.cfg, audio, request.workdir / AUDIO16K, limit_s)
+            check_decoded_audio(audio.path.name, samples / 16000, self.cfg)
+        plan = make_plan(video, samples / 16000, self.cfg, self.engine.fps, request.options)
+        checkpoint = Checkpoint(request.workdir, self.cfg)
+        first = checkpoint.resume_point(
+            fingerprint(request.audio, request.video, self.engine.name, request.options, plan), plan)
+        if first:
+            log.info("%s: resuming at chunk %d of %d (chunks 1-%d already encoded)", request.job_id,
+                     first + 1, plan.chunks, first)
+        log.info("%s: %dx%d at %s fps, %d frames in %d chunks (source %d frames, loop %s)",
+                 request.job_id, plan.width, plan.height, plan.fps_text, plan.frames, plan.chunks,
+                 plan.source_frames, plan.loop)
+        return _Job(request, audio, video, plan, checkpoint, first, samples, offset, timings)
+
+    def _features(self, job: _Job) -> Any:
+        """engine.prepare over a read-only map of the speech WAV: pages come and go, memory stays flat."""
+        wav = np.memmap(job.request.workdir / AUDIO16K, dtype="<f4", mode="r", offset=job.offset,
+                        shape=(job.samples,))
+        try:
+            return self.engine.prepare(wav, job.plan.fps, job.plan.frames)
+        finally:
+            del wav
+
+    def _stats(self, job: _Job, rendered: int) -> dict[str, Any]:
+        plan, timings = job.plan, job.timings
+        missing = 0
+        for a in range(0, plan.frames, 100_000):  # bounded temporaries, whatever the length
+            src = plan.source_indices(a, min(plan.frames, a + 100_000))
+            missing += int((job.boxes[src, 0] < 0).sum())
+        return {
+            "frames": plan.frames, "fps": plan.fps, "width": plan.width, "height": plan.height,
+            "chunks": plan.chunks, "resumed_from": job.first or None, "frames_rendered": rendered,
+            "faces_missing": missing, "face_cache_hit": job.cached,
+            "audio_s": round(plan.audio_s, 3), "source_frames": plan.source_frames,
+            "looped": plan.loop if plan.frames > plan.source_frames and not plan.still else None,
+            "normalised": _notes(job.video), "engine": self.engine.name,
+            "render_fps": round(rendered / timings["render"], 2) if timings.get("render") else None,
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        }
+
+    def _chunks(self, job: _Job, progress: ProgressFn, should_stop: StopFn) -> int:
+        plan, request, timings = job.plan, job.request, job.timings
+        if job.first >= plan.chunks:
+            return 0
+        batch = max(1, min(self.cfg.batch_frames, self.engine.max_batch()))
+        buf = np.empty((batch, plan.frame_bytes), np.uint8)
+        source = FrameSource(self.cfg, job.video, plan)
+        encoder = enc.SegmentEncoder(self.cfg, plan, request.workdir, job.first)
+        started, done = time.monotonic(), 0
+        try:
+            for i in range(job.first, plan.chunks):
+                if should_stop():
+                    encoder.finish()  # closes the last whole segment cleanly: the resume point
+                    log.info("%s: stopping before chunk %d of %d", request.job_id, i + 1, plan.chunks)
+                    raise Interrupted(f"stopped before chunk {i + 1} of {plan.chunks}")
+                start, end = plan.chunk_range(i)
+                for a in range(start, end, batch):
+                    self._batch(job, source, encoder, a, buf[:min(batch, end - a)])
+                done += end - start
+                _trim_heap()
+                timings["render"] = elapsed = max(time.monotonic() - started, 1e-6)
+                progress(Progress(phase="render", chunk=i + 1, chunks=plan.chunks, frames_done=end,
+                                  frames_total=plan.frames, fps=round(done / elapsed, 2),
+                                  eta_s=round((plan.frames - end) * elapsed / done, 1)))
+            with _timed(timings, "encode"):
+                encoder.finish()
+        except BaseException:
+            encoder.abort()
+            raise
+        finally:
+            source.close()
+        return done
+
+    def _batch(self, job: _Job, source: FrameSource, encoder: enc.SegmentEncoder, start: int,
+               buf: np.ndarray) -> None:
+        plan, timings = job.plan, job.timings
+        n = buf.shape[0]
+        with _timed(timings, "decode"):
+            source.read(start, n, buf)
+        with _timed(timings, "engine"):
+            faces = job.boxes[plan.source_indices(start, start + n)]
+            region = yuv.face_region(faces, plan.width, plan.height)
+            if region is not None:  # no face in the whole batch: nothing may change, skip the engine
+                # the engine sees the face region only (all it changes); boxes move into its pixels
+                shift = np.array(region[:2] * 2, np.int32)
+                local = np.where(faces[:, :1] >= 0, faces - shift, -1).astype(np.int32)
+                rgb = yuv.to_rgb(buf, plan.width, plan.height, self.engine.device, region)
+                out = self.engine.render(Chunk(start=start, frames=rgb, boxes=local), job.features)
+                if out is not rgb:
+                    yuv.write_back(buf, plan.width, plan.height, rgb, out, region)
+        with _timed(timings, "encode"):
+            encoder.write(buf)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None  # not glibc: nothing to trim
+
+
+def _trim_heap() -> None:
+    """Give freed heap pages back to the system after each chunk (glibc keeps them otherwise).
+
+    Batches allocate face-region tensors of varying size. Measured on a 10-minute 720p job: the worker
+    held 293 MB after rendering without this, 258 MB with it; peaks during rendering were unchanged
+    (bench/RESULTS.md). A resident worker should not sit on the last job's high-water mark.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    t = time.monotonic()
+    try:
+        yield
+    finally:
+        timings[stage] += time.monotonic() - t
+
+
+def _notes(video: MediaInfo) -> list[str]:
+    v = video.video
+    if v is None:
+        return []
+    notes = [("still image", video.is_still), ("variable frame rate", v.vfr),
+             (f"rotation {v.rotation}", bool(v.rotation)), ("interlaced", v.interlaced),
+             (v.pix_fmt, v.pix_fmt not in ("yuv420p", "yuvj420p")),
+             ("odd size", v.width % 2 == 1 or v.height % 2 == 1)]
+    return [text for text, on in notes if on]

@@ -1,0 +1,74 @@
+"""Face finding with the bundled LBP cascade: found on a real portrait, cached per presenter, absent → -1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mediagen as g
+import numpy as np
+import pytest
+from renderkit import render
+
+from daemon.core.config import MediaConfig
+from daemon.worker.faces import FaceFinder, smooth
+from daemon.worker.media.plan import make_plan
+from daemon.worker.media.probe import probe
+
+CFG = MediaConfig()
+# the astronaut's face in the 512² original (skimage docs / reference §6: r=70, c=175, 93×93), at 256²
+EXPECTED = np.array([175, 70, 268, 163]) / 2
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1 = np.maximum(a[:2], b[:2])
+    x2, y2 = np.minimum(a[2:], b[2:])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
+    return float(inter / (area(a) + area(b) - inter))
+
+
+def test_face_is_found_in_every_frame_of_a_moving_portrait(tmp_path: Path) -> None:
+    video = g.astronaut_clip(tmp_path / "astro.mp4", seconds=2, size=256)
+    info = probe(video, CFG)
+    boxes, cached = FaceFinder(CFG, tmp_path / "fc").boxes(info, make_plan(info, 2.0, CFG, None, {}))
+    assert boxes.shape == (50, 4) and boxes.dtype == np.int32 and not cached
+    assert (boxes[:, 0] >= 0).all()
+    assert min(iou(b.astype(float), EXPECTED) for b in boxes) > 0.5
+
+
+def test_reused_presenter_is_analysed_once(tmp_path: Path) -> None:
+    video = g.astronaut_clip(tmp_path / "astro.mp4", seconds=1, size=256)
+    copy = tmp_path / "same_presenter_other_name.mp4"
+    copy.write_bytes(video.read_bytes())
+    (tmp_path / "one").mkdir()
+    first = render(tmp_path / "one", g.tone(tmp_path / "s1.wav", 0.8), video)
+    cache = tmp_path / "one" / ".lipsyncd" / "facecache"
+    assert len(list(cache.glob("*.npy"))) == 1 and first.stats["face_cache_hit"] is False
+    info = probe(copy, CFG)
+    finder = FaceFinder(CFG, cache)
+    boxes, cached = finder.boxes(info, make_plan(info, 0.8, CFG, None, {}))
+    assert cached and (boxes[:, 0] >= 0).all()  # same bytes under another name: a cache hit
+
+
+def test_frames_without_a_face_pass_through_and_are_counted(tmp_path: Path) -> None:
+    from daemon.worker.engines.copy import CopyEngine
+    from daemon.worker.engines.warp import WarpEngine
+
+    video = g.clip(tmp_path / "pattern.mp4", seconds=1, size="128x96", audio=False)  # no face anywhere
+    speech = g.speech(tmp_path / "speech.wav", "Hello there.")
+    (tmp_path / "w").mkdir()
+    (tmp_path / "c").mkdir()
+    warped = render(tmp_path / "w", speech, video, engine=WarpEngine())
+    plain = render(tmp_path / "c", speech, video, engine=CopyEngine())
+    assert warped.stats["faces_missing"] == warped.stats["frames"] > 0
+    assert np.array_equal(g.decode_gray(warped.path, 128, 96), g.decode_gray(plain.path, 128, 96))
+
+
+def test_smoothing_interpolates_between_samples_and_keeps_gaps() -> None:
+    nan = [np.nan] * 4
+    samples = np.array([[0, 0, 10, 10], [10, 0, 20, 10], nan, nan, [40, 0, 50, 10]], float)
+    boxes = smooth(samples, every=4, count=20)
+    assert boxes[2].tolist() == pytest.approx([5, 0, 15, 10])  # halfway between samples 0 and 1
+    assert boxes[5].tolist() == pytest.approx([10, 0, 20, 10])  # next to sample 1, its neighbour missing
+    assert (boxes[7:14] == -1).all()  # between two missing samples: no face
+    assert boxes[16:].tolist() == [[40, 0, 50, 10]] * 4
