@@ -16,6 +16,7 @@ from daemon.core import atomic, progress
 from daemon.core import ticket as tickets
 from daemon.core.config import Config
 from daemon.core.job import Job
+from daemon.core.share import Share
 from daemon.core.state import JobState, jobs_in
 from daemon.housekeeping.texts import duration
 
@@ -28,6 +29,7 @@ def submit(config: Config, args: argparse.Namespace) -> int:
         if not path.is_file():
             print(f"lipsyncd: {path} is not a file", file=sys.stderr)
             return 2
+    Share(root).prepare()  # the share may be newer than the appliance's first start: make its folders
     stem = f"{tickets.safe_stem(args.name or audio.stem, 40)}-{secrets.token_hex(2)}"
     names = {"audio": f"{stem}.audio{audio.suffix}", "video": f"{stem}.video{video.suffix}"}
     for key, src in (("audio", audio), ("video", video)):

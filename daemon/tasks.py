@@ -112,14 +112,15 @@ def doctor(config: Config, args: argparse.Namespace) -> int:
 
 
 def probe(config: Config, args: argparse.Namespace) -> int:
-    from daemon.worker.media import process
+    """What the worker sees in a file: streams, what it would normalise, or the producer's reason."""
+    from daemon.core import messages
+    from daemon.core.errors import JobRejected
+    from daemon.worker.media.probe import describe
 
-    argv = [process.resolve(config.media.ffprobe), "-v", "error", "-protocol_whitelist", "file",
-            "-show_format", "-show_streams", "-of", "json", f"file:{Path(args.file).resolve()}"]
-    done = process.run(argv, config.media.probe_timeout_s, capture_stdout=True)
-    if done.returncode != 0:
-        print(f"lipsyncd: {args.file}: not a readable media file: {done.stderr_tail.strip()[-300:]}",
-              file=sys.stderr)
+    try:
+        print(describe(Path(args.file).resolve(), config.media))
+    except JobRejected as exc:
+        msg = messages.render(exc.code, config.general.language, exc.params)
+        print(f"lipsyncd: {msg.what}\n  {msg.todo}", file=sys.stderr)
         return 1
-    sys.stdout.write(done.stdout.decode("utf-8", "replace"))
     return 0
