@@ -140,9 +140,8 @@ class ChunkedRenderer:
         if job.first >= plan.chunks:
             return 0
         batch = max(1, min(self.cfg.batch_frames, self.engine.max_batch()))
-        buf = np.empty((batch, plan.frame_bytes), np.uint8)
         source = FrameSource(self.cfg, job.video, plan)
-        encoder = enc.SegmentEncoder(self.cfg, plan, request.workdir, job.first)
+        encoder = enc.SegmentEncoder(self.cfg, plan, request.workdir, job.first, batch)
         started, done = time.monotonic(), 0
         try:
             for i in range(job.first, plan.chunks):
@@ -152,7 +151,9 @@ class ChunkedRenderer:
                     raise Interrupted(f"stopped before chunk {i + 1} of {plan.chunks}")
                 start, end = plan.chunk_range(i)
                 for a in range(start, end, batch):
-                    self._batch(job, source, encoder, a, buf[:min(batch, end - a)])
+                    with _timed(timings, "encode"):  # waiting for the writer to free a buffer
+                        buf = encoder.buffer()[:min(batch, end - a)]
+                    self._batch(job, source, encoder, a, buf)
                 done += end - start
                 _trim_heap()
                 timings["render"] = elapsed = max(time.monotonic() - started, 1e-6)
@@ -185,8 +186,7 @@ class ChunkedRenderer:
                 out = self.engine.render(Chunk(start=start, frames=rgb, boxes=local), job.features)
                 if out is not rgb:
                     yuv.write_back(buf, plan.width, plan.height, rgb, out, region)
-        with _timed(timings, "encode"):
-            encoder.write(buf)
+        encoder.submit(buf)
 
 
 @functools.lru_cache(maxsize=1)
