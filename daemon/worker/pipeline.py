@@ -1,7 +1,7 @@
 """The chunked renderer: probe → plan → speech features once → per chunk: decode, faces, engine, encode.
 
-Memory is one batch of frames whatever the length (decode and encode are pipes, the speech track is a
-memory map read in blocks). Each chunk ends a durable segment, so a new attempt on the same workdir
+Memory is two batches of frames whatever the length (one rendering while the other is encoded; decode
+and encode are pipes, the speech track is a memory map read in blocks). Each chunk ends a durable segment, so a new attempt on the same workdir
 resumes from the last finished chunk and muxes an identical-length result with the exact audio.
 """
 
