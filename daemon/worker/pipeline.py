@@ -1,8 +1,9 @@
 """The chunked renderer: probe → plan → speech features once → per chunk: decode, faces, engine, encode.
 
 Memory is two batches of frames whatever the length (one rendering while the other is encoded; decode
-and encode are pipes, the speech track is a memory map read in blocks). Each chunk ends a durable segment, so a new attempt on the same workdir
-resumes from the last finished chunk and muxes an identical-length result with the exact audio.
+and encode are pipes, the speech track is a memory map read in blocks). Each chunk ends a durable
+segment, so a new attempt on the same workdir resumes from the last finished chunk and muxes an
+identical-length result with the exact audio.
 """
 
 from __future__ import annotations
