@@ -84,7 +84,7 @@ class MediaConfig:
     vfr_fps: float = setting(25.0, min=1, max=120)
     max_height: int = setting(0, min=0, max=8192)  # 0 = keep; a job's options.max_height may lower it
     chunk_frames: int = setting(250, min=8, max=10000)  # resume granularity (one segment per chunk)
-    batch_frames: int = setting(32, min=1, max=1000)  # frames in memory at once (engine may ask fewer)
+    batch_frames: int = setting(16, min=1, max=1000)  # frames per batch; 2 batches are in memory at once
     x264_preset: str = setting("veryfast", choices=("ultrafast", "superfast", "veryfast", "faster",
                                                     "fast", "medium", "slow"))
     crf: int = setting(20, min=0, max=51)

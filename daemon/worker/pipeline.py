@@ -1,8 +1,9 @@
 """The chunked renderer: probe → plan → speech features once → per chunk: decode, faces, engine, encode.
 
-Memory is one batch of frames whatever the length (decode and encode are pipes, the speech track is a
-memory map read in blocks). Each chunk ends a durable segment, so a new attempt on the same workdir
-resumes from the last finished chunk and muxes an identical-length result with the exact audio.
+Memory is two batches of frames whatever the length (one rendering while the other is encoded; decode
+and encode are pipes, the speech track is a memory map read in blocks). Each chunk ends a durable
+segment, so a new attempt on the same workdir resumes from the last finished chunk and muxes an
+identical-length result with the exact audio.
 """
 
 from __future__ import annotations
@@ -143,9 +144,8 @@ class ChunkedRenderer:
         if job.first >= plan.chunks:
             return 0
         batch = max(1, min(self.cfg.batch_frames, self.engine.max_batch()))
-        buf = np.empty((batch, plan.frame_bytes), np.uint8)
         source = FrameSource(self.cfg, job.video, plan)
-        encoder = enc.SegmentEncoder(self.cfg, plan, request.workdir, job.first)
+        encoder = enc.SegmentEncoder(self.cfg, plan, request.workdir, job.first, batch)
         started, done = time.monotonic(), 0
         try:
             for i in range(job.first, plan.chunks):
@@ -155,7 +155,9 @@ class ChunkedRenderer:
                     raise Interrupted(f"stopped before chunk {i + 1} of {plan.chunks}")
                 start, end = plan.chunk_range(i)
                 for a in range(start, end, batch):
-                    self._batch(job, source, encoder, a, buf[:min(batch, end - a)])
+                    with _timed(timings, "encode"):  # waiting for the writer to free a buffer
+                        buf = encoder.buffer()[:min(batch, end - a)]
+                    self._batch(job, source, encoder, a, buf)
                 done += end - start
                 _trim_heap()
                 timings["render"] = elapsed = max(time.monotonic() - started, 1e-6)
@@ -188,8 +190,7 @@ class ChunkedRenderer:
                 out = self.engine.render(Chunk(start=start, frames=rgb, boxes=local), job.features)
                 if out is not rgb:
                     yuv.write_back(buf, plan.width, plan.height, rgb, out, region)
-        with _timed(timings, "encode"):
-            encoder.write(buf)
+        encoder.submit(buf)
 
 
 @functools.lru_cache(maxsize=1)
