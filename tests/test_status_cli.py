@@ -69,7 +69,7 @@ def test_submit_wait_exits_1_and_prints_the_reason_when_the_job_fails(root: Path
     wait_for(lambda: (root / "inbox").is_dir(), 20, "share folders")
     failed = cli(root, "submit", "--wait", str(media_dir / "a.wav"), str(media_dir / "a.wav"))  # no picture
     assert failed.returncode == 1
-    assert "What went wrong" in failed.stderr and "has no picture" in failed.stderr
+    assert "What went wrong" in failed.stderr and "contains only sound" in failed.stderr
 
 
 def test_submit_wait_draws_a_live_progress_bar_in_a_real_terminal(root: Path, media_dir: Path, roles: Roles,
