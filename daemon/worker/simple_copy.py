@@ -48,6 +48,9 @@ class CopyRenderer:
             self._follow(child, duration, progress, should_stop, started)
             code = child.wait(timeout=duration * self.media.timeout_factor + 60)
             if code != 0:
+                fault = process.write_fault(child.stderr_tail(), request.output)
+                if fault is not None:
+                    raise fault
                 raise JobRejected("media_invalid", name=request.video.name,
                                   detail=f"it could not be decoded ({_last_line(child.stderr_tail())})")
         return {"engine": "copy", "duration_s": round(duration, 3), "render_s": round(time.monotonic() - started, 3)}
