@@ -61,6 +61,8 @@ class ChatServer:
         self.received: list[Received] = []
         self.requests = 0
         self.script = Script()
+        # forced answers for one platform only ("dingtalk", "wecom", "feishu", "webhook"), after `script`
+        self.scripts: dict[str, Script] = {p: Script() for p in ("dingtalk", "wecom", "feishu", "webhook")}
         self.port = _free_port()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -94,6 +96,10 @@ class ChatServer:
     def up(self) -> None:
         self.start()
 
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
     # --- URLs the robots are configured with ------------------------------------------------------
     @property
     def base(self) -> str:
@@ -121,7 +127,7 @@ class ChatServer:
     # --- the platforms' rules ---------------------------------------------------------------------
     def answer(self, path: str, query: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
         self.requests += 1
-        forced = self.script.pop()
+        forced = self.script.pop() or self.scripts[_platform(path)].pop()
         if forced is not None:
             if forced[0] == "hang":
                 self._release.wait(forced[1])
@@ -220,6 +226,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
         pass
+
+
+def _platform(path: str) -> str:
+    if path == "/robot/send":
+        return "dingtalk"
+    if path == "/cgi-bin/webhook/send":
+        return "wecom"
+    return "feishu" if path.startswith("/open-apis/") else "webhook"
 
 
 def _free_port() -> int:
