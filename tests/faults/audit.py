@@ -131,15 +131,17 @@ class Audit:
 
     # --- nothing is lost ------------------------------------------------------------------------------
     def inputs_lost(self, landed: list[Dropped]) -> int:
+        # a job still queued keeps its inputs too: that is "unfinished" (checked above), not "lost"
         found: dict[str, set[str]] = {}
-        places = [self.root / "inbox", *(f / "inputs" for s in ("done", "failed") for f in self.jobs[s])]
+        places = [self.root / "inbox", *(f / "inputs" for s in STATES for f in self.jobs[s]),
+                  *(self.root / ".lipsyncd" / "intake").glob("*/*/inputs")]
         for place in places:
             if place.is_dir():
                 for path in place.iterdir():
                     if path.is_file():
                         found.setdefault(path.name, set()).add(_sha(path))
         lost = [f"{name}" for d in landed for name, digest in d.files.items() if digest not in found.get(name, ())]
-        self.fail("inputs lost (no byte-identical copy in done/, failed/ or inbox/)", lost)
+        self.fail("inputs lost (no byte-identical copy in inbox/ or any job's inputs/)", lost)
         return len(lost)
 
     # --- exactly once ---------------------------------------------------------------------------------
@@ -215,9 +217,13 @@ class Audit:
                 after = [t for t in finished if t > fault.detail["freed_at"]]
                 row["next_done_after_free_s"] = round(after[0] - fault.detail["freed_at"], 2) if after else None
                 row["recovery_s"] = round(after[0] - fault.at, 2) if after else None
-            if fault.kind == "chat_down" and "up_at" in fault.detail:
-                back = [r.at for r in self.chat.received if r.at >= fault.detail["up_at"]]
-                row["first_alert_after_up_s"] = round(back[0] - fault.detail["up_at"], 2) if back else None
+            if fault.kind.startswith("chat_") and fault.at:
+                # recovered: the next message a chat robot accepted (the courier backs off after failures)
+                since = fault.detail.get("up_at", fault.at)
+                back = [r.at for r in self.chat.received if r.at >= since]
+                row["recovery_s"] = round(back[0] - fault.at, 2) if back else None
+                if "up_at" in fault.detail:
+                    row["first_alert_after_up_s"] = round(back[0] - since, 2) if back else None
             if fault.kind == "burst" and fault.at:
                 ends = [json.loads((f / "report.json").read_text())["timings"]["finished_at"]
                         for s in ("done", "failed") for f in self.jobs[s]

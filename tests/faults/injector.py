@@ -184,18 +184,18 @@ class Injector:
         fault.detail["up_at"] = time.time()
 
     def chat_hang(self) -> Fault:
-        n = self.rng.randint(1, 3)
-        for _ in range(n):
-            self.chat.script.items.append(("hang", 5.0))
-        return Fault("chat_hang", time.time(), {"requests": n, "hang_s": 5.0})
+        # the server accepts connections and never answers: every request runs into the client's timeout
+        hold = round(self.rng.uniform(5.0, 15.0), 1)
+        self.chat.during(hold, ("hang", 5.0))
+        return Fault("chat_hang", time.time(), {"hold_s": hold, "hang_s": 5.0})
 
     def chat_ratelimit(self) -> Fault:
-        # each answer holds the channel back >= 60 s (robots.BACKOFF_CODES), on top of the exponential backoff
-        n = self.rng.randint(1, 2)
-        for _ in range(n):
-            self.chat.scripts["dingtalk"].items.append(("code", 130101, "send too fast, exceed 20 times per minute"))
-            self.chat.scripts["wecom"].items.append(("code", 45009, "api freq out of limit"))
-        return Fault("chat_ratelimit", time.time(), {"answers_per_platform": n})
+        # every request answered with the platform's rate-limit code; each such answer holds the channel
+        # back >= 60 s (robots.BACKOFF_CODES) on top of the exponential backoff
+        hold = round(self.rng.uniform(5.0, 15.0), 1)
+        self.chat.during(hold, ("code", 130101, "send too fast, exceed 20 times per minute"), "dingtalk")
+        self.chat.during(hold, ("code", 45009, "api freq out of limit"), "wecom")
+        return Fault("chat_ratelimit", time.time(), {"hold_s": hold})
 
     # --- load ---------------------------------------------------------------------------------------
     def burst(self) -> Fault:

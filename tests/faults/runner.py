@@ -12,6 +12,7 @@ import argparse
 import json
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -152,6 +153,18 @@ def _settle_alerts(root: Path, timeout: float) -> float | None:
     return None
 
 
+def summarize(faults: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per fault kind: how many struck, how many recovered, and the spread of recovery times."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in sorted({f["kind"] for f in faults}):
+        struck = [f for f in faults if f["kind"] == kind and f["at"]]
+        times = sorted(f["recovery_s"] for f in struck if f.get("recovery_s") is not None)
+        out[kind] = {"count": len(struck), "recovered": len(times),
+                     "min": times[0] if times else None, "median": statistics.median(times) if times else None,
+                     "max": times[-1] if times else None}
+    return out
+
+
 def render(figures: dict[str, Any]) -> str:
     out = [f"seed {figures['seed']}, {figures['duration_s']:.0f} s of faults, {figures['wall_s']:.0f} s wall, "
            f"share: {figures['share']}",
@@ -166,6 +179,9 @@ def render(figures: dict[str, Any]) -> str:
            "faults (recovery_s = fault → recovered):"]
     for row in figures["faults"]:
         out.append("  " + json.dumps(row))
+    out.append("recovery by fault kind (s): count, recovered, min / median / max")
+    for kind, row in summarize(figures["faults"]).items():
+        out.append(f"  {kind:15} {row['count']:3} {row['recovered']:3}   {row['min']} / {row['median']} / {row['max']}")
     out.append("INVARIANTS HOLD" if not figures["failures"] else "INVARIANTS BROKEN:")
     out += [f"  - {f}" for f in figures["failures"]]
     return "\n".join(out)
