@@ -12,6 +12,7 @@ import argparse
 import json
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -83,9 +84,9 @@ def run(spec: RunSpec) -> dict[str, Any]:
         rng.shuffle(kinds)
         began = time.monotonic()
         threads = [threading.Thread(target=injector.run, args=(plan, began, began + spec.duration_s),
-                                    name="faults"),
+                                    name="faults", daemon=True),
                    threading.Thread(target=_produce, args=(producer, list(zip(drops, kinds, strict=True)), began),
-                                    name="producer")]
+                                    name="producer", daemon=True)]
         for t in threads:
             t.start()
         for t in threads:
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep media, logs and (with --keep) the share here")
     parser.add_argument("--keep", action="store_true", help="leave the share mounted for inspection")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill PID: stop up, unmount, like Ctrl-C
     faults = scaled_faults(args.duration)
     if args.only:
         faults = {k: n for k, n in faults.items() if k in args.only.split(",")}
