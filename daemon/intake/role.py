@@ -182,10 +182,10 @@ class Intake:
 def run(config: Config, args: argparse.Namespace) -> int:
     share = Share(Path(config.share.root))
     share.prepare()
+    stop = Stopper()
+    stop.install()  # before recovery: a SIGTERM while it completes a crashed transaction still exits 0
     intake = Intake(config, share)
     intake.start()
-    stop = Stopper()
-    stop.install()
     wake = threading.Event()
     observer = _start_hint(share.folder("inbox"), wake) if config.intake.local_events else None
     log.info("intake watching %s (scan every %.1f s, settle %.1f s)", share.folder("inbox"),
