@@ -161,7 +161,8 @@ def summarize(faults: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         struck = [f for f in faults if f["kind"] == kind and f["at"]]
         times = sorted(f["recovery_s"] for f in struck if f.get("recovery_s") is not None)
         out[kind] = {"count": len(struck), "recovered": len(times),
-                     "min": times[0] if times else None, "median": statistics.median(times) if times else None,
+                     "min": times[0] if times else None,
+                     "median": round(statistics.median(times), 2) if times else None,
                      "max": times[-1] if times else None}
     return out
 
