@@ -49,7 +49,7 @@ def _append_event(folder: Path, **event: object) -> None:
         fh.write(json.dumps(event) + "\n")
 
 
-DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
+DAMAGE: dict[str, tuple[Callable[[Path], object], str]] = {
     "input deleted": (lambda f: (f / "inputs" / "g00001.wav").unlink(), "inputs lost"),
     "input altered": (lambda f: (f / "inputs" / "g00001.mp4").write_bytes(b"x"), "inputs lost"),
     "second result": (lambda f: shutil.copy(f / "g00001.mp4", f / "g00001 (1).mp4"), "duplicate results"),
@@ -76,4 +76,4 @@ def test_audit_catches_damage(tmp_path: Path, media_dir: Path, damage: str) -> N
     harm, expected = DAMAGE[damage]
     harm(tmp_path / "done" / JOB)
     failures = _audit(tmp_path, drop)["failures"]
-    assert any(expected in f for f in failures), failures  # type: ignore[union-attr]
+    assert any(expected in f for f in failures), failures  # type: ignore[attr-defined]

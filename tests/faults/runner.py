@@ -77,21 +77,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
     started_wall = time.time()
     try:
         app.start()
-        plan = schedule(rng, spec.duration_s, spec.faults)
-        drops = sorted(rng.uniform(0, 0.8 * spec.duration_s) for _ in range(spec.jobs))
-        # every kind of bad input at least once, the rest drawn at random
-        kinds = [*BAD, *(producer.pick_kind(spec.bad_share, spec.long_share) for _ in drops)][:len(drops)]
-        rng.shuffle(kinds)
-        began = time.monotonic()
-        threads = [threading.Thread(target=injector.run, args=(plan, began, began + spec.duration_s),
-                                    name="faults", daemon=True),
-                   threading.Thread(target=_produce, args=(producer, list(zip(drops, kinds, strict=True)), began),
-                                    name="producer", daemon=True)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        injector.finish()
+        _inject_and_produce(spec, rng, injector, producer)
         drained = _drain(root, producer, spec.drain_s)
         alerts_settled_s = _settle_alerts(root, spec.alerts_wait_s)
         up_exit = app.stop()
@@ -112,6 +98,25 @@ def run(spec: RunSpec) -> dict[str, Any]:
             disk.unmount()
             if spec.workdir is None:
                 shutil.rmtree(work, ignore_errors=True)
+
+
+def _inject_and_produce(spec: RunSpec, rng: random.Random, injector: Injector, producer: Producer) -> None:
+    """Faults and background drops side by side for `duration_s`, each on its own seeded schedule."""
+    plan = schedule(rng, spec.duration_s, spec.faults)
+    drops = sorted(rng.uniform(0, 0.8 * spec.duration_s) for _ in range(spec.jobs))
+    # every kind of bad input at least once, the rest drawn at random
+    kinds = [*BAD, *(producer.pick_kind(spec.bad_share, spec.long_share) for _ in drops)][:len(drops)]
+    rng.shuffle(kinds)
+    began = time.monotonic()
+    threads = [threading.Thread(target=injector.run, args=(plan, began, began + spec.duration_s),
+                                name="faults", daemon=True),
+               threading.Thread(target=_produce, args=(producer, list(zip(drops, kinds, strict=True)), began),
+                                name="producer", daemon=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    injector.finish()
 
 
 def _mkdir(path: Path) -> Path:
