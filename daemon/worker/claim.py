@@ -109,7 +109,7 @@ def _orphaned(job: Job, ident: lease.Identity, share_now: float, lease_s: float)
     host = str(held["host"]) if held else owner_host
     if host == ident.host:
         if held:
-            return not lease.alive(int(held["pid"]), float(held.get("pid_start") or 0))  # type: ignore[arg-type]
+            return not lease.alive(int(str(held["pid"])), float(str(held.get("pid_start") or 0)))
         return owner_pid <= 0 or not lease.alive(owner_pid, 0)
     age = lease.age(job.path, share_now, use_lease=held is not None)
     return age is not None and age > lease_s
