@@ -159,8 +159,10 @@ class Injector:
         processing = self.app.root / "processing"
         while time.monotonic() < deadline:
             for folder in processing.glob(f"{stem}-*@*"):
+                # the result's temporary file, or the chunked pipeline's segments under work/
                 try:
-                    if any(".part." in p.name and p.stat().st_size > 0 for p in folder.iterdir()):
+                    if any((".part." in p.name or "work" in p.relative_to(folder).parts[:-1])
+                           and p.is_file() and p.stat().st_size > 0 for p in folder.rglob("*")):
                         return True
                 except OSError:
                     continue
