@@ -61,6 +61,10 @@ class ChatServer:
         self.received: list[Received] = []
         self.requests = 0
         self.script = Script()
+        # forced answers for one platform only ("dingtalk", "wecom", "feishu", "webhook"), after `script`
+        self.scripts: dict[str, Script] = {p: Script() for p in ("dingtalk", "wecom", "feishu", "webhook")}
+        # forced answers for every request within a time window: (until, platform or None, answer)
+        self.windows: list[tuple[float, str | None, tuple[Any, ...]]] = []
         self.port = _free_port()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -94,6 +98,18 @@ class ChatServer:
     def up(self) -> None:
         self.start()
 
+    def during(self, seconds: float, answer: tuple[Any, ...], platform: str | None = None) -> None:
+        """Answer every request (of one platform, or all) this way for the next `seconds`."""
+        self.windows.append((time.time() + seconds, platform, answer))
+
+    def _window(self, platform: str) -> tuple[Any, ...] | None:
+        now = time.time()
+        return next((a for until, p, a in self.windows if now < until and p in (None, platform)), None)
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
     # --- URLs the robots are configured with ------------------------------------------------------
     @property
     def base(self) -> str:
@@ -121,7 +137,7 @@ class ChatServer:
     # --- the platforms' rules ---------------------------------------------------------------------
     def answer(self, path: str, query: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
         self.requests += 1
-        forced = self.script.pop()
+        forced = self.script.pop() or self.scripts[_platform(path)].pop() or self._window(_platform(path))
         if forced is not None:
             if forced[0] == "hang":
                 self._release.wait(forced[1])
@@ -220,6 +236,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
         pass
+
+
+def _platform(path: str) -> str:
+    if path == "/robot/send":
+        return "dingtalk"
+    if path == "/cgi-bin/webhook/send":
+        return "wecom"
+    return "feishu" if path.startswith("/open-apis/") else "webhook"
 
 
 def _free_port() -> int:

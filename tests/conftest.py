@@ -20,10 +20,8 @@ def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True, timeout=120)
 
 
-@pytest.fixture(scope="session")
-def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny clips shared by the session: 1 s video (64x48), 1.5 s and 0.6 s tones."""
-    d = tmp_path_factory.mktemp("media")
+def make_media(d: Path) -> Path:
+    """Tiny clips in `d`: 1 s video (64x48), 1.5 s and 0.6 s tones, and longer ones to interrupt mid-job."""
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-t", "1", "-pix_fmt", "yuv420p",
            "-c:v", "libx264", "-preset", "ultrafast", str(d / "v.mp4"))
     ffmpeg("-f", "lavfi", "-i", "sine=f=440:d=1.5", "-ar", "16000", str(d / "a.wav"))
@@ -36,6 +34,11 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
            "-c:v", "libx264", "-preset", "ultrafast", str(d / "talk.mp4"))
     ffmpeg("-f", "lavfi", "-i", "sine=f=200:d=40", "-ar", "16000", str(d / "talk.wav"))
     return d
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_media(tmp_path_factory.mktemp("media"))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, Roles, drop_job, entries, env_for, rendering, wait_for
+from conftest import REPO, Roles, drop_job, entries, env_for, ffmpeg, rendering, wait_for
 
 
 def digest_tree(folder: Path) -> dict[str, str]:
@@ -163,3 +163,26 @@ def test_two_workers_race_and_each_job_is_done_once(root: Path, media_dir: Path,
         owners.add(claims[0]["reason"])
         assert len([p for p in (root / "done" / job).iterdir() if p.suffix == ".mp4"]) == 1
     assert len(owners) == 2, "both workers should have taken part"
+
+
+def test_result_published_just_before_a_crash_is_finished_not_failed(root: Path, media_dir: Path,
+                                                                     roles: Roles) -> None:
+    """A worker killed between renaming its result into place and writing report.json: the job is back in
+    staging/ with a complete result under its final name. The next worker must finish it, not fail it."""
+    env = env_for(root)
+    roles.start("intake", env=env)
+    wait_for(lambda: (root / "inbox").is_dir(), 20, "share folders")
+    drop_job(root, "pub", media_dir / "a.wav", media_dir / "v.mp4")
+    wait_for(lambda: len(entries(root / "staging")) == 1, 30, "the job in staging/")
+    [job] = entries(root / "staging")
+    published = root / "staging" / job / "pub.mp4"
+    ffmpeg("-i", str(media_dir / "v.mp4"), "-i", str(media_dir / "a.wav"), "-map", "0:v", "-map", "1:a",
+           "-c:v", "copy", "-c:a", "aac", "-f", "mp4", str(published))
+    digest = hashlib.sha256(published.read_bytes()).hexdigest()
+    roles.start("worker", env=env)
+    wait_for(lambda: len(entries(root / "done")) + len(entries(root / "failed")) == 1, 60, "the job to end")
+    assert entries(root / "done") == [job], (root / "failed" / job / "error.txt").read_text()
+    folder = root / "done" / job
+    assert [p.name for p in folder.iterdir() if p.suffix == ".mp4"] == ["pub.mp4"]
+    assert hashlib.sha256((folder / "pub.mp4").read_bytes()).hexdigest() == digest, "rendered a second time"
+    assert json.loads((folder / "report.json").read_text())["state"] == "done"

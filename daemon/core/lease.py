@@ -97,9 +97,13 @@ def touch(job_dir: Path) -> bool:
         return False
 
 
-def age(job_dir: Path, share_now: float) -> float | None:
-    """Seconds since the owner last refreshed the lease, by the share's clock (None: no lease file)."""
+def age(job_dir: Path, share_now: float, use_lease: bool = True) -> float | None:
+    """Seconds since the owner last refreshed the lease, by the share's clock (None: the folder is gone).
+
+    `use_lease=False`: the lease file is a previous claim's, so judge by the folder alone."""
     try:
+        if not use_lease:
+            raise FileNotFoundError
         mtime = os.stat(job_dir / LEASE).st_mtime
     except FileNotFoundError:
         try:

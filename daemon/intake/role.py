@@ -199,6 +199,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
     stop.install()  # before recovery: a SIGTERM during it must finish it, not kill us half-way
     share = Share(Path(config.share.root))
     share.prepare()
+    stop = Stopper()
+    stop.install()  # before recovery: a SIGTERM while it completes a crashed transaction still exits 0
     intake = Intake(config, share)
     intake.start()
     wake = threading.Event()

@@ -95,16 +95,21 @@ def requeue_after_crash(job: Job, max_attempts: int, language: str) -> Job:
 
 
 def _orphaned(job: Job, ident: lease.Identity, share_now: float, lease_s: float) -> bool:
-    held = lease.read(job.path)
     owner = job.owner or ""
-    host = str(held["host"]) if held else owner.rsplit(".", 2)[0]
+    owner_host, _, rest = owner.rpartition(".")[0].rpartition(".")
+    try:
+        owner_pid = int(rest)
+    except ValueError:
+        owner_pid = -1
+    held = lease.read(job.path)
+    if held and (held.get("host"), held.get("pid")) != (owner_host, owner_pid):
+        # a requeued folder keeps the lease of the claim that ended; until the new claimer (named in the
+        # folder name) writes its own, that lease says nothing about the new claim
+        held = None
+    host = str(held["host"]) if held else owner_host
     if host == ident.host:
         if held:
             return not lease.alive(int(str(held["pid"])), float(str(held.get("pid_start") or 0)))
-        try:
-            pid = int(owner.rsplit(".", 2)[1])
-        except (IndexError, ValueError):
-            pid = -1
-        return pid <= 0 or not lease.alive(pid, 0)
-    age = lease.age(job.path, share_now)
+        return owner_pid <= 0 or not lease.alive(owner_pid, 0)
+    age = lease.age(job.path, share_now, use_lease=held is not None)
     return age is not None and age > lease_s

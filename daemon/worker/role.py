@@ -8,12 +8,14 @@ us; JobLost → discard our output; anything else is a bug → failed/ with the 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
 import shutil
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +79,19 @@ class Worker:
         spec = job.spec()
         attempt = job.attempt()
         final = job.path / spec.output
-        if final.exists() and (job.report() or {}).get("state") == "done":
+        if final.exists():
+            # only publish() renames into the final name, after fsync and a probe: the result is complete
+            # and a crash lost at most its report and the move; rendering again would trip publish()'s
+            # never-overwrite guard and fail a finished job
             note.info("result already published before a crash: finishing the move to done/")
-            state.move(job, JobState.DONE, "publication completed after restart")
+            try:
+                with _disk_faults():
+                    self._finish(job, spec, attempt, note, time.time(), {"published_before_crash": True})
+            except JobLost as exc:
+                note.warning("%s", exc)
+            except EnvironmentFault as exc:
+                self._requeue(job, note, f"environment fault: {exc}")
+                raise
             return
         note.info("claimed by %s/%s (attempt %d, engine %s)", self.ident.host, self.ident.worker, attempt,
                   spec.engine)
@@ -87,7 +99,8 @@ class Worker:
         started = time.time()
         try:
             try:
-                self._render_and_publish(job, spec, attempt, note, started)
+                with _disk_faults():
+                    self._render_and_publish(job, spec, attempt, note, started)
             except Exception:
                 # a takeover pulls the inputs from under us: whatever failed then is not the job's fault
                 publish.raise_if_taken_over(job.path, self.ident)
@@ -124,9 +137,16 @@ class Worker:
         except FileNotFoundError:
             # our folder was renamed away under us: a takeover after our lease expired
             raise JobLost(f"{job.id}: the job folder moved while we published (taken over)") from None
+        self._finish(job, spec, attempt, note, started, stats)
+
+    def _finish(self, job: Job, spec: JobSpec, attempt: int, note: JobLog, started: float,
+                stats: dict[str, Any]) -> None:
+        """Report, clean up and move a job whose result is published under its final name."""
         timings = {"accepted_at": spec.accepted_at, "claimed_at": started, "render_s": time.time() - started}
-        report.write_success(job.path, job_id=job.id, output=spec.output, attempts=attempt, timings=timings,
-                             inputs={"audio": spec.audio, "video": spec.video}, batch=spec.batch, stats=stats)
+        if (job.report() or {}).get("state") != "done":  # else written before a crash that lost the move
+            report.write_success(job.path, job_id=job.id, output=spec.output, attempts=attempt, timings=timings,
+                                 inputs={"audio": spec.audio, "video": spec.video}, batch=spec.batch,
+                                 stats=stats)
         shutil.rmtree(job.path / WORK, ignore_errors=True)  # our resume state; the result is published
         (job.path / progress.PROGRESS).unlink(missing_ok=True)  # news of a running job only
         for stale in job.path.glob(".*.part.*"):  # partial outputs of attempts that crashed
@@ -158,10 +178,16 @@ class Worker:
 
     def _fail(self, job: Job, spec: JobSpec, attempt: int, note: JobLog, code: str, params: dict[str, Any],
               started: float, trace: str | None = None) -> None:
-        report.write_failure(job.path, job_id=job.id, code=code, params=params, language=self.language,
-                             inputs={"audio": spec.audio, "video": spec.video}, attempts=attempt,
-                             batch=spec.batch, traceback=trace,
-                             timings={"accepted_at": spec.accepted_at, "claimed_at": started})
+        try:
+            with _disk_faults():
+                report.write_failure(job.path, job_id=job.id, code=code, params=params, language=self.language,
+                                     inputs={"audio": spec.audio, "video": spec.video}, attempts=attempt,
+                                     batch=spec.batch, traceback=trace,
+                                     timings={"accepted_at": spec.accepted_at, "claimed_at": started})
+        except EnvironmentFault as exc:
+            # never in failed/ without its reason: back to the queue, decided again once there is room
+            self._requeue(job, note, f"cannot write why it failed ({code}): {exc}")
+            raise
         moved = self._move(job, JobState.FAILED, code, note)
         if moved is not None:
             note.error("failed: %s", (moved.report() or {}).get("message_en", code))
@@ -189,6 +215,17 @@ class Worker:
             heartbeat.write(self.share.internal, beat)
         except OSError as exc:
             log.warning("could not write heartbeat: %s", exc)
+
+
+@contextlib.contextmanager
+def _disk_faults() -> Iterator[None]:
+    """Our own writes refused for lack of space are the machine's fault, never the job's."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise EnvironmentFault(f"disk full: {exc.strerror}: {exc.filename}") from exc
+        raise
 
 
 class _LeaseKeeper:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import IO
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 STDERR_TAIL_BYTES = 64 * 1024
 _REAP_GRACE_S = 5.0
+_LOW_FREE_BYTES = 16 * 1024 * 1024
 
 
 class ChildTimeout(Exception):
@@ -36,6 +38,29 @@ class Finished:
     returncode: int
     stdout: bytes
     stderr_tail: str
+
+
+# what ffmpeg prints (strerror) when the disk or the share fails under it, rather than the input
+_WRITE_FAULTS = ("No space left on device", "Disk quota exceeded", "Read-only file system",
+                 "Stale file handle", "Input/output error")
+
+
+def write_fault(stderr_tail: str, output: Path) -> EnvironmentFault | None:
+    """An ffmpeg failure caused by the machine (disk full, quota, share I/O), not by the producer's media.
+
+    Without this a full share reads as "the file could not be decoded" and good jobs land in failed/
+    blaming the producer. A nearly full filesystem counts even if ffmpeg's message was cut off.
+    """
+    said = next((text for text in _WRITE_FAULTS if text in stderr_tail), None)
+    try:
+        st = os.statvfs(output.parent)
+        free = st.f_bavail * st.f_frsize
+    except OSError as exc:
+        return EnvironmentFault(f"cannot check the disk of {output.parent}: {exc.strerror}")
+    if said is None and free >= _LOW_FREE_BYTES:
+        return None
+    return EnvironmentFault(f"writing {output.name} failed: {said or 'disk nearly full'} "
+                            f"({free / 1e6:.0f} MB free on {output.parent})")
 
 
 def resolve(tool: str) -> str:
