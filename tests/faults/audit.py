@@ -22,7 +22,9 @@ from faults.producer import Dropped
 
 STATES = ("staging", "processing", "done", "failed")
 # codes that blame the producer's input: a good input must never end with one of these
-PRODUCER_CODES = ("media_invalid", "files_missing", "file_empty", "input_vanished")
+PRODUCER_CODES = ("media_invalid", "files_missing", "file_empty", "input_vanished", "media_playlist",
+                  "media_unreadable", "media_no_video", "media_audio_as_video", "media_no_audio",
+                  "media_too_short", "media_too_long", "media_limits", "video_truncated")
 MEDIA_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".webm")
 
 

@@ -21,8 +21,8 @@ EXPECT: dict[str, tuple[str, str, str]] = {
     "long": ("done", "ok", ""),
     "syntax": ("failed", "ticket_syntax", ""),
     "missing": ("failed", "files_missing", ""),
-    "garbage": ("failed", "media_invalid", "not a readable media file"),
-    "audio_as_video": ("failed", "media_invalid", "has no picture"),
+    "garbage": ("failed", "media_unreadable", "cannot be read as video or audio"),
+    "audio_as_video": ("failed", "media_audio_as_video", "contains only sound"),
 }
 BAD = ("syntax", "missing", "garbage", "audio_as_video")
 
