@@ -9,7 +9,6 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from daemon.console import bar
 from daemon.core import atomic, progress
@@ -114,12 +113,7 @@ def _queued_before(root: Path, job: Job) -> int:
     return count
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = atomic.read_json(path)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+_read = atomic.read_dict
 
 
 def _outcome(job: Job) -> int:

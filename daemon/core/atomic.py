@@ -41,6 +41,15 @@ def read_json(path: Path) -> Any:
         return json.loads(fh.read().decode("utf-8"))
 
 
+def read_dict(path: Path) -> dict[str, Any] | None:
+    """A JSON object from `path`, or None when it is missing, unreadable or not an object."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename inside `path` durable (best effort: some network filesystems refuse)."""
     try:

@@ -145,9 +145,4 @@ def _spec(job: Job) -> dict[str, Any]:
     return data or {}
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = atomic.read_json(path)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+_read = atomic.read_dict
