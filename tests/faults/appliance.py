@@ -42,6 +42,9 @@ def appliance_env(root: Path, chat: ChatServer, max_attempts: int = 12) -> dict[
         LIPSYNCD_WATCHDOG_MAX_RESTARTS="100",
         LIPSYNCD_WATCHDOG_GPU_CHECK="false",
         LIPSYNCD_WATCHDOG_DISK_FREE_MIN_GB="0.005",  # 5 MB: a full share raises the disk alert
+        # the disk guard sized for the small test share: a full share pauses intake, freed space resumes it
+        LIPSYNCD_INTAKE_PAUSE_BELOW_FREE_GB="0.005",
+        LIPSYNCD_INTAKE_RESUME_ABOVE_FREE_GB="0.01",
         LIPSYNCD_WATCHDOG_FAILED_WINDOW_S="5",
         LIPSYNCD_ALERTS_TIMEOUT_S="1",
         LIPSYNCD_ALERTS_DINGTALK_WEBHOOK=chat.dingtalk_url,
