@@ -135,3 +135,18 @@ def rendering(job_dir: Path) -> bool:
         return any((job_dir / "work").glob("seg_*.mp4")) or any(job_dir.glob(".*.part.mp4"))
     except OSError:
         return False  # moved while we looked
+
+
+def stage_job(root: Path, job_id: str = "j1") -> Path:
+    """A minimal accepted job folder in staging/ (a job.json, no media): for claim and lease tests."""
+    import json
+
+    from daemon.core.share import Share
+
+    Share(root).prepare()
+    folder = root / "staging" / job_id
+    (folder / "inputs").mkdir(parents=True)
+    (folder / "job.json").write_text(json.dumps({
+        "id": job_id, "batch": job_id, "ticket": "inputs/t.toml", "audio": "inputs/a.wav",
+        "video": "inputs/v.mp4", "output": f"{job_id}.mp4", "engine": "copy", "accepted_at": 1.0, "key": "k"}))
+    return folder

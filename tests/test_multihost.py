@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Roles, drop_job, entries, env_for, rendering, wait_for
+from conftest import Roles, drop_job, entries, env_for, rendering, stage_job, wait_for
 
 from daemon.core import lease, state
 from daemon.core.job import Job
@@ -76,12 +76,7 @@ def test_paused_owner_loses_its_job_and_exactly_one_result_is_published(root: Pa
 
 
 def _staged_then_claimed(root: Path, host: str) -> Job:
-    Share(root).prepare()
-    folder = root / "staging" / "j1"
-    (folder / "inputs").mkdir(parents=True)
-    (folder / "job.json").write_text(json.dumps({
-        "id": "j1", "batch": "j1", "ticket": "inputs/t.toml", "audio": "inputs/a.wav", "video": "inputs/v.mp4",
-        "output": "j1.mp4", "engine": "copy", "accepted_at": 1.0, "key": "k"}))
+    stage_job(root)
     ident = lease.Identity(host=host, pid=999_999, pid_start=1.0, boot_id="b", worker="gpu0")
     job = claim.Queue(root).claim(ident)
     assert job is not None

@@ -4,12 +4,13 @@ fault runner: a worker's recovery pass requeued a job another live worker had ju
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+from conftest import stage_job
 
 from daemon.core import lease, state
 from daemon.core.job import Job
@@ -19,12 +20,7 @@ from daemon.worker import claim
 
 
 def _staged_with_stale_lease(root: Path, stale: lease.Identity) -> Job:
-    Share(root).prepare()
-    folder = root / "staging" / "j1"
-    (folder / "inputs").mkdir(parents=True)
-    (folder / "job.json").write_text(json.dumps({
-        "id": "j1", "batch": "j1", "ticket": "inputs/t.toml", "audio": "inputs/a.wav", "video": "inputs/v.mp4",
-        "output": "j1.mp4", "engine": "copy", "accepted_at": 1.0, "key": "k"}))
+    folder = stage_job(root)
     lease.write(folder, stale, 1)  # left behind when the earlier claim put the job back
     return Job(root=root, state="staging", path=folder)
 
