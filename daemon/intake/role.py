@@ -63,10 +63,11 @@ class Intake:
             return False
         try:
             drops = scan(self.inbox)
-            refs = self._references(drops)
+            reads = {drop.key: self._read(drop) for drop in drops}  # each ticket read once per scan
+            refs = self._references(drops, reads)
             busy = False
             for drop in drops:
-                busy |= self._consider(drop, refs)
+                busy |= self._consider(drop, reads[drop.key], refs)
             self.settler.keep_only(d.key for d in drops)
         except ShareUnreachable as exc:
             self._pause(str(exc))
@@ -74,8 +75,8 @@ class Intake:
         self._pause(None)
         return busy
 
-    def _consider(self, drop: Drop, refs: Counter[str]) -> bool:
-        ticket, problem = self._read(drop)
+    def _consider(self, drop: Drop, read: tuple[Ticket | None, JobRejected | None], refs: Counter[str]) -> bool:
+        ticket, problem = read
         parts: list[object] = [signature(lstat(drop.ticket))]
         if drop.folder is not None:
             parts += [(name, signature(st)) for name, st in folder_files(drop.folder)]
@@ -155,12 +156,13 @@ class Intake:
                 note.info("accepted %s into %s/", drop.label, job.state)
         return landed
 
-    def _references(self, drops: list[Drop]) -> Counter[str]:
+    @staticmethod
+    def _references(drops: list[Drop], reads: dict[str, tuple[Ticket | None, JobRejected | None]]) -> Counter[str]:
         """How many loose tickets name each inbox file (shared files must stay for the others)."""
         refs: Counter[str] = Counter()
         for drop in drops:
             if drop.folder is None:
-                ticket, _ = self._read(drop)
+                ticket, _ = reads[drop.key]
                 if ticket is not None:
                     refs.update(ticket.files)
         return refs
