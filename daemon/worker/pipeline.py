@@ -1,9 +1,9 @@
 """The chunked renderer: probe → plan → speech features once → per chunk: decode, faces, engine, encode.
 
-Memory is two batches of frames whatever the length (one rendering while the other is encoded; decode
-and encode are pipes, the speech track is a memory map read in blocks). Each chunk ends a durable
-segment, so a new attempt on the same workdir resumes from the last finished chunk and muxes an
-identical-length result with the exact audio.
+Decoding, rendering and encoding overlap (a reader thread, this thread, a writer thread) and memory
+is four batches of frames whatever the length (decode pipe and encode pipe in between; the speech track
+is a memory map read in blocks). Each chunk ends a durable segment, so a new attempt on the same
+workdir resumes from the last finished chunk and muxes an identical-length result with the exact audio.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from daemon.worker.media.decoder import FrameSource, read_model_audio
 from daemon.worker.media.plan import Plan, make_plan
 from daemon.worker.media.preflight import check_decoded_audio, preflight
 from daemon.worker.media.probe import MediaInfo
+from daemon.worker.media.readahead import ReadAhead
 from daemon.worker.render import Interrupted, Progress, ProgressFn, RenderRequest, StopFn
 
 log = logging.getLogger(__name__)
@@ -140,24 +141,28 @@ class ChunkedRenderer:
         }
 
     def _chunks(self, job: _Job, progress: ProgressFn, should_stop: StopFn) -> int:
+        """Three threads: the reader decodes ahead, this one renders, the writer feeds the encoder."""
         plan, request, timings = job.plan, job.request, job.timings
         if job.first >= plan.chunks:
             return 0
         batch = max(1, min(self.cfg.batch_frames, self.engine.max_batch()))
-        source = FrameSource(self.cfg, job.video, plan)
         encoder = enc.SegmentEncoder(self.cfg, plan, request.workdir, job.first, batch)
+        reader = ReadAhead(FrameSource(self.cfg, job.video, plan), _spans(plan, job.first, batch),
+                           encoder.buffer)
         started, done = time.monotonic(), 0
         try:
             for i in range(job.first, plan.chunks):
                 if should_stop():
+                    reader.close()
                     encoder.finish()  # closes the last whole segment cleanly: the resume point
                     log.info("%s: stopping before chunk %d of %d", request.job_id, i + 1, plan.chunks)
                     raise Interrupted(f"stopped before chunk {i + 1} of {plan.chunks}")
                 start, end = plan.chunk_range(i)
-                for a in range(start, end, batch):
-                    with _timed(timings, "encode"):  # waiting for the writer to free a buffer
-                        buf = encoder.buffer()[:min(batch, end - a)]
-                    self._batch(job, source, encoder, a, buf)
+                for _ in range(start, end, batch):
+                    with _timed(timings, "decode"):  # waiting for the reader (or, through it, the encoder)
+                        first, frames = reader.get()
+                    self._batch(job, first, frames)
+                    encoder.submit(frames)
                 done += end - start
                 _trim_heap()
                 timings["render"] = elapsed = max(time.monotonic() - started, 1e-6)
@@ -167,30 +172,38 @@ class ChunkedRenderer:
             with _timed(timings, "encode"):
                 encoder.finish()
         except BaseException:
+            reader.close()
             encoder.abort()
             raise
         finally:
-            source.close()
+            reader.close()
+            timings["decode_waited_for_encoder"] += reader.waited_for_buffers
         return done
 
-    def _batch(self, job: _Job, source: FrameSource, encoder: enc.SegmentEncoder, start: int,
-               buf: np.ndarray) -> None:
+    def _batch(self, job: _Job, start: int, buf: np.ndarray) -> None:
+        """Render one decoded batch in place (only the face region goes through the engine)."""
         plan, timings = job.plan, job.timings
         n = buf.shape[0]
-        with _timed(timings, "decode"):
-            source.read(start, n, buf)
         with _timed(timings, "engine"):
             faces = job.boxes[plan.source_indices(start, start + n)]
             region = yuv.face_region(faces, plan.width, plan.height)
-            if region is not None:  # no face in the whole batch: nothing may change, skip the engine
-                # the engine sees the face region only (all it changes); boxes move into its pixels
-                shift = np.array(region[:2] * 2, np.int32)
-                local = np.where(faces[:, :1] >= 0, faces - shift, -1).astype(np.int32)
-                rgb = yuv.to_rgb(buf, plan.width, plan.height, self.engine.device, region)
-                out = self.engine.render(Chunk(start=start, frames=rgb, boxes=local), job.features)
-                if out is not rgb:
-                    yuv.write_back(buf, plan.width, plan.height, rgb, out, region)
-        encoder.submit(buf)
+            if region is None:  # no face in the whole batch: nothing may change, skip the engine
+                return
+            # the engine sees the face region only (all it changes); boxes move into its pixels
+            shift = np.array(region[:2] * 2, np.int32)
+            local = np.where(faces[:, :1] >= 0, faces - shift, -1).astype(np.int32)
+            rgb = yuv.to_rgb(buf, plan.width, plan.height, self.engine.device, region)
+            out = self.engine.render(Chunk(start=start, frames=rgb, boxes=local), job.features)
+            if out is not rgb:
+                yuv.write_back(buf, plan.width, plan.height, rgb, out, region)
+
+
+def _spans(plan: Plan, first_chunk: int, batch: int) -> Iterator[tuple[int, int]]:
+    """(start, count) of every batch from `first_chunk` on; batches never cross a chunk's end."""
+    for i in range(first_chunk, plan.chunks):
+        start, end = plan.chunk_range(i)
+        for a in range(start, end, batch):
+            yield a, min(batch, end - a)
 
 
 @functools.lru_cache(maxsize=1)

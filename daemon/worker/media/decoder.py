@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import threading
 import typing
 from pathlib import Path
 
@@ -107,6 +108,9 @@ class _Stream:
         self.pos += frames
         return frames
 
+    def kill(self) -> None:
+        self.child.kill()
+
     def close(self) -> None:
         # we may stop reading before EOF: the child then dies of a broken pipe, which is expected
         self.child.close(force=not self.ended)
@@ -120,6 +124,7 @@ class FrameSource:
         self._stream: _Stream | None = None
         self._still: np.ndarray | None = None
         self._last: np.ndarray | None = None
+        self._halted = threading.Event()
         self.tolerance = max(3, round(plan.fps / 2))  # container durations may overstate by ~½ s
 
     def read(self, start: int, count: int, out: np.ndarray) -> None:
@@ -137,6 +142,13 @@ class FrameSource:
             self._stream.close()
             self._stream = None
 
+    def halt(self) -> None:
+        """From another thread: end a read in progress (its decoder is killed) and refuse new ones."""
+        self._halted.set()
+        stream = self._stream
+        if stream is not None:
+            stream.kill()
+
     def _still_frame(self) -> np.ndarray:
         if self._still is None:
             frame = np.empty((1, self.plan.frame_bytes), np.uint8)
@@ -153,6 +165,8 @@ class FrameSource:
     def _read_forward(self, src: int, dst: np.ndarray) -> None:
         if self._stream is None or self._stream.pos != src:
             self.close()
+            if self._halted.is_set():
+                raise EnvironmentFault("decoding was halted")  # only the halting thread is left to care
             self._stream = _Stream(self.cfg, self.info, self.plan, src)
         got = self._stream.read(dst)
         if got < len(dst):

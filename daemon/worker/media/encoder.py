@@ -53,11 +53,12 @@ class SegmentEncoder:
     Encoding a batch overlaps decoding and rendering the next one (they ran one after another before:
     the pipeline took 1.9× a plain transcode instead of ~1.3×, bench/RESULTS.md). The caller fills
     `buffer()`s and `submit()`s them; `finish()` drains the queue, then closes stdin so the last segment
-    completes. Memory stays `buffers` batches, whatever the length.
+    completes. Memory stays `buffers` batches, whatever the length: with the decode-ahead reader one is
+    being decoded, one waits, one is rendered and one is encoded.
     """
 
     def __init__(self, cfg: MediaConfig, plan: Plan, workdir: Path, first_chunk: int, batch: int,
-                 buffers: int = 2) -> None:
+                 buffers: int = 4) -> None:
         self.plan = plan
         self.child = process.Child(encode_argv(cfg, plan, workdir, first_chunk), stdin=True,
                                    pipe_size=cfg.pipe_bytes, name="ffmpeg-encode")
@@ -71,14 +72,16 @@ class SegmentEncoder:
         self._writer = threading.Thread(target=self._write_loop, name="ffmpeg-encode-writer", daemon=True)
         self._writer.start()
 
-    def buffer(self) -> np.ndarray:
-        """A free (batch, frame_bytes) buffer to fill; waits while the writer holds all of them."""
-        while True:
+    def buffer(self, stop: threading.Event | None = None) -> np.ndarray | None:
+        """A free (batch, frame_bytes) buffer to fill; waits while the others are queued or being
+        written. None only once `stop` is set (a reader thread giving up)."""
+        while stop is None or not stop.is_set():
             self._check()
             try:
-                return self._free.get(timeout=1.0)
+                return self._free.get(timeout=0.1)
             except queue.Empty:
                 continue
+        return None
 
     def submit(self, frames: np.ndarray) -> None:
         """Queue `frames` (a leading slice of a `buffer()`) for the encoder; the buffer comes back free."""

@@ -141,6 +141,15 @@ class Child:
             self._drain.join(timeout=_REAP_GRACE_S)
         return code
 
+    def kill(self) -> None:
+        """SIGKILL without touching the pipes (safe while another thread reads them: it sees EOF)."""
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+
     def close(self, force: bool = False) -> None:
         """Close our pipe ends, then wait; terminate and kill if it does not end by itself."""
         proc = self.proc
