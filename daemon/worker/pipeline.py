@@ -73,23 +73,30 @@ class ChunkedRenderer:
         progress(Progress(phase="prepare", chunk=job.first, chunks=plan.chunks,
                           frames_done=min(plan.frames, job.first * plan.chunk_frames),
                           frames_total=plan.frames))
+        sound = enc.AudioTrack(self.cfg, plan, job.audio, request.workdir)  # encodes while we render
+        try:
+            rendered = self._render(job, progress, should_stop)
+            progress(Progress(phase="finalize", chunk=plan.chunks, chunks=plan.chunks, frames_done=plan.frames,
+                              frames_total=plan.frames))
+            with _timed(job.timings, "mux"):
+                job.checkpoint.verify(plan)
+                enc.mux(self.cfg, plan, request.workdir, sound.wait(), request.output)
+                got = enc.count_frames(self.cfg, request.output)
+                if got != plan.frames:
+                    raise RuntimeError(f"result has {got} video frames, expected {plan.frames}")
+        finally:
+            sound.close()
+        return self._stats(job, rendered)
+
+    def _render(self, job: _Job, progress: ProgressFn, should_stop: StopFn) -> int:
         with _timed(job.timings, "faces"):
-            job.boxes, job.cached = self.faces.boxes(job.video, plan)
+            job.boxes, job.cached = self.faces.boxes(job.video, job.plan)
             refine = getattr(self.engine, "face_boxes", None)  # wav2lip: calibration, pads, smoothing
             if refine is not None:
-                job.boxes = refine(job.boxes, plan.width, plan.height, geometry="lbp")
+                job.boxes = refine(job.boxes, job.plan.width, job.plan.height, geometry="lbp")
         with _timed(job.timings, "prepare"):
             job.features = self._features(job)
-        rendered = self._chunks(job, progress, should_stop)
-        progress(Progress(phase="finalize", chunk=plan.chunks, chunks=plan.chunks, frames_done=plan.frames,
-                          frames_total=plan.frames))
-        with _timed(job.timings, "mux"):
-            job.checkpoint.verify(plan)
-            enc.mux(self.cfg, plan, request.workdir, job.audio, request.output)
-            got = enc.count_frames(self.cfg, request.output)
-            if got != plan.frames:
-                raise RuntimeError(f"result has {got} video frames, expected {plan.frames}")
-        return self._stats(job, rendered)
+        return self._chunks(job, progress, should_stop)
 
     def _start(self, request: RenderRequest, progress: ProgressFn) -> _Job:
         """Probe, decode the speech for the model, plan, and find where a previous attempt stopped."""

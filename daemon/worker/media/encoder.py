@@ -1,8 +1,8 @@
 """The output side: one x264 encoder child per attempt cutting one MP4 segment per chunk, then the mux.
 
 Segments are the durable resume points (a segment is complete when it probes with exactly its chunk's
-frame count). The final step stream-copies the segments and encodes the speech track to AAC 48 kHz
-with `-t <audio seconds>`, `+faststart`, so the result is exactly as long as the audio.
+frame count). The speech track is encoded to AAC 48 kHz, cut at the audio's length, while the video
+renders; the final step stream-copies segments and track with `+faststart`, as long as the audio.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from daemon.worker.media.probe import MediaInfo
 log = logging.getLogger(__name__)
 
 SEGMENT = "seg_{:05d}.mp4"
+AUDIO_TRACK = "audio.m4a"
 _QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error", "-nostats"]
 
 
@@ -142,8 +143,41 @@ def count_frames(cfg: MediaConfig, path: Path) -> int | None:
     return int(text) if done.returncode == 0 and text.isdigit() else None
 
 
-def mux(cfg: MediaConfig, plan: Plan, workdir: Path, audio: MediaInfo, output: Path) -> None:
-    """Concatenate all segments (stream copy) with the speech track as AAC 48 kHz into `output`."""
+class AudioTrack:
+    """The result's AAC 48 kHz track, encoded from the speech file in the background while the video
+    renders (encoding it in the mux took most of the mux's time); the mux then copies it."""
+
+    def __init__(self, cfg: MediaConfig, plan: Plan, audio: MediaInfo, workdir: Path) -> None:
+        self.path = workdir / AUDIO_TRACK
+        self._tmp = workdir / (AUDIO_TRACK + ".tmp")
+        self.timeout_s = 60 + cfg.timeout_factor * plan.audio_s / 4
+        channels = min(2, audio.audio.channels) if audio.audio and audio.audio.channels else 2
+        allowed = ",".join(sorted(set(cfg.audio_formats) | set(cfg.video_formats)))
+        argv = [process.resolve(cfg.ffmpeg), *_QUIET, "-y", "-protocol_whitelist", "file",
+                "-format_whitelist", allowed, "-i", "file:" + str(audio.path), "-map", "0:a:0", "-vn", "-sn",
+                "-dn", "-c:a", "aac", "-b:a", f"{cfg.audio_bitrate_k}k", "-ar", "48000", "-ac", str(channels),
+                "-t", f"{plan.audio_s:.6f}", "-f", "mp4", "file:" + str(self._tmp)]
+        self.child = process.Child(argv, name="ffmpeg-audio")
+        self.child.__enter__()
+
+    def wait(self) -> Path:
+        """The finished track (raises EnvironmentFault if the encode failed: the file decoded before)."""
+        try:
+            code = self.child.wait(self.timeout_s)
+        except process.ChildTimeout as exc:
+            raise EnvironmentFault(f"encoding the sound of the result timed out: {exc}") from None
+        if code != 0:
+            tail = self.child.stderr_tail().strip()[-300:]
+            raise EnvironmentFault(f"encoding the sound of the result failed (exit {code}): {tail}")
+        self._tmp.replace(self.path)
+        return self.path
+
+    def close(self) -> None:
+        self.child.close(force=True)
+
+
+def mux(cfg: MediaConfig, plan: Plan, workdir: Path, audio: Path, output: Path) -> None:
+    """Concatenate all segments and the finished AAC track (both stream copies) into `output`."""
     listing = workdir / "segments.txt"
     # explicit durations: the first segment of an encoder run starts at the B-frame delay, and without
     # them concat would open a gap of that delay at every resume point (audio drift)
@@ -153,14 +187,11 @@ def mux(cfg: MediaConfig, plan: Plan, workdir: Path, audio: MediaInfo, output: P
         seconds = (end - start) * plan.fps_den / plan.fps_num
         lines.append(f"file '{SEGMENT.format(i)}'\nduration {seconds:.6f}\n")
     listing.write_text("ffconcat version 1.0\n" + "".join(lines))
-    channels = min(2, audio.audio.channels) if audio.audio and audio.audio.channels else 2
-    allowed = ",".join(sorted(set(cfg.audio_formats) | set(cfg.video_formats)))
     argv = [process.resolve(cfg.ffmpeg), *_QUIET, "-y",
             "-protocol_whitelist", "file", "-format_whitelist", "concat,mov", "-f", "concat", "-safe", "1",
             "-i", "file:" + str(listing),
-            "-protocol_whitelist", "file", "-format_whitelist", allowed, "-i", "file:" + str(audio.path),
-            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-            "-c:a", "aac", "-b:a", f"{cfg.audio_bitrate_k}k", "-ar", "48000", "-ac", str(channels),
+            "-protocol_whitelist", "file", "-format_whitelist", "mov", "-i", "file:" + str(audio),
+            "-map", "0:v:0", "-map", "1:a:0", "-c", "copy",
             "-t", f"{plan.audio_s:.6f}", "-movflags", "+faststart", "-f", "mp4", "file:" + str(output)]
     try:
         done = process.run(argv, 60 + cfg.timeout_factor * plan.audio_s / 4)
