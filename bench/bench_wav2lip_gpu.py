@@ -180,16 +180,19 @@ def instrument(engine: Wav2LipEngine, marks: dict[str, float]) -> None:
 
 
 def one_height(config: Config, engine: Wav2LipEngine, renderer: Any, root: Path, height: int,
-               seconds: float, png: Path, warm_check: bool) -> dict[str, Any]:
+               seconds: float, png: Path, warm_check: bool, untimed: bool = False) -> dict[str, Any]:
     clip, speech = root / f"clip{height}.mp4", root / f"speech{height}.wav"
-    made = talking_head(clip, config.media.ffmpeg, height, seconds, png)
-    speech_wav(speech, seconds, seed=height)
+    made = 0.0
+    if not clip.exists():  # same clip for every batch size and run
+        made = talking_head(clip, config.media.ffmpeg, height, seconds, png)
+        speech_wav(speech, seconds, seed=height)
     plain_s = plain_transcode(config, clip, speech, root / f"plain{height}.mp4")
-    engine.timings = {}
+    engine.timings = None if untimed else {}
     marks: dict[str, float] = {}
+    job_dir = Path(tempfile.mkdtemp(prefix=f"job{height}-", dir=root))  # never resume an earlier run
     started = time.perf_counter()
     with Peaks() as peaks:
-        stats = run_job(renderer, f"bench{height}", speech, clip, root / f"job{height}",
+        stats = run_job(renderer, f"bench{height}", speech, clip, job_dir,
                         lambda p: marks.setdefault("first_chunk_done", time.perf_counter())
                         if p.phase == "render" else None)
     e2e = time.perf_counter() - started
@@ -197,7 +200,8 @@ def one_height(config: Config, engine: Wav2LipEngine, renderer: Any, root: Path,
            "frames": stats["frames"], "e2e_s": round(e2e, 2), "e2e_fps": round(stats["frames"] / e2e, 1),
            "plain_transcode_s": round(plain_s, 2), "plain_transcode_fps": round(stats["frames"] / plain_s, 1),
            "e2e_over_plain": round(e2e / plain_s, 3), "faces_missing": stats.get("faces_missing"),
-           "shares": shares(stats.get("timings_s", {}), engine.timings, e2e), "memory": peaks.report(),
+           "stage_timings": not untimed,
+           "shares": shares(stats.get("timings_s", {}), engine.timings or {}, e2e), "memory": peaks.report(),
            "pipeline_stats": stats}
     if warm_check:
         row["warm_second_job"] = second_job(engine, renderer, root, clip, height)
@@ -225,7 +229,7 @@ def second_job(engine: Wav2LipEngine, renderer: Any, root: Path, clip: Path, hei
     instrument(engine, marks)
     model_before = id(engine.model)
     claimed = time.perf_counter()
-    stats = run_job(renderer, f"warm{height}", speech, clip, root / f"warm{height}",
+    stats = run_job(renderer, f"warm{height}", speech, clip, Path(tempfile.mkdtemp(prefix="warm", dir=root)),
                     lambda p: marks.setdefault("first_chunk_done", time.perf_counter())
                     if p.phase == "render" else None)
     del engine.render  # back to the class method
@@ -240,6 +244,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--heights", type=int, nargs="+", default=[1080, 720])
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--batch-frames", type=int, nargs="+", default=[16],
+                        help="media.batch_frames values to run (16 = the shipped default)")
+    parser.add_argument("--untimed", action="store_true",
+                        help="no per-stage GPU synchronisation in the engine: production timing, fewer shares")
     parser.add_argument("--precision", default="fp16", choices=("fp16", "bf16", "fp32"))
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
@@ -248,27 +256,32 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     ckpt = root / "wav2lip.pth"
     torch.save({"state_dict": generator.Wav2Lip().state_dict(), "global_step": 0}, ckpt)
-    config = bench_config(ckpt, args.precision)
     started = time.perf_counter()
-    engine = Wav2LipEngine(config.engines.wav2lip, device)
+    engine = Wav2LipEngine(bench_config(ckpt, args.precision, 128).engines.wav2lip, device)
     load_s = time.perf_counter() - started
     png = root / "presenter.png"
     presenter_png(png)
-    renderer = make_renderer(config, engine, root / "internal")
     result: dict[str, Any] = {"command": " ".join(sys.argv), "machine": machine(device),
                               "model_load_s": round(load_s, 2), "precision": engine.precision, "rows": []}
-    for i, height in enumerate(args.heights):
-        row = one_height(config, engine, renderer, root, height, args.seconds, png, warm_check=i == 0)
-        result["rows"].append(row)
-        print(json.dumps({k: v for k, v in row.items() if k != "pipeline_stats"}), flush=True)
-        args.out.write_text(json.dumps(result, indent=2))
+    first = True
+    for batch in args.batch_frames:
+        config = bench_config(ckpt, args.precision, batch)
+        renderer = make_renderer(config, engine, root / f"internal{batch}")  # a cold face cache each
+        for height in args.heights:
+            row = one_height(config, engine, renderer, root, height, args.seconds, png, warm_check=first,
+                             untimed=args.untimed)
+            row["batch_frames"] = batch
+            first = False
+            result["rows"].append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "pipeline_stats"}), flush=True)
+            args.out.write_text(json.dumps(result, indent=2))
     return 0
 
 
-def bench_config(ckpt: Path, precision: str) -> Config:
+def bench_config(ckpt: Path, precision: str, batch_frames: int) -> Config:
     base = load_config(env={k: v for k, v in os.environ.items() if not k.startswith("LIPSYNCD_")})
-    # one generator batch per pipeline batch (media.batch_frames arrives with the media pipeline)
-    media = dataclasses.replace(base.media, batch_frames=128)  # type: ignore[call-arg]
+    # frames per pipeline batch; the generator gets min(this, engines.wav2lip.batch_size = 128) faces a call
+    media = dataclasses.replace(base.media, batch_frames=batch_frames)  # type: ignore[call-arg]
     wav2lip = dataclasses.replace(base.engines.wav2lip, checkpoint=str(ckpt), precision=precision)
     return dataclasses.replace(base, media=media, engines=dataclasses.replace(base.engines, wav2lip=wav2lip))
 
