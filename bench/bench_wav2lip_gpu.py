@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -190,22 +191,30 @@ def one_height(config: Config, engine: Wav2LipEngine, renderer: Any, root: Path,
     engine.timings = None if untimed else {}
     marks: dict[str, float] = {}
     job_dir = Path(tempfile.mkdtemp(prefix=f"job{height}-", dir=root))  # never resume an earlier run
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
     with Peaks() as peaks:
         stats = run_job(renderer, f"bench{height}", speech, clip, job_dir,
                         lambda p: marks.setdefault("first_chunk_done", time.perf_counter())
                         if p.phase == "render" else None)
     e2e = time.perf_counter() - started
+    cpu = {k: round(v - cpu_before[k], 2) for k, v in cpu_seconds().items()}
     row = {"height": height, "seconds": seconds, "clip_generation_s": round(made, 1),
            "frames": stats["frames"], "e2e_s": round(e2e, 2), "e2e_fps": round(stats["frames"] / e2e, 1),
            "plain_transcode_s": round(plain_s, 2), "plain_transcode_fps": round(stats["frames"] / plain_s, 1),
            "e2e_over_plain": round(e2e / plain_s, 3), "faces_missing": stats.get("faces_missing"),
-           "stage_timings": not untimed,
+           "stage_timings": not untimed, "cpu_s": cpu,
            "shares": shares(stats.get("timings_s", {}), engine.timings or {}, e2e), "memory": peaks.report(),
            "pipeline_stats": stats}
     if warm_check:
         row["warm_second_job"] = second_job(engine, renderer, root, clip, height)
     return row
+
+
+def cpu_seconds() -> dict[str, float]:
+    """User + system CPU seconds of this process and of its finished children (the ffmpeg processes)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"worker": own.ru_utime + own.ru_stime, "ffmpeg_children": kids.ru_utime + kids.ru_stime}
 
 
 def shares(pipeline: dict[str, float], engine: dict[str, float], total: float) -> dict[str, float]:

@@ -24,7 +24,7 @@ export LD_LIBRARY_PATH=$PWD/.tools/ffmpeg${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
 } > "$OUT/machine.txt" 2>&1
 
-PARTS=${PARTS:-model precision pipeline tests}
+PARTS=${PARTS:-model precision pipeline paths tests}
 
 # model numbers first: they need no ffmpeg, so they exist even if the pipeline part fails
 if [[ " $PARTS " == *" model "* ]]; then
@@ -43,6 +43,12 @@ if [[ " $PARTS " == *" pipeline "* ]]; then
   timeout 200 python3 bench/bench_wav2lip_gpu.py --out "$OUT/pipeline-untimed.json" --workdir /tmp/w2lbench \
     --heights ${HEIGHTS:-1080 720} --seconds "${SECONDS_:-60}" --batch-frames ${BATCHES:-16 64} --untimed \
     2>&1 | tee "$OUT/pipeline-untimed.log"
+fi
+if [[ " $PARTS " == *" paths "* ]]; then
+  # the same clips the pipeline part generated: what two ffmpeg processes cost before Python is involved
+  for h in ${HEIGHTS:-1080 720}; do
+    timeout 120 python3 bench/transcode_paths.py "/tmp/w2lbench/clip$h.mp4" 2>&1 | tee -a "$OUT/paths.log"
+  done
 fi
 if [[ " $PARTS " == *" tests "* ]]; then
   timeout 120 python3 -m pytest -o addopts="" -q -m gpu tests/test_wav2lip_gpu.py tests/test_warp.py 2>&1 \
