@@ -275,7 +275,7 @@ def main() -> int:
     first = True
     for batch in args.batch_frames:
         config = bench_config(ckpt, args.precision, batch)
-        renderer = make_renderer(config, engine, root / f"internal{batch}")  # a cold face cache each
+        renderer = make_renderer(config, engine, Path(tempfile.mkdtemp(prefix="internal", dir=root)))  # cold cache
         for height in args.heights:
             row = one_height(config, engine, renderer, root, height, args.seconds, png, warm_check=first,
                              untimed=args.untimed)
