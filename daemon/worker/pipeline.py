@@ -63,7 +63,8 @@ class ChunkedRenderer:
         self.config = config
         self.cfg = config.media
         self.engine = engine
-        self.faces = FaceFinder(config.media, internal_dir / "facecache")
+        sampler = getattr(engine, "sample_detector", None)  # wav2lip with an S3FD checkpoint
+        self.faces = FaceFinder(config.media, internal_dir / "facecache", sampler() if sampler else None)
         yuv.share_cpu(engine.device)
 
     def render(self, request: RenderRequest, progress: ProgressFn, should_stop: StopFn) -> dict[str, Any]:
@@ -76,7 +77,7 @@ class ChunkedRenderer:
             job.boxes, job.cached = self.faces.boxes(job.video, plan)
             refine = getattr(self.engine, "face_boxes", None)  # wav2lip: calibration, pads, smoothing
             if refine is not None:
-                job.boxes = refine(job.boxes, plan.width, plan.height, geometry="lbp")
+                job.boxes = refine(job.boxes, plan.width, plan.height, geometry=self.faces.geometry)
         with _timed(job.timings, "prepare"):
             job.features = self._features(job)
         rendered = self._chunks(job, progress, should_stop)
