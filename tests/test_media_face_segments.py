@@ -69,12 +69,15 @@ def test_seeked_segments_deliver_the_serial_samples_byte_for_byte(tmp_path: Path
     parts = segments(wanted, face_threads(cfg))
     assert len(parts) >= 3
     finder, stop = FaceFinder(cfg, tmp_path / "fc"), threading.Event()
-    serial, parallel = Recorder(), Recorder()
+    every_frame, serial, parallel = Recorder(), Recorder(), Recorder()
+    finder._segment(info, small, _Samples(80, 60, pix_fmt, 7, every_frame), (0, plan.frames), 1, stop)
     finder._segment(info, small, _Samples(80, 60, pix_fmt, 7, serial), (0, wanted), 2, stop)
     for part in parts:
         finder._segment(info, small, _Samples(80, 60, pix_fmt, 7, parallel), part, 2, stop)
     assert len(serial.frames) == len(parallel.frames) == wanted
     assert serial.frames[0].shape == shape
+    # sampling (select before scale) yields the very pixels of frames 0, 2, 4... of a full decode
+    assert all(np.array_equal(a, b) for a, b in zip(every_frame.frames[::2], serial.frames, strict=True))
     assert all(np.array_equal(a, b) for a, b in zip(serial.frames, parallel.frames, strict=True))
     assert not all(np.array_equal(serial.frames[0], f) for f in serial.frames[1:])  # it does move
 

@@ -253,8 +253,12 @@ class FaceFinder:
         a, b = part
         argv = decode_argv(self.cfg, info, small, a * every, small.source_frames - a * every)
         vf = argv.index("-vf") + 1
-        # select counts frames from the seek point, which is a multiple of `every`: sample k stays k·every
-        argv[vf] = argv[vf].replace("format=yuv420p", f"format={how.pix_fmt},select=not(mod(n\\,{every}))")
+        # select counts frames from the seek point, which is a multiple of `every`: sample k stays k·every.
+        # It runs after fps (indices are output frames) and before scale: scaling is per frame, so the
+        # samples are the same pixels, and the other frames are never scaled (measured: 6.3 → 4.8 s for
+        # 60 s of 1080p at face_every 5 on the 2-core dev box)
+        argv[vf] = (argv[vf].replace("scale=", f"select=not(mod(n\\,{every})),scale=", 1)
+                    .replace("format=yuv420p", f"format={how.pix_fmt}"))
         argv[argv.index("-frames:v") + 1] = str(b - a)
         argv[argv.index("-pix_fmt") + 1] = how.pix_fmt
         samples = np.full((b - a, 4), np.nan)
