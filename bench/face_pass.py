@@ -1,7 +1,7 @@
 """The LBP face pass alone, serial vs parallel segments, on a generated talking-head clip.
 
 Prints one markdown row per thread count (wall seconds, best of --repeat, fresh cache each run) and how
-far the boxes are from the serial pass. Usage: python bench/face_pass.py [--height 1080] [--seconds 60]
+far the boxes are from the first row's (put 1 first for "vs serial"). Usage: python bench/face_pass.py [--height 1080] [--seconds 60]
 [--threads 1,2,4,8] [--repeat 3] [--dir D]
 """
 
@@ -56,7 +56,7 @@ def main() -> None:
     info = probe(video, base)
     plan = make_plan(info, args.seconds, base, None, {})
     serial: np.ndarray | None = None
-    print("| threads | segments | face pass s (best) | all runs s | frames with a face | min IoU vs serial |")
+    print("| threads | segments | face pass s (best) | all runs s | frames with a face | min IoU vs the first row |")
     print("|---|---|---|---|---|---|")
     for threads in (int(t) for t in args.threads.split(",")):
         cfg = replace(base, face_threads=threads)
