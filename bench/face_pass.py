@@ -1,8 +1,8 @@
 """The LBP face pass alone, serial vs parallel segments, on a generated talking-head clip.
 
-Prints one markdown row per thread count (wall seconds, best of --repeat, fresh cache each run) and how
-far the boxes are from the first row's (put 1 first for "vs serial"). Usage: python bench/face_pass.py [--height 1080] [--seconds 60]
-[--threads 1,2,4,8] [--repeat 3] [--dir D]
+One markdown row per thread count: wall seconds (best of --repeat, fresh cache each run) and how far
+the boxes are from the first row's (put 1 first for "vs serial"). Usage: python bench/face_pass.py
+[--height 1080] [--seconds 60] [--threads 1,2,4,8] [--repeat 3] [--dir D]
 """
 
 from __future__ import annotations
