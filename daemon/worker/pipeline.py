@@ -64,7 +64,8 @@ class ChunkedRenderer:
         self.config = config
         self.cfg = config.media
         self.engine = engine
-        self.faces = FaceFinder(config.media, internal_dir / "facecache")
+        sampler = getattr(engine, "sample_detector", None)  # wav2lip with an S3FD checkpoint
+        self.faces = FaceFinder(config.media, internal_dir / "facecache", sampler() if sampler else None)
         yuv.share_cpu(engine.device)
 
     def render(self, request: RenderRequest, progress: ProgressFn, should_stop: StopFn) -> dict[str, Any]:
@@ -93,7 +94,7 @@ class ChunkedRenderer:
             job.boxes, job.cached = self.faces.boxes(job.video, job.plan)
             refine = getattr(self.engine, "face_boxes", None)  # wav2lip: calibration, pads, smoothing
             if refine is not None:
-                job.boxes = refine(job.boxes, job.plan.width, job.plan.height, geometry="lbp")
+                job.boxes = refine(job.boxes, job.plan.width, job.plan.height, geometry=self.faces.geometry)
         with _timed(job.timings, "prepare"):
             job.features = self._features(job)
         return self._chunks(job, progress, should_stop)

@@ -139,3 +139,17 @@ class FaceFinder:
         found = boxes[:, 0] >= 0
         boxes[found] = boxes[found] / scale
         return boxes
+
+
+class SampleDetector:
+    """S3FD as the pipeline's face pass sees it (daemon.worker.faces.RgbDetector): numpy in, numpy out."""
+
+    name = "s3fd"  # boxes come back calibrated to S3FD geometry already
+
+    def __init__(self, finder: FaceFinder) -> None:
+        self.finder = finder
+        self.height = finder.detect_height
+
+    def detect(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 RGB (N,H,W,3) → (N,4) float boxes in those pixels; -1 rows: none."""
+        return self.finder.find(torch.from_numpy(frames))

@@ -109,6 +109,12 @@ class Wav2LipEngine:
                               "checkpoint (s3fd.pth) or pass the media pipeline's detector as the fallback")
         return detection.FaceFinder(chosen, self.config.detect_height, self.config.detect_batch_size)
 
+    def sample_detector(self) -> detection.SampleDetector | None:
+        """S3FD for the pipeline's face pass when its checkpoint is configured; None: the pass uses LBP."""
+        if self._detector is None:
+            return None
+        return detection.SampleDetector(self.face_finder())
+
     def face_boxes(self, raw: np.ndarray, width: int, height: int, geometry: str = "s3fd") -> np.ndarray:
         """A whole video's detector boxes → the crop boxes to put in `Chunk.boxes` (int32, -1 rows kept).
 
