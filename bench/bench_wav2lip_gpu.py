@@ -255,6 +255,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--batch-frames", type=int, nargs="+", default=[16],
                         help="media.batch_frames values to run (16 = the shipped default)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of every setting, interleaved")
     parser.add_argument("--untimed", action="store_true",
                         help="no per-stage GPU synchronisation in the engine: production timing, fewer shares")
     parser.add_argument("--precision", default="fp16", choices=("fp16", "bf16", "fp32"))
@@ -273,18 +274,38 @@ def main() -> int:
     result: dict[str, Any] = {"command": " ".join(sys.argv), "machine": machine(device),
                               "model_load_s": round(load_s, 2), "precision": engine.precision, "rows": []}
     first = True
-    for batch in args.batch_frames:
-        config = bench_config(ckpt, args.precision, batch)
-        renderer = make_renderer(config, engine, Path(tempfile.mkdtemp(prefix="internal", dir=root)))  # cold cache
-        for height in args.heights:
-            row = one_height(config, engine, renderer, root, height, args.seconds, png, warm_check=first,
-                             untimed=args.untimed)
-            row["batch_frames"] = batch
-            first = False
-            result["rows"].append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "pipeline_stats"}), flush=True)
-            args.out.write_text(json.dumps(result, indent=2))
+    for run in range(args.repeat):  # interleaved repeats: a slow spell of the box hits every setting
+        for batch in args.batch_frames:
+            config = bench_config(ckpt, args.precision, batch)
+            for height in args.heights:
+                renderer = make_renderer(config, engine, Path(tempfile.mkdtemp(prefix="internal", dir=root)))
+                row = one_height(config, engine, renderer, root, height, args.seconds, png, warm_check=first,
+                                 untimed=args.untimed)
+                row.update(batch_frames=batch, run=run)
+                first = False
+                result["rows"].append(row)
+                print(json.dumps({k: v for k, v in row.items() if k != "pipeline_stats"}), flush=True)
+                result["summary"] = summary(result["rows"])
+                args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result["summary"], indent=1))
     return 0
+
+
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (batch_frames, height): the median of the runs' e2e / plain ratios, and every ratio."""
+    groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["batch_frames"], row["height"]), []).append(row)
+    out = []
+    for (batch, height), group in groups.items():
+        ratios = sorted(r["e2e_over_plain"] for r in group)
+        e2e = sorted(r["e2e_s"] for r in group)
+        plain = sorted(r["plain_transcode_s"] for r in group)
+        out.append({"batch_frames": batch, "height": height, "runs": len(group),
+                    "median_e2e_over_plain": ratios[len(ratios) // 2], "ratios": ratios,
+                    "median_e2e_s": e2e[len(e2e) // 2], "median_plain_s": plain[len(plain) // 2],
+                    "median_e2e_fps": round(group[0]["frames"] / e2e[len(e2e) // 2], 1)})
+    return out
 
 
 def bench_config(ckpt: Path, precision: str, batch_frames: int) -> Config:

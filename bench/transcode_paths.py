@@ -5,7 +5,8 @@
 Runs, on the same clip and box: the plain one-process transcode; decode | encode through a shell pipe
 (rawvideo yuv420p, as the pipeline's two children do); the same with the pipeline's encoder options
 (segment muxer, forced keyframes); and the encoder alone reading pre-decoded frames from /dev/shm.
-Prints wall seconds, frames/s and CPU seconds (user + system of the children) for each.
+Prints median wall seconds of --repeat interleaved runs, frames/s and CPU seconds (user + system of
+the children) for each; variants split the encoder options apart.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("clip", type=Path)
     parser.add_argument("--preset", default="veryfast")
     parser.add_argument("--crf", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each path, interleaved; medians")
     args = parser.parse_args()
     w, h, frames, rate = probe(args.clip)
     clip = shlex.quote(str(args.clip))
@@ -56,18 +58,30 @@ def main() -> None:
                 f"{'-segment_frames ' + cuts if cuts else ''} {work}/seg_%05d.mp4")
     raw = work / "frames.yuv"
     subprocess.run(["bash", "-c", f"{q} -i {clip} -an -f rawvideo -pix_fmt yuv420p {raw}"], check=True)
+    decode = f"{q} -i {clip} -an -f rawvideo -pix_fmt yuv420p pipe:1"
+    fixed_gop = "-x264-params keyint=250:min-keyint=250:scenecut=0"
     paths = {
         "plain (one process)": f"{q} -i {clip} -an {x264} {work}/plain.mp4",
-        "decode | encode (two processes, pipe)": f"{q} -i {clip} -an -f rawvideo -pix_fmt yuv420p pipe:1 | "
-                                                 f"{q} {raw_in} {x264} {work}/piped.mp4",
-        "decode | encode, pipeline's encoder options": f"{q} -i {clip} -an -f rawvideo -pix_fmt yuv420p pipe:1 | "
-                                                       f"{q} {raw_in} {x264} {segments}",
-        "decode only (to a pipe)": f"{q} -i {clip} -an -f rawvideo -pix_fmt yuv420p pipe:1 | cat > /dev/null",
+        "decode | encode (two processes, pipe)": f"{decode} | {q} {raw_in} {x264} {work}/piped.mp4",
+        "decode | encode, forced keyframes only": f"{decode} | {q} {raw_in} {x264} "
+                                                  f"-force_key_frames 'expr:eq(mod(n,250),0)' {work}/forced.mp4",
+        "decode | encode, segment muxer only": f"{decode} | {q} {raw_in} {x264} {segments.split(' ', 2)[2]}",
+        "decode | encode, pipeline's encoder options": f"{decode} | {q} {raw_in} {x264} {segments}",
+        "decode | encode, fixed GOP + segment muxer": f"{decode} | {q} {raw_in} {x264} {fixed_gop} "
+                                                      f"{segments.split(' ', 2)[2]}",
+        "decode only (to a pipe)": f"{decode} | cat > /dev/null",
         "encode only (frames from RAM)": f"cat {raw} | {q} {raw_in} {x264} {work}/enc.mp4",
     }
-    for name, cmd in paths.items():
-        r = timed(cmd)
-        print(json.dumps({"path": name, "frames": frames, **r, "fps": round(frames / r["wall_s"], 1)}), flush=True)
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in paths}
+    for _ in range(args.repeat):  # interleaved, so a slow spell of the box hits every path alike
+        for name, cmd in paths.items():
+            results[name].append(timed(cmd))
+    for name, runs in results.items():
+        walls = sorted(r["wall_s"] for r in runs)
+        median = walls[len(walls) // 2]
+        print(json.dumps({"path": name, "frames": frames, "median_wall_s": median, "walls_s": walls,
+                          "median_cpu_s": sorted(r["cpu_s"] for r in runs)[len(runs) // 2],
+                          "fps": round(frames / median, 1)}), flush=True)
     subprocess.run(["rm", "-rf", str(work)], check=False)
 
 

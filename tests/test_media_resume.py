@@ -113,3 +113,26 @@ def test_sigkill_mid_job_then_restart_resumes_from_last_finished_chunk(
     assert_in_sync(resumed, audio_seconds(audio), 25.0)
     again = g.decode_gray(resumed.path, 96, 64)
     assert np.abs(again.astype(int) - pixels).mean() < 1.0
+
+
+def test_every_segment_starts_on_a_keyframe_and_holds_exactly_its_chunk(tmp_path: Path,
+                                                                        inputs: tuple[Path, Path]) -> None:
+    audio, video = inputs
+    result = render(tmp_path, audio, video, cfg=config(chunk_frames=12))
+    frames = int(result.video["nb_read_packets"])
+    sizes = [min(12, frames - a) for a in range(0, frames, 12)]
+    for i, size in enumerate(sizes):
+        out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=flags",
+                              "-of", "csv=p=0", str(tmp_path / "work" / f"seg_{i:05d}.mp4")],
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert len(out) == size, (i, out)
+        assert out[0].startswith("K"), (i, out)  # decodes on its own
+
+
+def test_keyframe_interval_divides_every_chunk() -> None:
+    from daemon.worker.media.encoder import gop
+
+    assert [gop(n) for n in (25, 250, 300, 1000, 2500)] == [25, 250, 150, 250, 250]
+    assert gop(997) == 997  # a prime: no divisor makes a sensible GOP, so one per chunk
+    for n in range(1, 3000):
+        assert n % gop(n) == 0 and (gop(n) >= 50 or gop(n) == n)
