@@ -41,13 +41,14 @@ if [[ " $PARTS " == *" pipeline "* ]]; then
     | tee "$OUT/pipeline.log"
   # shellcheck disable=SC2086
   timeout 200 python3 bench/bench_wav2lip_gpu.py --out "$OUT/pipeline-untimed.json" --workdir /tmp/w2lbench \
-    --heights ${HEIGHTS:-1080 720} --seconds "${SECONDS_:-60}" --batch-frames ${BATCHES:-16 64} --untimed \
+    --heights ${HEIGHTS:-1080 720} --seconds "${SECONDS_:-60}" --batch-frames 16 --repeat "${REPEAT:-3}" --untimed \
     2>&1 | tee "$OUT/pipeline-untimed.log"
 fi
 if [[ " $PARTS " == *" paths "* ]]; then
   # the same clips the pipeline part generated: what two ffmpeg processes cost before Python is involved
   for h in ${HEIGHTS:-1080 720}; do
-    timeout 120 python3 bench/transcode_paths.py "/tmp/w2lbench/clip$h.mp4" 2>&1 | tee -a "$OUT/paths.log"
+    timeout 150 python3 bench/transcode_paths.py "/tmp/w2lbench/clip$h.mp4" --repeat "${REPEAT:-3}" 2>&1 \
+      | tee -a "$OUT/paths.log"
   done
 fi
 if [[ " $PARTS " == *" tests "* ]]; then
