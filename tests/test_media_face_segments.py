@@ -19,7 +19,7 @@ from test_media_faces import iou
 
 from daemon.core.config import Config, MediaConfig
 from daemon.core.errors import JobRejected
-from daemon.worker.faces import FaceFinder, _Samples, face_threads, segments
+from daemon.worker.faces import FaceFinder, _Samples, face_threads, final_rows, segments, smooth, smooth_range
 from daemon.worker.media.plan import make_plan
 from daemon.worker.media.probe import probe
 
@@ -34,11 +34,26 @@ def ffmpeg_children() -> list[psutil.Process]:
 
 def test_segments_start_on_samples_and_are_never_too_short() -> None:
     assert segments(30, 8) == [(0, 30)]  # fewer than two segments' worth of samples: one decoder
-    assert segments(125, 3) == [(0, 41), (41, 83), (83, 125)]
-    assert segments(125, 64) == [(0, 41), (41, 83), (83, 125)]  # 125 // 40 = 3 at most
+    assert segments(79, 8) == [(0, 79)]
+    # a short first segment (rendering starts once it is in), then at most 2·threads for the pool
+    assert segments(125, 1) == [(0, 40), (40, 82), (82, 125)]
+    assert segments(125, 64) == [(0, 40), (40, 82), (82, 125)]  # 85 // 40 = 2 more at most
+    assert segments(300, 2) == [(0, 40), (40, 105), (105, 170), (170, 235), (235, 300)]
     assert segments(1, 4) == [(0, 1)]
     assert face_threads(media(face_threads=5)) == 5
     assert 1 <= face_threads(media(face_threads=0)) <= 8
+
+
+def test_rows_from_a_prefix_of_the_samples_equal_rows_from_all_of_them() -> None:
+    rng = np.random.default_rng(7)
+    samples = rng.uniform(10, 100, (40, 4))
+    samples[[5, 6, 17, 30]] = np.nan  # faceless samples change the median and the interpolation rules
+    every, count = 5, 198
+    whole = smooth(samples, every, count)
+    for prefix in range(0, 41):
+        fixed = final_rows(prefix, 40, every, count)
+        assert np.array_equal(smooth_range(samples[:prefix], every, 0, fixed), whole[:fixed]), prefix
+    assert final_rows(40, 40, every, count) == count and final_rows(39, 40, every, count) == 185
 
 
 class Recorder:
@@ -83,25 +98,27 @@ def test_seeked_segments_deliver_the_serial_samples_byte_for_byte(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_parallel_boxes_match_the_serial_pass_on_a_moving_portrait(tmp_path: Path) -> None:
+def test_segmented_boxes_match_one_serial_pass_on_a_moving_portrait(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from daemon.worker import faces
+
     video = g.astronaut_clip(tmp_path / "astro.mp4", seconds=10, size=256)
     info = probe(video, MediaConfig())
-    boxes = {}
-    for threads in (1, 3):
-        cfg = media(face_every=2, face_threads=threads)
-        plan = make_plan(info, 10.0, cfg, None, {})
-        boxes[threads], cached = FaceFinder(cfg, tmp_path / f"fc{threads}").boxes(info, plan)
-        assert not cached
-    serial, parallel = boxes[1], boxes[3]
-    assert serial.shape == parallel.shape == (250, 4)
-    assert np.array_equal(serial[:, 0] < 0, parallel[:, 0] < 0)
+    cfg = media(face_every=2, face_threads=3)
+    plan = make_plan(info, 10.0, cfg, None, {})
+    segmented, cached = FaceFinder(cfg, tmp_path / "fc3").boxes(info, plan)
+    assert not cached and len(segments(125, 3)) == 3
+    monkeypatch.setattr(faces, "segments", lambda wanted, threads: [(0, wanted)])
+    serial, _ = FaceFinder(cfg, tmp_path / "fc1").boxes(info, plan)
+    assert serial.shape == segmented.shape == (250, 4)
+    assert np.array_equal(serial[:, 0] < 0, segmented[:, 0] < 0)
     assert (serial[:, 0] >= 0).all()
     # segment 0 is decoded and tracked exactly as the serial pass: identical until the smoothing of the
-    # first boundary (sample 41 = frame 82; the median and interpolation reach back two samples)
-    assert np.array_equal(serial[:78], parallel[:78])
+    # first boundary (sample 40 = frame 80; the median and interpolation reach back two samples)
+    assert np.array_equal(serial[:76], segmented[:76])
     # after a boundary the cascade searches the whole frame instead of around the last face: the same
     # face, at most one detection scale step (scale_factor 1.2 → IoU >= 1/1.2² ≈ 0.69) apart
-    assert min(iou(a.astype(float), b.astype(float)) for a, b in zip(serial, parallel, strict=True)) > 0.69
+    assert min(iou(a.astype(float), b.astype(float)) for a, b in zip(serial, segmented, strict=True)) > 0.69
 
 
 @pytest.mark.parametrize("threads", [1, 4])
@@ -113,7 +130,7 @@ def test_truncated_video_is_rejected_by_its_segment_and_no_decoder_is_left(tmp_p
     cfg = media(face_every=1, face_threads=threads)
     info = probe(tmp_path / "cut.mp4", cfg)
     plan = make_plan(info, 4.0, cfg, None, {})
-    assert len(segments(plan.source_frames, threads)) == min(threads, 2)
+    assert len(segments(plan.source_frames, threads)) == 2
     with pytest.raises(JobRejected) as caught:
         FaceFinder(cfg, tmp_path / "fc").boxes(info, plan)
     assert caught.value.code == "video_truncated" and "of its 100 frames" in str(caught.value)
@@ -178,9 +195,9 @@ def test_configured_s3fd_runs_the_face_pass_under_its_own_cache_key(tmp_path: Pa
 
         geometries: list[str] = []
 
-        def face_boxes(self, raw: np.ndarray, width: int, height: int, geometry: str = "s3fd") -> np.ndarray:
+        def face_track(self, width: int, height: int, geometry: str = "s3fd"):  # type: ignore[no-untyped-def]
             self.geometries.append(geometry)
-            return super().face_boxes(raw, width, height, geometry)
+            return super().face_track(width, height, geometry)
 
     video = g.astronaut_clip(tmp_path / "astro.mp4", seconds=1, size=128)
     speech = g.tone(tmp_path / "s.wav", 1.0)
@@ -209,3 +226,33 @@ def test_configured_s3fd_runs_the_face_pass_under_its_own_cache_key(tmp_path: Pa
     assert ((boxes[found, 1] <= boxes[found, 3]) & (boxes[found, 3] <= 128)).all()
     again, cached = FaceFinder(cfg, cache).boxes(info, plan)  # and LBP still gets its own entry back
     assert cached and np.array_equal(again, lbp)
+
+
+def test_rendering_starts_while_the_face_pass_is_still_running(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from daemon.worker import faces as faces_module
+    from daemon.worker.engines.copy import CopyEngine
+
+    passes: list[faces_module.FacePass] = []
+    start = faces_module.FaceFinder.start
+
+    def keep(self, info, plan):  # type: ignore[no-untyped-def]
+        passes.append(start(self, info, plan))
+        return passes[-1]
+
+    seen: list[tuple[int, int]] = []
+
+    class Watching(CopyEngine):
+        def render(self, chunk, features):  # type: ignore[no-untyped-def]
+            seen.append((passes[0].final, passes[0].count))
+            return super().render(chunk, features)
+
+    monkeypatch.setattr(faces_module.FaceFinder, "start", keep)
+    video = g.astronaut_clip(tmp_path / "astro.mp4", seconds=20, size=160)
+    speech = g.tone(tmp_path / "s.wav", 20.0)
+    result = render(tmp_path, speech, video, engine=Watching(),
+                    cfg=Config(media=media(face_every=1, face_threads=1)))
+    final, count = seen[0]
+    assert count == 500 and final < count  # the first batch went through with the pass far from done
+    assert result.stats["faces_missing"] == 0 and passes[0].final == count
+    assert list((tmp_path / ".lipsyncd" / "facecache").glob("*.npy"))  # cached once complete

@@ -1,8 +1,9 @@
 """Where the presenter's face is, per source frame: scikit-image's bundled LBP cascade, or the engine's S3FD.
 
 Detection runs on a small copy of every Nth frame, in contiguous segments decoded by their own ffmpeg
-children and analysed in parallel threads (the cascade releases the GIL); boxes are median-smoothed
-and interpolated between samples, cached per source-file content hash (and detector) under <internal>/facecache/.
+children and analysed by a thread pool (the cascade releases the GIL) while the video renders: the
+renderer waits only for the short first segment. Boxes are median-smoothed and interpolated between
+samples, and cached per source-file content hash (and detector) under <internal>/facecache/.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -92,24 +93,36 @@ def _largest(gray: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
 
 def smooth(samples: np.ndarray, every: int, count: int) -> np.ndarray:
     """(S, 4) sample boxes (NaN = none) → (count, 4) per-frame boxes, -1 rows where no face."""
-    s = samples.copy()
-    for k in range(len(s)):  # median of 3 neighbours where all are faces: kills single-sample jitter
+    return smooth_range(samples, every, 0, count)
+
+
+def smooth_range(samples: np.ndarray, every: int, start: int, stop: int) -> np.ndarray:
+    """Rows start..stop-1 of `smooth`. Row i reads samples up to i // every + 2 only, so rows computed
+    from a prefix of the samples that long equal the rows computed from all of them."""
+    def median(k: int) -> np.ndarray:  # of 3 neighbours where all are faces: kills single-sample jitter
         window = samples[max(0, k - 1):k + 2]
         if not np.isnan(window).any() and len(window) == 3:
-            s[k] = np.median(window, axis=0)
-    out = np.full((count, 4), -1.0)
-    for i in range(count):
-        k0 = min(i // every, len(s) - 1)
-        k1 = min(k0 + 1, len(s) - 1)
+            return np.median(window, axis=0)  # type: ignore[no-any-return]
+        return samples[k]  # type: ignore[no-any-return]
+
+    out = np.full((stop - start, 4), -1.0)
+    for i in range(start, stop):
+        k0 = min(i // every, len(samples) - 1)
+        k1 = min(k0 + 1, len(samples) - 1)
         t = (i - k0 * every) / every
-        a, b = s[k0], s[k1]
+        a, b = median(k0), median(k1)
         if not np.isnan(a).any() and not np.isnan(b).any():
-            out[i] = a + (b - a) * min(t, 1.0)
+            out[i - start] = a + (b - a) * min(t, 1.0)
         elif not np.isnan(a).any() and t < 0.5:
-            out[i] = a
+            out[i - start] = a
         elif not np.isnan(b).any() and t >= 0.5:
-            out[i] = b
+            out[i - start] = b
     return out
+
+
+def final_rows(prefix: int, wanted: int, every: int, count: int) -> int:
+    """How many rows of `smooth` a prefix of `prefix` of the `wanted` samples fixes for good."""
+    return count if prefix >= wanted else min(count, max(0, (prefix - 2) * every))
 
 
 def face_threads(cfg: MediaConfig) -> int:
@@ -121,10 +134,16 @@ def face_threads(cfg: MediaConfig) -> int:
 
 
 def segments(wanted: int, threads: int) -> list[tuple[int, int]]:
-    """Contiguous sample ranges [a, b) covering [0, wanted): at most `threads`, each >= MIN_SEGMENT_SAMPLES."""
-    n = max(1, min(threads, wanted // MIN_SEGMENT_SAMPLES))
-    bounds = [wanted * i // n for i in range(n + 1)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    """Contiguous sample ranges [a, b) covering [0, wanted), in the order rendering needs them: a short
+    first one (rendering starts as soon as it is analysed), then up to 2·threads more for the pool to
+    work ahead on; none shorter than MIN_SEGMENT_SAMPLES unless the video is."""
+    first = min(wanted, MIN_SEGMENT_SAMPLES)
+    rest = wanted - first
+    n = min(2 * threads, rest // MIN_SEGMENT_SAMPLES)
+    if n == 0:
+        return [(0, wanted)]
+    bounds = [first + rest * i // n for i in range(n + 1)]
+    return [(0, first), *zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 Analyse = Callable[[np.ndarray], np.ndarray]  # (B, h, w[, 3]) uint8 samples → (B, 4) boxes, NaN = none
@@ -184,6 +203,14 @@ class FaceFinder:
 
     def boxes(self, info: MediaInfo, plan: Plan) -> tuple[np.ndarray, bool]:
         """(K, 4) int32 boxes in output pixels for source frames 0..K-1, and whether it was cached."""
+        faces = self.start(info, plan)
+        try:
+            return faces.until(faces.count).copy(), faces.cached
+        finally:
+            faces.close()
+
+    def start(self, info: MediaInfo, plan: Plan) -> FacePass:
+        """The analysis of `info` running in the background (or its cached result); see FacePass."""
         count = min(plan.source_frames, plan.frames)
         every = self.cfg.face_every
         how = self._samples(plan)
@@ -195,16 +222,8 @@ class FaceFinder:
         if cached.exists():
             data = np.load(cached)
             if len(data) >= count:
-                return data[:count], True
-        started = time.monotonic()
-        result = self._analyse(info, plan, how, count, every)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, result)
-        os.replace(tmp, cached)
-        log.info("%s: faces (%s) in %d frames analysed in %.1f s (%d without a face)", info.path.name,
-                 self.geometry, count, time.monotonic() - started, int((result[:, 0] < 0).sum()))
-        return result, False
+                return FacePass.done(data[:count])
+        return FacePass(self, info, plan, how, count, cached)
 
     def _samples(self, plan: Plan) -> _Samples:
         if self.detector is None:
@@ -215,37 +234,6 @@ class FaceFinder:
         sw = max(2, round(plan.width * sh / plan.height) // 2 * 2)
         lock, detector = threading.Lock(), self.detector
         return _Samples(sw, sh, "rgb24", RGB_BATCH, lambda: _rgb_analyser(detector, lock))
-
-    def _analyse(self, info: MediaInfo, plan: Plan, how: _Samples, count: int, every: int) -> np.ndarray:
-        small = Plan(**{**plan.to_json(), "width": how.width, "height": how.height, "deinterlace": False})
-        wanted = math.ceil(count / every)
-        parts = segments(wanted, face_threads(self.cfg))
-        stop = threading.Event()  # set on the first error: the other segments end early
-
-        def run(part: tuple[int, int]) -> tuple[np.ndarray, int]:
-            try:
-                return self._segment(info, small, how, part, every, stop)
-            except BaseException:
-                stop.set()
-                raise
-
-        if len(parts) == 1:
-            results = [run(parts[0])]
-        else:
-            with ThreadPoolExecutor(len(parts), thread_name_prefix="faces") as pool:
-                futures = [pool.submit(run, part) for part in parts]
-            # the pool has joined every thread (and so closed every child) before anything is raised
-            results = [f.result() for f in futures]
-        for (a, b), (_, got) in zip(parts, results, strict=True):
-            if got < b - a:
-                self._ended_early(info, plan, (a + got) * every)
-        boxes = smooth(np.concatenate([r[0] for r in results]), every, count)
-        present = boxes[:, 0] >= 0
-        boxes[present] *= np.array([plan.width / how.width, plan.height / how.height] * 2)
-        out = np.where(present[:, None], np.round(boxes), -1).astype(np.int32)
-        out[present, 2] = np.minimum(out[present, 2], plan.width)
-        out[present, 3] = np.minimum(out[present, 3], plan.height)
-        return out
 
     def _segment(self, info: MediaInfo, small: Plan, how: _Samples, part: tuple[int, int], every: int,
                  stop: threading.Event) -> tuple[np.ndarray, int]:
@@ -290,3 +278,100 @@ class FaceFinder:
                               detail=f"its picture ({codec}) cannot be decoded by this appliance")
         raise JobRejected("video_truncated", name=info.path.name, got=reached, expected=plan.source_frames,
                           size=f"{info.size / 1e6:.1f} MB")
+
+
+class FacePass:
+    """One video's face analysis, running ahead of the renderer: `until(n)` waits until boxes of source
+    frames 0..n-1 are final (a short first segment, then the pool works ahead in parallel), so
+    rendering starts after the first segment instead of after the whole video. Errors of any segment
+    are raised by `until` with their type; `close()` stops the pool and ends its children."""
+
+    def __init__(self, finder: FaceFinder | None, info: MediaInfo | None, plan: Plan | None,
+                 how: _Samples | None, count: int, cache: Path | None) -> None:
+        self.count = count
+        self.cached = finder is None
+        self.boxes = np.full((count, 4), -1, np.int32)
+        self.final = 0
+        self._finder, self._info, self._plan, self._how, self._cache = finder, info, plan, how, cache
+        self._started = time.monotonic()
+        self._stop = threading.Event()  # set on the first error or on close: the other segments end early
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: list[Future[tuple[np.ndarray, int]]] = []
+        if finder is None or plan is None or how is None:
+            return
+        self._every = finder.cfg.face_every
+        self._wanted = math.ceil(count / self._every)
+        self._samples = np.full((self._wanted, 4), np.nan)
+        self._prefix = 0  # samples[:prefix] are in
+        self._small = Plan(**{**plan.to_json(), "width": how.width, "height": how.height, "deinterlace": False})
+        self._parts = segments(self._wanted, face_threads(finder.cfg))
+        self._pool = ThreadPoolExecutor(face_threads(finder.cfg), thread_name_prefix="faces")
+        self._futures = [self._pool.submit(self._run, part) for part in self._parts]
+
+    @classmethod
+    def done(cls, boxes: np.ndarray) -> FacePass:
+        """A pass whose boxes came from the cache."""
+        faces = cls(None, None, None, None, len(boxes), None)
+        faces.boxes[:] = boxes
+        faces.final = len(boxes)
+        return faces
+
+    def until(self, frames: int) -> np.ndarray:
+        """`boxes` once rows 0..min(frames, count)-1 are final (it waits for the segments they need)."""
+        while self.final < min(frames, self.count):
+            self._take(len(self._parts) - len(self._futures))
+        return self.boxes
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)  # joins every thread: children closed
+
+    def _run(self, part: tuple[int, int]) -> tuple[np.ndarray, int]:
+        assert self._finder is not None and self._info is not None and self._how is not None
+        try:
+            return self._finder._segment(self._info, self._small, self._how, part, self._every, self._stop)
+        except BaseException:
+            self._stop.set()
+            raise
+
+    def _take(self, index: int) -> None:
+        """Wait for segment `index` (the next in order), add its samples and the rows they fix."""
+        a, b = self._parts[index]
+        got_samples, got = self._futures.pop(0).result()  # re-raises a segment's error in this thread
+        if got < b - a:
+            if self._stop.is_set():  # cut short because another segment failed: raise that one
+                self.close()
+                for future in self._futures:
+                    future.result()
+            assert self._finder is not None and self._info is not None and self._plan is not None
+            self._finder._ended_early(self._info, self._plan, (a + got) * self._every)
+        self._samples[a:b] = got_samples
+        self._prefix = b
+        fixed = final_rows(self._prefix, self._wanted, self._every, self.count)
+        rows = smooth_range(self._samples[:self._prefix], self._every, self.final, fixed)
+        self.boxes[self.final:fixed] = self._to_output(rows)
+        self.final = fixed
+        if fixed == self.count:
+            self._save()
+
+    def _to_output(self, rows: np.ndarray) -> np.ndarray:
+        """Sample-pixel boxes → output pixels, int32, -1 rows where no face."""
+        assert self._plan is not None and self._how is not None
+        plan, how = self._plan, self._how
+        present = rows[:, 0] >= 0
+        rows[present] *= np.array([plan.width / how.width, plan.height / how.height] * 2)
+        out = np.where(present[:, None], np.round(rows), -1).astype(np.int32)
+        out[present, 2] = np.minimum(out[present, 2], plan.width)
+        out[present, 3] = np.minimum(out[present, 3], plan.height)
+        return out
+
+    def _save(self) -> None:
+        assert self._cache is not None and self._info is not None and self._finder is not None
+        self._cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._cache.with_name(f".{self._cache.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, self.boxes)
+        os.replace(tmp, self._cache)
+        log.info("%s: faces (%s) in %d frames analysed in %.1f s (%d without a face)", self._info.path.name,
+                 self._finder.geometry, self.count, time.monotonic() - self._started,
+                 int((self.boxes[:, 0] < 0).sum()))

@@ -25,7 +25,7 @@ from daemon.core.config import Config
 from daemon.worker.checkpoint import Checkpoint, fingerprint
 from daemon.worker.engines import frames as yuv
 from daemon.worker.engines.base import Chunk, Engine
-from daemon.worker.faces import FaceFinder
+from daemon.worker.faces import FaceFinder, FacePass
 from daemon.worker.media import encoder as enc
 from daemon.worker.media.decoder import FrameSource, read_model_audio
 from daemon.worker.media.plan import Plan, make_plan
@@ -52,8 +52,7 @@ class _Job:
     samples: int  # speech samples at 16 kHz in workdir/AUDIO16K, starting at byte `offset`
     offset: int
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    boxes: np.ndarray = field(default_factory=lambda: np.empty((0, 4), np.int32))
-    cached: bool = False
+    boxes: Boxes | None = None
     features: Any = None
 
 
@@ -90,14 +89,17 @@ class ChunkedRenderer:
         return self._stats(job, rendered)
 
     def _render(self, job: _Job, progress: ProgressFn, should_stop: StopFn) -> int:
-        with _timed(job.timings, "faces"):
-            job.boxes, job.cached = self.faces.boxes(job.video, job.plan)
-            refine = getattr(self.engine, "face_boxes", None)  # wav2lip: calibration, pads, smoothing
-            if refine is not None:
-                job.boxes = refine(job.boxes, job.plan.width, job.plan.height, geometry=self.faces.geometry)
-        with _timed(job.timings, "prepare"):
-            job.features = self._features(job)
-        return self._chunks(job, progress, should_stop)
+        track = getattr(self.engine, "face_track", None)  # wav2lip: calibration, pads, smoothing
+        job.boxes = Boxes(self.faces.start(job.video, job.plan), job.timings,
+                          track(job.plan.width, job.plan.height, self.faces.geometry) if track else None)
+        try:
+            with _timed(job.timings, "prepare"):
+                job.features = self._features(job)
+            rendered = self._chunks(job, progress, should_stop)
+            job.boxes.until(job.boxes.count)  # all of them, for the statistics and the face cache
+            return rendered
+        finally:
+            job.boxes.close()
 
     def _start(self, request: RenderRequest, progress: ProgressFn) -> _Job:
         """Probe, decode the speech for the model, plan, and find where a previous attempt stopped."""
@@ -132,15 +134,16 @@ class ChunkedRenderer:
             del wav
 
     def _stats(self, job: _Job, rendered: int) -> dict[str, Any]:
-        plan, timings = job.plan, job.timings
+        plan, timings, boxes = job.plan, job.timings, job.boxes
+        assert boxes is not None
         missing = 0
         for a in range(0, plan.frames, 100_000):  # bounded temporaries, whatever the length
             src = plan.source_indices(a, min(plan.frames, a + 100_000))
-            missing += int((job.boxes[src, 0] < 0).sum())
+            missing += int((boxes.rows[src, 0] < 0).sum())
         return {
             "frames": plan.frames, "fps": plan.fps, "width": plan.width, "height": plan.height,
             "chunks": plan.chunks, "resumed_from": job.first or None, "frames_rendered": rendered,
-            "faces_missing": missing, "face_cache_hit": job.cached,
+            "faces_missing": missing, "face_cache_hit": boxes.cached,
             "audio_s": round(plan.audio_s, 3), "source_frames": plan.source_frames,
             "looped": plan.loop if plan.frames > plan.source_frames and not plan.still else None,
             "normalised": _notes(job.video), "engine": self.engine.name,
@@ -190,10 +193,11 @@ class ChunkedRenderer:
 
     def _batch(self, job: _Job, start: int, buf: np.ndarray) -> None:
         """Render one decoded batch in place (only the face region goes through the engine)."""
-        plan, timings = job.plan, job.timings
-        n = buf.shape[0]
+        plan, timings, boxes = job.plan, job.timings, job.boxes
+        assert boxes is not None
+        src = plan.source_indices(start, start + buf.shape[0])
+        faces = boxes.until(int(src.max()) + 1)[src]  # waits while the face pass is behind
         with _timed(timings, "engine"):
-            faces = job.boxes[plan.source_indices(start, start + n)]
             region = yuv.face_region(faces, plan.width, plan.height)
             if region is None:  # no face in the whole batch: nothing may change, skip the engine
                 return
@@ -212,6 +216,34 @@ def _spans(plan: Plan, first_chunk: int, batch: int) -> Iterator[tuple[int, int]
         start, end = plan.chunk_range(i)
         for a in range(start, end, batch):
             yield a, min(batch, end - a)
+
+
+class Boxes:
+    """Face boxes per source frame as the renderer needs them: the face pass runs ahead in the
+    background and the engine's track (wav2lip: calibration, pads, smoothing) refines what it delivers.
+    `until(n)` waits (timed as "faces") until rows 0..n-1 are final."""
+
+    def __init__(self, faces: FacePass, timings: dict[str, float], track: Any = None) -> None:
+        self.faces, self.track, self.timings = faces, track, timings
+        self.count, self.cached = faces.count, faces.cached
+        self.rows = np.full((faces.count, 4), -1, np.int32)
+        self.final = 0
+        self._fed = 0  # rows of the face pass handed to the track
+
+    def until(self, frames: int) -> np.ndarray:
+        with _timed(self.timings, "faces"):
+            while self.final < min(frames, self.count):
+                raw = self.faces.until(max(frames, self._fed + 1))
+                new, self._fed = raw[self._fed:self.faces.final], self.faces.final
+                out = new if self.track is None else self.track.push(new)
+                if self.track is not None and self._fed == self.count:
+                    out = np.concatenate([out, self.track.finish()])
+                self.rows[self.final:self.final + len(out)] = out
+                self.final += len(out)
+        return self.rows
+
+    def close(self) -> None:
+        self.faces.close()
 
 
 @functools.lru_cache(maxsize=1)

@@ -121,10 +121,12 @@ class Wav2LipEngine:
         `geometry` names the detector ("s3fd", or "lbp" for the media pipeline's cascade) whose boxes
         are calibrated toward S3FD's before upstream's pads and smoothing.
         """
-        cal = detection.CALIBRATIONS.get(geometry, detection.IDENTITY)
-        calibrated = detection.calibrate(np.asarray(raw, dtype=np.float64).reshape(-1, 4), cal)
-        chosen = self.box_track(width, height)
-        return np.concatenate([chosen.push(calibrated), chosen.finish()])
+        track = self.face_track(width, height, geometry)
+        return np.concatenate([track.push(raw), track.finish()])
+
+    def face_track(self, width: int, height: int, geometry: str = "s3fd") -> FaceTrack:
+        """`face_boxes` as a stream, for boxes that arrive while the video renders."""
+        return FaceTrack(detection.CALIBRATIONS.get(geometry, detection.IDENTITY), self.box_track(width, height))
 
     def box_track(self, width: int, height: int) -> track.BoxTrack:
         """Pads, gap hold and smoothing as configured, for one source video."""
@@ -177,6 +179,21 @@ class Wav2LipEngine:
         now = time.perf_counter()
         self.timings[stage] = self.timings.get(stage, 0.0) + now - since
         return now
+
+
+class FaceTrack:
+    """Detector boxes in (any number at a time), crop boxes out once their smoothing window is complete."""
+
+    def __init__(self, calibration: detection.BoxCalibration, boxes: track.BoxTrack) -> None:
+        self.calibration = calibration
+        self.track = boxes
+
+    def push(self, raw: np.ndarray) -> np.ndarray:
+        return self.track.push(detection.calibrate(np.asarray(raw, dtype=np.float64).reshape(-1, 4),
+                                                   self.calibration))
+
+    def finish(self) -> np.ndarray:
+        return self.track.finish()
 
 
 def _clip(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
