@@ -66,9 +66,10 @@ def main() -> None:
         "decode | encode, forced keyframes only": f"{decode} | {q} {raw_in} {x264} "
                                                   f"-force_key_frames 'expr:eq(mod(n,250),0)' {work}/forced.mp4",
         "decode | encode, segment muxer only": f"{decode} | {q} {raw_in} {x264} {segments.split(' ', 2)[2]}",
-        "decode | encode, pipeline's encoder options": f"{decode} | {q} {raw_in} {x264} {segments}",
-        "decode | encode, fixed GOP + segment muxer": f"{decode} | {q} {raw_in} {x264} {fixed_gop} "
-                                                      f"{segments.split(' ', 2)[2]}",
+        "decode | encode, forced keyframes + segment muxer (the pipeline before)":
+            f"{decode} | {q} {raw_in} {x264} {segments}",
+        "decode | encode, fixed GOP + segment muxer (the pipeline now)":
+            f"{decode} | {q} {raw_in} {x264} {fixed_gop} {segments.split(' ', 2)[2]}",
         "decode only (to a pipe)": f"{decode} | cat > /dev/null",
         "encode only (frames from RAM)": f"cat {raw} | {q} {raw_in} {x264} {work}/enc.mp4",
     }
