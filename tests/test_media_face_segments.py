@@ -32,14 +32,21 @@ def ffmpeg_children() -> list[psutil.Process]:
     return [p for p in psutil.Process().children(recursive=True) if "ffmpeg" in p.name()]
 
 
-def test_segments_start_on_samples_and_are_never_too_short() -> None:
-    assert segments(30, 8) == [(0, 30)]  # fewer than two segments' worth of samples: one decoder
-    assert segments(79, 8) == [(0, 79)]
-    # a short first segment (rendering starts once it is in), then at most 2·threads for the pool
-    assert segments(125, 1) == [(0, 40), (40, 82), (82, 125)]
-    assert segments(125, 64) == [(0, 40), (40, 82), (82, 125)]  # 85 // 40 = 2 more at most
-    assert segments(300, 2) == [(0, 40), (40, 105), (105, 170), (170, 235), (235, 300)]
+def test_segments_grow_from_a_short_first_one_to_an_even_share_per_thread() -> None:
     assert segments(1, 4) == [(0, 1)]
+    assert segments(12, 8) == [(0, 12)]  # too short for a second segment
+    assert segments(30, 8) == [(0, 8), (8, 30)]  # no tail shorter than the segment before it
+    assert segments(125, 1) == [(0, 8), (8, 24), (24, 56), (56, 125)]
+    # 300 samples, 8 threads: doubling stops at max(40, 300 / 8) samples
+    assert segments(300, 8) == [(0, 8), (8, 24), (24, 56), (56, 96), (96, 136), (136, 176), (176, 216),
+                                (216, 256), (256, 300)]
+    for wanted in (1, 7, 40, 299, 9000):
+        for threads in (1, 3, 8):
+            parts = segments(wanted, threads)
+            assert parts[0][0] == 0 and parts[-1][1] == wanted
+            assert all(a < b for a, b in parts)
+            assert all(b == c for (_, b), (c, _) in zip(parts, parts[1:], strict=False))
+            assert max(b - a for a, b in parts) <= max(40, -(-wanted // threads)) * 2
     assert face_threads(media(face_threads=5)) == 5
     assert 1 <= face_threads(media(face_threads=0)) <= 8
 
@@ -107,15 +114,16 @@ def test_segmented_boxes_match_one_serial_pass_on_a_moving_portrait(tmp_path: Pa
     cfg = media(face_every=2, face_threads=3)
     plan = make_plan(info, 10.0, cfg, None, {})
     segmented, cached = FaceFinder(cfg, tmp_path / "fc3").boxes(info, plan)
-    assert not cached and len(segments(125, 3)) == 3
+    first_end = segments(125, 3)[0][1]
+    assert not cached and len(segments(125, 3)) > 1
     monkeypatch.setattr(faces, "segments", lambda wanted, threads: [(0, wanted)])
     serial, _ = FaceFinder(cfg, tmp_path / "fc1").boxes(info, plan)
     assert serial.shape == segmented.shape == (250, 4)
     assert np.array_equal(serial[:, 0] < 0, segmented[:, 0] < 0)
     assert (serial[:, 0] >= 0).all()
     # segment 0 is decoded and tracked exactly as the serial pass: identical until the smoothing of the
-    # first boundary (sample 40 = frame 80; the median and interpolation reach back two samples)
-    assert np.array_equal(serial[:76], segmented[:76])
+    # first boundary (the median and the interpolation reach back two samples)
+    assert np.array_equal(serial[:(first_end - 2) * 2], segmented[:(first_end - 2) * 2])
     # after a boundary the cascade searches the whole frame instead of around the last face: the same
     # face, at most one detection scale step (scale_factor 1.2 → IoU >= 1/1.2² ≈ 0.69) apart
     assert min(iou(a.astype(float), b.astype(float)) for a, b in zip(serial, segmented, strict=True)) > 0.69
@@ -130,7 +138,7 @@ def test_truncated_video_is_rejected_by_its_segment_and_no_decoder_is_left(tmp_p
     cfg = media(face_every=1, face_threads=threads)
     info = probe(tmp_path / "cut.mp4", cfg)
     plan = make_plan(info, 4.0, cfg, None, {})
-    assert len(segments(plan.source_frames, threads)) == 2
+    assert len(segments(plan.source_frames, threads)) > 1
     with pytest.raises(JobRejected) as caught:
         FaceFinder(cfg, tmp_path / "fc").boxes(info, plan)
     assert caught.value.code == "video_truncated" and "of its 100 frames" in str(caught.value)

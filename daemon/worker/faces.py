@@ -33,8 +33,10 @@ from daemon.worker.media.probe import MediaInfo
 log = logging.getLogger(__name__)
 
 NO_FACE = np.array([-1, -1, -1, -1], np.int32)
-# a segment costs an ffmpeg start and a seek (decoding from the previous keyframe): below this many
-# samples a second segment saves less than it costs
+# a segment costs an ffmpeg start and a seek (decoding from the previous keyframe): segments grow from
+# FIRST (what the first batches need: rendering waits for it) and stop growing at an even share per
+# thread, but never stop below MIN
+FIRST_SEGMENT_SAMPLES = 8
 MIN_SEGMENT_SAMPLES = 40
 RGB_BATCH = 32  # sampled RGB frames handed to the engine's detector at once (~30 MB at 480p)
 
@@ -134,16 +136,20 @@ def face_threads(cfg: MediaConfig) -> int:
 
 
 def segments(wanted: int, threads: int) -> list[tuple[int, int]]:
-    """Contiguous sample ranges [a, b) covering [0, wanted), in the order rendering needs them: a short
-    first one (rendering starts as soon as it is analysed), then up to 2·threads more for the pool to
-    work ahead on; none shorter than MIN_SEGMENT_SAMPLES unless the video is."""
-    first = min(wanted, MIN_SEGMENT_SAMPLES)
-    rest = wanted - first
-    n = min(2 * threads, rest // MIN_SEGMENT_SAMPLES)
-    if n == 0:
-        return [(0, wanted)]
-    bounds = [first + rest * i // n for i in range(n + 1)]
-    return [(0, first), *zip(bounds[:-1], bounds[1:], strict=True)]
+    """Contiguous sample ranges [a, b) covering [0, wanted), in the order rendering needs them.
+
+    The first is short (rendering starts once it is in) and each next one twice as long, so every
+    segment is analysed before rendering reaches it while the pool runs them side by side; sizes stop
+    growing at an even share per thread, and no tail is left shorter than the segment before it.
+    """
+    cap = max(MIN_SEGMENT_SAMPLES, -(-wanted // max(1, threads)))
+    bounds, size = [0], FIRST_SEGMENT_SAMPLES
+    while bounds[-1] < wanted:
+        step = min(size, cap)
+        left = wanted - bounds[-1]
+        bounds.append(bounds[-1] + (left if left < 2 * step else step))
+        size *= 2
+    return list(zip(bounds[:-1], bounds[1:], strict=True)) or [(0, 0)]
 
 
 Analyse = Callable[[np.ndarray], np.ndarray]  # (B, h, w[, 3]) uint8 samples → (B, 4) boxes, NaN = none
