@@ -3,8 +3,9 @@
 # ffmpeg and the wheels carried:   run(command="bash bench/run_gpu.sh", carry=[".whl", ".tools"])
 # Results land under $OUT: machine.txt, model.json/.log and precision.log (no ffmpeg needed),
 # pipeline.json/.log (per-stage timings), pipeline-untimed.json/.log (production timing), gpu_tests.log.
-# PARTS="pipeline tests" picks parts; HEIGHTS="1080", BATCHES="16" and SECONDS_=20 shorten the
-# pipeline part if the whole does not fit one 600 s device command.
+# PARTS="pipeline tests" picks parts; TIMED=0 skips the per-stage run; HEIGHTS="1080", BATCHES="16"
+# (per-stage run), BATCHES_UNTIMED="16 32" and REPEAT (production-timed runs) and SECONDS_=20 size the
+# pipeline part so the whole fits one 600 s device command.
 set -uo pipefail
 OUT=${OUT:-$PWD/.gpuwork/out}
 mkdir -p "$OUT"
@@ -25,6 +26,7 @@ export LD_LIBRARY_PATH=$PWD/.tools/ffmpeg${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 } > "$OUT/machine.txt" 2>&1
 
 PARTS=${PARTS:-model precision pipeline paths tests}
+TIMED=${TIMED:-1}
 
 # model numbers first: they need no ffmpeg, so they exist even if the pipeline part fails
 if [[ " $PARTS " == *" model "* ]]; then
@@ -36,13 +38,13 @@ fi
 if [[ " $PARTS " == *" pipeline "* ]]; then
   # with per-stage GPU synchronisation (the shares), then as production runs it (the ratios)
   # shellcheck disable=SC2086 # HEIGHTS and BATCHES are lists on purpose
-  timeout 240 python3 bench/bench_wav2lip_gpu.py --out "$OUT/pipeline.json" --workdir /tmp/w2lbench \
-    --heights ${HEIGHTS:-1080 720} --seconds "${SECONDS_:-60}" --batch-frames ${BATCHES:-16 64} 2>&1 \
+  [[ $TIMED == 1 ]] && timeout 240 python3 bench/bench_wav2lip_gpu.py --out "$OUT/pipeline.json" \
+    --workdir /tmp/w2lbench --heights ${HEIGHTS:-1080 720} --seconds "${SECONDS_:-60}" --batch-frames ${BATCHES:-16 64} 2>&1 \
     | tee "$OUT/pipeline.log"
   # shellcheck disable=SC2086
-  timeout 200 python3 bench/bench_wav2lip_gpu.py --out "$OUT/pipeline-untimed.json" --workdir /tmp/w2lbench \
-    --heights ${HEIGHTS:-1080 720} --seconds "${SECONDS_:-60}" --batch-frames 16 --repeat "${REPEAT:-3}" --untimed \
-    2>&1 | tee "$OUT/pipeline-untimed.log"
+  timeout 420 python3 bench/bench_wav2lip_gpu.py --out "$OUT/pipeline-untimed.json" --workdir /tmp/w2lbench \
+    --heights ${HEIGHTS:-1080 720} --seconds "${SECONDS_:-60}" --batch-frames ${BATCHES_UNTIMED:-16} \
+    --repeat "${REPEAT:-3}" --untimed 2>&1 | tee "$OUT/pipeline-untimed.log"
 fi
 if [[ " $PARTS " == *" paths "* ]]; then
   # the same clips the pipeline part generated: what two ffmpeg processes cost before Python is involved
