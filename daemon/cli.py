@@ -17,7 +17,7 @@ from pathlib import Path
 from daemon import __version__
 from daemon.core import logs
 from daemon.core.config import Config, load_config
-from daemon.core.errors import EXIT_CONFIG, EXIT_FAULT, ConfigError, EnvironmentFault
+from daemon.core.errors import EXIT_CONFIG, EXIT_FAULT, ConfigError, EnvironmentFault, is_out_of_space
 from daemon.core.lifecycle import StopNow
 
 log = logging.getLogger("lipsyncd")
@@ -118,6 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        if not is_out_of_space(exc):
+            log.critical("bug: %s", traceback.format_exc())
+        else:  # a full share is the machine's state, not a bug: exit like any environment fault
+            log.error("environment fault: the share is full (%s): free space on it; %s", exc.strerror,
+                      exc.filename or "")
+        return EXIT_FAULT
     except Exception:
         log.critical("bug: %s", traceback.format_exc())
         return EXIT_FAULT

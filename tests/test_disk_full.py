@@ -56,3 +56,28 @@ def test_share_full_during_an_encode_requeues_the_job(tiny_share: Path, media_di
     assert "No space left on device" in (root / "staging" / job / "job.log").read_text()
     assert json.loads((root / "staging" / job / "attempt.json").read_text())["attempt"] == 1
     assert not (root / "staging" / job / "big.mp4").exists()
+
+
+@pytest.mark.parametrize("role", ["worker", "intake"])
+def test_a_role_started_on_a_full_share_exits_as_an_environment_fault_not_a_bug(
+        tiny_share: Path, roles: Roles, role: str) -> None:
+    from daemon.core.share import Share
+
+    root = tiny_share / "share"
+    root.mkdir()
+    Share(root).prepare()
+    (root / ".lipsyncd" / "logs").mkdir(parents=True, exist_ok=True)
+    (root / ".lipsyncd" / "logs" / "errors.log").touch()
+    with open(tiny_share / "ballast", "wb") as fh:  # fill the share to the last byte
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    proc = roles.start(role, env=env_for(root))
+    assert proc.wait(timeout=60) == 70
+    log = roles.log_of(proc)
+    assert "the share is full (No space left on device)" in log, log
+    assert "bug" not in log and "--- Logging error ---" not in log, log
+    assert log.count("cannot write") <= 1, log  # errors.log on the full share: one line, no tracebacks

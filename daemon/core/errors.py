@@ -73,6 +73,14 @@ class JobRejected(LipsyncError):
         super().__init__(messages.render(code, "en", params).what)
 
 
+OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """True for a write refused because the share (or a quota on it) is full."""
+    return isinstance(exc, OSError) and exc.errno in OUT_OF_SPACE_ERRNOS
+
+
 def is_unreachable(exc: OSError) -> bool:
     """True when an OSError means the share is away rather than that a path is missing."""
     return exc.errno in UNREACHABLE_ERRNOS
