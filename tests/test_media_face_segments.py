@@ -19,7 +19,8 @@ from test_media_faces import iou
 
 from daemon.core.config import Config, MediaConfig
 from daemon.core.errors import JobRejected
-from daemon.worker.faces import FaceFinder, _Samples, face_threads, final_rows, segments, smooth, smooth_range
+from daemon.worker.facepass import face_threads, final_rows, segments, smooth, smooth_range
+from daemon.worker.faces import FaceFinder, _Samples
 from daemon.worker.media.plan import make_plan
 from daemon.worker.media.probe import probe
 
@@ -107,7 +108,7 @@ def test_seeked_segments_deliver_the_serial_samples_byte_for_byte(tmp_path: Path
 @pytest.mark.slow
 def test_segmented_boxes_match_one_serial_pass_on_a_moving_portrait(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from daemon.worker import faces
+    from daemon.worker import facepass
 
     video = g.astronaut_clip(tmp_path / "astro.mp4", seconds=10, size=256)
     info = probe(video, MediaConfig())
@@ -116,7 +117,7 @@ def test_segmented_boxes_match_one_serial_pass_on_a_moving_portrait(tmp_path: Pa
     segmented, cached = FaceFinder(cfg, tmp_path / "fc3").boxes(info, plan)
     first_end = segments(125, 3)[0][1]
     assert not cached and len(segments(125, 3)) > 1
-    monkeypatch.setattr(faces, "segments", lambda wanted, threads: [(0, wanted)])
+    monkeypatch.setattr(facepass, "segments", lambda wanted, threads: [(0, wanted)])
     serial, _ = FaceFinder(cfg, tmp_path / "fc1").boxes(info, plan)
     assert serial.shape == segmented.shape == (250, 4)
     assert np.array_equal(serial[:, 0] < 0, segmented[:, 0] < 0)

@@ -10,7 +10,8 @@ import pytest
 from renderkit import render
 
 from daemon.core.config import MediaConfig
-from daemon.worker.faces import FaceFinder, smooth
+from daemon.worker.facepass import smooth
+from daemon.worker.faces import FaceFinder
 from daemon.worker.media.plan import make_plan
 from daemon.worker.media.probe import probe
 
