@@ -93,8 +93,6 @@ class ChunkedRenderer:
         job.boxes = Boxes(self.faces.start(job.video, job.plan), job.timings,
                           track(job.plan.width, job.plan.height, self.faces.geometry) if track else None)
         try:
-            with _timed(job.timings, "prepare"):
-                job.features = self._features(job)
             rendered = self._chunks(job, progress, should_stop)
             job.boxes.until(job.boxes.count)  # all of them, for the statistics and the face cache
             return rendered
@@ -162,6 +160,8 @@ class ChunkedRenderer:
                            encoder.buffer)
         started, done = time.monotonic(), 0
         try:
+            with _timed(timings, "prepare"):  # the speech features, while the reader decodes ahead
+                job.features = self._features(job)
             for i in range(job.first, plan.chunks):
                 if should_stop():
                     reader.close()
