@@ -91,7 +91,8 @@ def test_sigkill_mid_job_then_restart_resumes_from_last_finished_chunk(
     audio, video = inputs
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen([sys.executable, "-c", KILLED_WORKER, str(tmp_path), str(audio), str(video)],
-                            cwd=root, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(root)})
+                            cwd=root, stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")])})
     assert proc.stdout is not None
     for _ in range(4):  # chunks 1-3 fully written to the encoder; chunk 4 under way
         assert proc.stdout.readline() == b"between chunks\n"
