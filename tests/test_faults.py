@@ -38,11 +38,15 @@ def test_short_fault_run_loses_nothing(tmp_path: Path, media_dir: Path) -> None:
     assert all(f["recovery_s"] is not None and f["recovery_s"] < f["limit_s"] + 10 for f in stalls), stalls
 
 
+LONG_S = float(os.environ.get("LIPSYNCD_FAULTS_DURATION", "600"))
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(int(LONG_S) + 1800 + 900)  # the faults, the drain limit, the alerts and set-up
 def test_long_fault_run_loses_nothing(tmp_path: Path, media_dir: Path) -> None:
     """LIPSYNCD_FAULTS_SEED and LIPSYNCD_FAULTS_DURATION (seconds) choose the run; defaults: 1, 600."""
     seed = int(os.environ.get("LIPSYNCD_FAULTS_SEED", "1"))
-    duration = float(os.environ.get("LIPSYNCD_FAULTS_DURATION", "600"))
+    duration = LONG_S
     _check(run(RunSpec(seed=seed, duration_s=duration, jobs=int(duration * 0.6), burst=500,
                        faults=scaled_faults(duration), share_mb=1024, workdir=tmp_path, media=media_dir,
                        drain_s=1800)))

@@ -32,7 +32,7 @@ def test_four_workers_race_over_500_jobs_and_each_is_done_once(root: Path, media
     wait_for(lambda: (root / "inbox").is_dir(), 20, "share folders")
     tiny = media_dir.parent / "tiny.mp4"
     if not tiny.exists():
-        os.system(f"ffmpeg -v error -y -f lavfi -i color=c=gray:s=16x16:r=25 -t 0.2 -pix_fmt yuv420p {tiny}")
+        os.system(f"ffmpeg -v error -y -f lavfi -i color=c=gray:s=64x64:r=25 -t 0.2 -pix_fmt yuv420p {tiny}")
     audio = media_dir / "short.wav"
     for i in range(500):
         drop_job(root, f"m{i:03d}", audio, tiny)
