@@ -25,7 +25,7 @@ def claims_in(job_dir: Path) -> list[dict[str, object]]:
     return [x for x in lines if x.get("to") == "processing"]
 
 
-@pytest.mark.slow  # about 2.5 minutes on 2 cores; the 200-ticket burst in test_up.py runs by default
+@pytest.mark.slow  # about 4 minutes on 2 cores; the 200-ticket burst in test_up.py runs by default
 def test_four_workers_race_over_500_jobs_and_each_is_done_once(root: Path, media_dir: Path, roles: Roles) -> None:
     env = env_for(root, LIPSYNCD_INTAKE_SETTLE_S="0.2")
     roles.start("intake", env=env)
