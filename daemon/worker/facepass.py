@@ -98,35 +98,27 @@ class FacePass:
     rendering starts after the first segment instead of after the whole video. Errors of any segment
     are raised by `until` with their type; `close()` stops the pool and ends its children."""
 
-    def __init__(self, finder: FaceFinder | None, info: MediaInfo | None, plan: Plan | None,
-                 how: _Samples | None, count: int, cache: Path | None) -> None:
+    def __init__(self, finder: FaceFinder, info: MediaInfo, plan: Plan, how: _Samples, count: int, cache: Path,
+                 cached: np.ndarray | None = None) -> None:
+        """Starts the analysis, or (with `cached`, boxes read from `cache`) is complete at once."""
         self.count = count
-        self.cached = finder is None
-        self.boxes = np.full((count, 4), -1, np.int32)
-        self.final = 0
+        self.cached = cached is not None
+        self.boxes = np.full((count, 4), -1, np.int32) if cached is None else cached
+        self.final = 0 if cached is None else count
         self._finder, self._info, self._plan, self._how, self._cache = finder, info, plan, how, cache
         self._started = time.monotonic()
         self._stop = threading.Event()  # set on the first error or on close: the other segments end early
-        self._pool: ThreadPoolExecutor | None = None
-        self._futures: list[Future[tuple[np.ndarray, int]]] = []
-        if finder is None or plan is None or how is None:
-            return
         self._every = finder.cfg.face_every
         self._wanted = math.ceil(count / self._every)
         self._samples = np.full((self._wanted, 4), np.nan)
-        self._prefix = 0  # samples[:prefix] are in
         self._small = Plan(**{**plan.to_json(), "width": how.width, "height": how.height, "deinterlace": False})
-        self._parts = segments(self._wanted, face_threads(finder.cfg))
-        self._pool = ThreadPoolExecutor(face_threads(finder.cfg), thread_name_prefix="faces")
-        self._futures = [self._pool.submit(self._run, part) for part in self._parts]
-
-    @classmethod
-    def done(cls, boxes: np.ndarray) -> FacePass:
-        """A pass whose boxes came from the cache."""
-        faces = cls(None, None, None, None, len(boxes), None)
-        faces.boxes[:] = boxes
-        faces.final = len(boxes)
-        return faces
+        threads = face_threads(finder.cfg)
+        self._parts = [] if cached is not None else segments(self._wanted, threads)
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: list[Future[tuple[np.ndarray, int]]] = []
+        if self._parts:
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="faces")
+            self._futures = [self._pool.submit(self._run, part) for part in self._parts]
 
     def until(self, frames: int) -> np.ndarray:
         """`boxes` once rows 0..min(frames, count)-1 are final (it waits for the segments they need)."""
@@ -140,7 +132,6 @@ class FacePass:
             self._pool.shutdown(wait=True, cancel_futures=True)  # joins every thread: children closed
 
     def _run(self, part: tuple[int, int]) -> tuple[np.ndarray, int]:
-        assert self._finder is not None and self._info is not None and self._how is not None
         try:
             return self._finder._segment(self._info, self._small, self._how, part, self._every, self._stop)
         except BaseException:
@@ -156,12 +147,10 @@ class FacePass:
                 self.close()
                 for future in self._futures:
                     future.result()
-            assert self._finder is not None and self._info is not None and self._plan is not None
             self._finder._ended_early(self._info, self._plan, (a + got) * self._every)
-        self._samples[a:b] = got_samples
-        self._prefix = b
-        fixed = final_rows(self._prefix, self._wanted, self._every, self.count)
-        rows = smooth_range(self._samples[:self._prefix], self._every, self.final, fixed)
+        self._samples[a:b] = got_samples  # segments come in order: samples[:b] are all in now
+        fixed = final_rows(b, self._wanted, self._every, self.count)
+        rows = smooth_range(self._samples[:b], self._every, self.final, fixed)
         self.boxes[self.final:fixed] = self._to_output(rows)
         self.final = fixed
         if fixed == self.count:
@@ -169,7 +158,6 @@ class FacePass:
 
     def _to_output(self, rows: np.ndarray) -> np.ndarray:
         """Sample-pixel boxes → output pixels, int32, -1 rows where no face."""
-        assert self._plan is not None and self._how is not None
         plan, how = self._plan, self._how
         present = rows[:, 0] >= 0
         rows[present] *= np.array([plan.width / how.width, plan.height / how.height] * 2)
@@ -179,7 +167,6 @@ class FacePass:
         return out
 
     def _save(self) -> None:
-        assert self._cache is not None and self._info is not None and self._finder is not None
         self._cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._cache.with_name(f".{self._cache.stem}.{os.getpid()}.tmp.npy")
         np.save(tmp, self.boxes)

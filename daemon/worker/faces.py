@@ -157,12 +157,12 @@ class FaceFinder:
         # any other detector names itself and its decode height, so no entry serves another detector
         tail = f"s{self.cfg.face_max_side}" if self.detector is None else f"{self.geometry}-h{how.height}"
         key = f"{content_hash(info.path)}-{plan.fps_num}_{plan.fps_den}-{plan.width}x{plan.height}-e{every}-{tail}"
-        cached = self.cache_dir / f"{key}.npy"
-        if cached.exists():
-            data = np.load(cached)
+        path = self.cache_dir / f"{key}.npy"
+        if path.exists():
+            data = np.load(path)
             if len(data) >= count:
-                return FacePass.done(data[:count])
-        return FacePass(self, info, plan, how, count, cached)
+                return FacePass(self, info, plan, how, count, path, cached=data[:count])
+        return FacePass(self, info, plan, how, count, path)
 
     def _samples(self, plan: Plan) -> _Samples:
         if self.detector is None:

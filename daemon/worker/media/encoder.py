@@ -44,13 +44,14 @@ def encode_argv(cfg: MediaConfig, plan: Plan, workdir: Path, first_chunk: int) -
     start, _ = plan.chunk_range(first_chunk)
     remaining = plan.frames - start
     cuts = [str(n) for n in range(plan.chunk_frames, remaining, plan.chunk_frames)]
+    keyint = gop(plan.chunk_frames)
     argv = [process.resolve(cfg.ffmpeg), *_QUIET, "-y",
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{plan.width}x{plan.height}",
             "-framerate", plan.fps_text, "-i", "pipe:0", "-map", "0:v",
             "-c:v", "libx264", "-preset", cfg.x264_preset, "-crf", str(cfg.crf), "-pix_fmt", "yuv420p",
             # every chunk starts on a keyframe, so each segment decodes on its own: a fixed GOP that
             # divides the chunk (-force_key_frames did the same 12 % slower, bench/RESULTS.md)
-            "-x264-params", f"keyint={gop(plan.chunk_frames)}:min-keyint={gop(plan.chunk_frames)}:scenecut=0",
+            "-x264-params", f"keyint={keyint}:min-keyint={keyint}:scenecut=0",
             "-f", "segment", "-segment_format", "mp4", "-reset_timestamps", "1",
             "-segment_start_number", str(first_chunk)]
     if cuts:
