@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import logging
 import shutil
 import threading
@@ -21,7 +20,7 @@ from typing import Any
 
 from daemon.core import heartbeat, lease, progress, report, state
 from daemon.core.config import Config
-from daemon.core.errors import EnvironmentFault, JobLost, JobRejected
+from daemon.core.errors import EnvironmentFault, JobLost, JobRejected, is_out_of_space
 from daemon.core.history import JobLog
 from daemon.core.job import WORK, Job, JobSpec
 from daemon.core.lifecycle import Stopper, run_until_stopped
@@ -223,7 +222,7 @@ def _disk_faults() -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if is_out_of_space(exc):
             raise EnvironmentFault(f"disk full: {exc.strerror}: {exc.filename}") from exc
         raise
 
