@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,3 +151,8 @@ def stage_job(root: Path, job_id: str = "j1") -> Path:
         "id": job_id, "batch": job_id, "ticket": "inputs/t.toml", "audio": "inputs/a.wav",
         "video": "inputs/v.mp4", "output": f"{job_id}.mp4", "engine": "copy", "accepted_at": 1.0, "key": "k"}))
     return folder
+
+
+def ffmpeg_children() -> list[psutil.Process]:
+    """ffmpeg processes this test process started that are still running (none may outlive a stop)."""
+    return [p for p in psutil.Process().children(recursive=True) if "ffmpeg" in p.name()]

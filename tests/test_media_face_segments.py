@@ -12,8 +12,8 @@ from pathlib import Path
 
 import mediagen as g
 import numpy as np
-import psutil
 import pytest
+from conftest import ffmpeg_children
 from renderkit import render
 from test_media_faces import iou
 
@@ -27,10 +27,6 @@ from daemon.worker.media.probe import probe
 
 def media(**kw: object) -> MediaConfig:
     return replace(MediaConfig(), **kw)  # type: ignore[arg-type]
-
-
-def ffmpeg_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if "ffmpeg" in p.name()]
 
 
 def test_segments_grow_from_a_short_first_one_to_an_even_share_per_thread() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import mediagen as g
 import numpy as np
-import psutil
 import pytest
+from conftest import ffmpeg_children
 from renderkit import config
 
 from daemon.core.errors import JobRejected
@@ -36,10 +36,6 @@ def pool(plan, batch: int, count: int):  # type: ignore[no-untyped-def]
         return None
 
     return free, take
-
-
-def ffmpeg_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if "ffmpeg" in p.name()]
 
 
 def test_batches_arrive_in_order_and_equal_direct_reads_through_a_ping_pong_loop(tmp_path: Path) -> None:
