@@ -94,6 +94,9 @@ class MediaConfig:
     face_max_side: int = setting(320, min=96, max=2048)  # detection runs on frames scaled to this
     face_threads: int = setting(0, min=0, max=64)  # parallel face-pass segments; 0 = half the CPUs, <= 8
     loop: str = setting("pingpong", choices=("pingpong", "wrap"))  # video shorter than audio
+    # issue 20: the box media children run in (worker/media/box.py); 0 MB = derived from the picture size
+    sandbox: str = setting("auto", choices=("auto", "bwrap", "unshare", "limits"))
+    child_memory_mb: int = setting(0, min=0, max=1 << 20)
 
 
 @dataclass(frozen=True)

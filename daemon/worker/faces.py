@@ -22,7 +22,7 @@ import numpy as np
 from daemon.core.config import MediaConfig
 from daemon.core.errors import JobRejected
 from daemon.worker.facepass import FacePass
-from daemon.worker.media import process
+from daemon.worker.media import box, process
 from daemon.worker.media.decoder import decode_argv, read_frames
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import MediaInfo
@@ -192,7 +192,8 @@ class FaceFinder:
         frames = np.empty((how.batch, *how.shape), np.uint8)
         analyse = how.analyser()
         done = 0
-        with process.Child(argv, stdout=True, pipe_size=self.cfg.pipe_bytes, name="ffmpeg-faces") as child:
+        with process.Child(argv, stdout=True, pipe_size=self.cfg.pipe_bytes, name="ffmpeg-faces",
+                           box=box.for_decoder(self.cfg, info, small)) as child:
             while done < b - a and not stop.is_set():
                 n = min(how.batch, b - a - done)
                 got = read_frames(child, frames[:n]) // frames[0].nbytes

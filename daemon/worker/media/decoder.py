@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import math
 import threading
 import typing
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 from daemon.core import messages
 from daemon.core.config import MediaConfig
 from daemon.core.errors import EnvironmentFault, JobRejected
-from daemon.worker.media import process
+from daemon.worker.media import box, process
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import STILL_FORMAT, MediaInfo
 
@@ -97,7 +98,8 @@ class _Stream:
         self.pos = pos
         self.ended = False
         argv = decode_argv(cfg, info, plan, pos, plan.source_frames - pos)
-        self.child = process.Child(argv, stdout=True, pipe_size=cfg.pipe_bytes, name="ffmpeg-decode")
+        self.child = process.Child(argv, stdout=True, pipe_size=cfg.pipe_bytes, name="ffmpeg-decode",
+                                   box=box.for_decoder(cfg, info, plan))
         self.child.__enter__()
 
     def read(self, out: np.ndarray) -> int:
@@ -221,7 +223,9 @@ def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: f
             "-ac", "1", "-ar", "16000", "-t", f"{cfg.max_duration_min * 60 + 1:.3f}",
             "-c:a", "pcm_f32le", "-fflags", "+bitexact", "-f", "wav", "file:" + str(tmp)]
     try:
-        done = process.run(argv, timeout_s)
+        longest = cfg.max_duration_min * 60 + 1
+        done = process.run(argv, timeout_s, box=box.for_sound(cfg, info, min(info.duration or longest, longest),
+                                                              dest.parent, 64000 * math.ceil(longest) + 65536))
     except process.ChildTimeout:
         raise JobRejected("media_unreadable", name=info.path.name,
                           detail="decoding its sound took too long") from None

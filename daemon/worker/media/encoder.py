@@ -16,7 +16,7 @@ import numpy as np
 
 from daemon.core.config import MediaConfig
 from daemon.core.errors import EnvironmentFault
-from daemon.worker.media import process
+from daemon.worker.media import box, process
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import MediaInfo
 
@@ -73,7 +73,8 @@ class SegmentEncoder:
                  buffers: int = 4) -> None:
         self.plan = plan
         self.child = process.Child(encode_argv(cfg, plan, workdir, first_chunk), stdin=True,
-                                   pipe_size=cfg.pipe_bytes, name="ffmpeg-encode")
+                                   pipe_size=cfg.pipe_bytes, name="ffmpeg-encode",
+                                   box=box.for_encoder(cfg, plan, workdir))
         self.child.__enter__()
         self.timeout_s = 60 + cfg.timeout_factor * plan.audio_s
         self._free: queue.Queue[np.ndarray] = queue.Queue()
@@ -168,7 +169,9 @@ class AudioTrack:
                 "-format_whitelist", allowed, "-i", "file:" + str(audio.path), "-map", "0:a:0", "-vn", "-sn",
                 "-dn", "-c:a", "aac", "-b:a", f"{cfg.audio_bitrate_k}k", "-ar", "48000", "-ac", str(channels),
                 "-t", f"{plan.audio_s:.6f}", "-f", "mp4", "file:" + str(self._tmp)]
-        self.child = process.Child(argv, name="ffmpeg-audio")
+        most = int(cfg.audio_bitrate_k * 125 * plan.audio_s * 2)  # twice the nominal bitrate
+        self.child = process.Child(argv, name="ffmpeg-audio",
+                                   box=box.for_sound(cfg, audio, plan.audio_s, workdir, most))
         self.child.__enter__()
 
     def wait(self) -> Path:
@@ -205,7 +208,9 @@ def mux(cfg: MediaConfig, plan: Plan, workdir: Path, audio: Path, output: Path) 
             "-map", "0:v:0", "-map", "1:a:0", "-c", "copy",
             "-t", f"{plan.audio_s:.6f}", "-movflags", "+faststart", "-f", "mp4", "file:" + str(output)]
     try:
-        done = process.run(argv, 60 + cfg.timeout_factor * plan.audio_s / 4)
+        parts = [segment_path(workdir, i) for i in range(plan.chunks)] + [audio]
+        done = process.run(argv, 60 + cfg.timeout_factor * plan.audio_s / 4,
+                           box=box.for_mux(cfg, plan, parts, workdir, output))
     except process.ChildTimeout as exc:
         raise EnvironmentFault(f"muxing the result timed out: {exc}") from None
     if done.returncode != 0:

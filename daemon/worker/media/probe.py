@@ -17,7 +17,7 @@ from typing import Any
 from daemon.core import messages
 from daemon.core.config import MediaConfig
 from daemon.core.errors import EnvironmentFault, JobRejected
-from daemon.worker.media import process
+from daemon.worker.media import box, process
 
 messages.register({
     "media_playlist": {
@@ -136,7 +136,8 @@ def probe(path: Path, cfg: MediaConfig) -> MediaInfo:
     still = sniff(path) == "still"
     try:
         done = process.run(probe_argv(cfg, path, still), cfg.probe_timeout_s, capture_stdout=True,
-                           max_stdout=4 * 1024 * 1024)
+                           max_stdout=4 * 1024 * 1024,
+                           box=box.for_probe(cfg, path))
     except process.ChildTimeout:
         raise JobRejected("media_unreadable", name=path.name,
                           detail=f"inspecting it took longer than {cfg.probe_timeout_s:.0f} s") from None

@@ -3,6 +3,8 @@
 ffmpeg-python's own run/probe helpers deadlock once stderr fills the pipe (reference/media.md §1.3),
 so we only ever spawn through `Child`. Children stay in our process group, so supervisord's
 stopasgroup and systemd's cgroup kill take them along; closing their pipes ends them by themselves.
+A child given a `box.Box` runs inside it (limits, no network, a narrow view); how it ended is judged
+once, on a normal end: a limit hit is the file's fault (JobRejected), the box failing is ours.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from types import TracebackType
 from typing import IO
 
 from daemon.core.errors import EnvironmentFault
+from daemon.worker.media.box import Box
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +79,11 @@ class Child:
     """A running child process; use as a context manager so it is reaped on every exit path."""
 
     def __init__(self, argv: Sequence[str], *, stdin: bool = False, stdout: bool = False,
-                 pipe_size: int = 0, name: str = "") -> None:
-        self.argv = list(argv)
-        self.name = name or os.path.basename(self.argv[0])
+                 pipe_size: int = 0, name: str = "", box: Box | None = None) -> None:
+        self.name = name or os.path.basename(argv[0])
+        self.box = box
+        self.argv = box.wrap(argv) if box is not None else list(argv)
+        self._stopped = False  # we ended it ourselves: its exit says nothing about the file
         self._want_stdin, self._want_stdout, self._pipe_size = stdin, stdout, pipe_size
         self._tail: collections.deque[bytes] = collections.deque()
         self._tail_len = 0
@@ -108,7 +113,7 @@ class Child:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.close(force=exc_type is not None)
+        self._close(force=exc_type is not None, judge=exc_type is None)
 
     @property
     def stdin(self) -> IO[bytes]:
@@ -139,22 +144,30 @@ class Child:
             raise ChildTimeout(f"{self.name} ran longer than {timeout:.0f} s and was stopped") from None
         if self._drain is not None:
             self._drain.join(timeout=_REAP_GRACE_S)
+        self._judge(code)
         return code
 
     def kill(self) -> None:
         """SIGKILL without touching the pipes (safe while another thread reads them: it sees EOF)."""
         proc = self.proc
         if proc is not None and proc.returncode is None:
+            self._stopped = True
             try:
                 proc.kill()
             except ProcessLookupError:
                 pass
 
     def close(self, force: bool = False) -> None:
-        """Close our pipe ends, then wait; terminate and kill if it does not end by itself."""
+        """Close our pipe ends, then wait; terminate and kill if it does not end by itself.
+
+        A child that had ended by itself is judged by its box (which may raise)."""
+        self._close(force, judge=True)
+
+    def _close(self, force: bool, judge: bool) -> None:
         proc = self.proc
         if proc is None:
             return
+        ended_alone = proc.poll() is not None and not self._stopped
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 try:
@@ -162,14 +175,28 @@ class Child:
                 except OSError:
                     pass  # a broken pipe on close means the child is already gone
         if force and proc.poll() is None:
+            self._stopped = True
             proc.terminate()
         try:
             proc.wait(timeout=_REAP_GRACE_S)
         except subprocess.TimeoutExpired:
+            self._stopped = True
             proc.kill()
             proc.wait()
         if self._drain is not None:
             self._drain.join(timeout=_REAP_GRACE_S)
+        if judge and (ended_alone or not force):
+            self._judge(proc.returncode)
+
+    def _judge(self, code: int) -> None:
+        """Raise what the box makes of a non-zero exit (limit hit, box failure); once per child."""
+        box, self.box = self.box, None
+        if box is None or self._stopped:
+            return
+        verdict = box.verdict(code, self.stderr_tail())
+        if verdict is not None:
+            log.warning("%s (pid %d) ended with %d under its box: %s", self.name, self.pid, code, verdict)
+            raise verdict
 
     def _drain_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
@@ -187,10 +214,10 @@ class Child:
 
 
 def run(argv: Sequence[str], timeout_s: float, *, capture_stdout: bool = False,
-        max_stdout: int = 16 * 1024 * 1024) -> Finished:
+        max_stdout: int = 16 * 1024 * 1024, box: Box | None = None) -> Finished:
     """Run a child to completion within timeout_s; stdout (if captured) is bounded to max_stdout."""
     started = time.monotonic()
-    with Child(argv, stdout=capture_stdout) as child:
+    with Child(argv, stdout=capture_stdout, box=box) as child:
         out = b""
         if capture_stdout:
             out = _read_bounded(child, max_stdout, started + timeout_s)
@@ -202,7 +229,8 @@ def run(argv: Sequence[str], timeout_s: float, *, capture_stdout: bool = False,
 def _read_bounded(child: Child, limit: int, deadline: float) -> bytes:
     chunks: list[bytes] = []
     total = 0
-    timer = threading.Timer(max(0.1, deadline - time.monotonic()), child.close, kwargs={"force": True})
+    # the timer only stops the child; how it ended is judged in the caller's thread
+    timer = threading.Timer(max(0.1, deadline - time.monotonic()), child._close, args=(True, False))
     timer.daemon = True
     timer.start()
     try:
