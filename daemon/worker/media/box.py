@@ -17,6 +17,7 @@ import enum
 import functools
 import logging
 import math
+import select
 import os
 import shutil
 import signal
@@ -98,7 +99,7 @@ class Box:
             inner = [*unshare_argv(), "--", *inner]
         return [*limits_argv(self.limits), *inner]
 
-    def verdict(self, returncode: int, stderr_tail: str) -> LipsyncError | None:
+    def verdict(self, returncode: int, stderr_tail: str, cpu_s: float | None = None) -> LipsyncError | None:
         """What a non-zero exit means: a limit hit (the file's fault), the box failing (ours), or None."""
         if returncode == 0:
             return None
@@ -108,15 +109,17 @@ class Box:
             return EnvironmentFault(f"the {self.tool} could not start inside its {self.level.value} box: "
                                     f"{(setup or lines[-1])[:200]} (see media.sandbox and "
                                     "media.child_memory_mb in config.toml)")
-        what = self._limit_hit(_signal_of(returncode, self.level), stderr_tail)
+        what = self._limit_hit(_signal_of(returncode, self.level), stderr_tail, cpu_s)
         if what is None:
             return None
         return JobRejected("media_limit", name=self.subject, tool=self.tool, what=what)
 
-    def _limit_hit(self, sig: int, stderr_tail: str) -> str | None:
-        if sig == signal.SIGXCPU:
+    def _limit_hit(self, sig: int, stderr_tail: str, cpu_s: float | None) -> str | None:
+        # ffmpeg catches SIGXCPU and exits 255 like after a Ctrl-C, so the CPU time it used decides
+        if sig == signal.SIGXCPU or (cpu_s is not None and cpu_s >= self.limits.cpu_s):
             return f"{self.limits.cpu_s} s of CPU time"
-        if sig == signal.SIGXFSZ:
+        # SIGXFSZ kills; as pid 1 of its namespace (bwrap) the tool is spared the signal and gets EFBIG
+        if sig == signal.SIGXFSZ or "File too large" in stderr_tail:
             return f"{_size(self.limits.file_bytes)} of output"
         if "Cannot allocate memory" in stderr_tail or "Out of memory" in stderr_tail:
             # under RLIMIT_AS an allocation fails long before the machine runs short (overcommit): a
@@ -213,7 +216,9 @@ except OSError as e:
 def bwrap_argv(tool: str, reads: Sequence[Path], writes: Sequence[Path]) -> list[str]:
     """A bubblewrap sandbox: every namespace of its own (no network), system libraries read-only, the
     tool's folder, `reads` read-only and `writes` read-write at their own paths; nothing else."""
-    argv = [_which("bwrap"), "--unshare-all", "--die-with-parent", "--new-session",
+    # --as-pid-1: the tool is the only process of its pid namespace and bwrap's own child, so its CPU
+    # time reaches bwrap's zombie (cpu_seconds); with bwrap's reaper in between it was lost
+    argv = [_which("bwrap"), "--unshare-all", "--as-pid-1", "--die-with-parent", "--new-session",
             "--ro-bind", "/usr", "/usr", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     for top in _SYSTEM_DIRS:  # merged-/usr hosts have these as symlinks into /usr
         if os.path.islink(top):
@@ -277,6 +282,33 @@ def _why_not(candidate: Level, ffmpeg: str) -> str | None:
         last = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit {done.returncode}"]
         return f"{candidate.value} does not start here ({last[0][:160]})"
     return None
+
+
+def exited(pid: int, timeout: float | None) -> bool:
+    """Wait until `pid` (our child) has exited, without reaping it; False if still running at timeout.
+    True at once where pidfds do not exist (the caller then just waits, without a CPU reading)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return True
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
+    finally:
+        os.close(fd)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time of an exited, not yet reaped child and of the children it reaped (bwrap's tool)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] != "Z":  # already reaped and the pid reused, or not ended: no reading
+        return None
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
 
 
 def describe(mode: str, ffmpeg: str) -> str:

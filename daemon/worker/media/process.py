@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import IO
 
 from daemon.core.errors import EnvironmentFault
+from daemon.worker.media import box as box_
 from daemon.worker.media.box import Box
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class Child:
         self.box = box
         self.argv = box.wrap(argv) if box is not None else list(argv)
         self._stopped = False  # we ended it ourselves: its exit says nothing about the file
+        self._cpu_s: float | None = None  # CPU seconds it used, read at its exit (boxed children)
         self._want_stdin, self._want_stdout, self._pipe_size = stdin, stdout, pipe_size
         self._tail: collections.deque[bytes] = collections.deque()
         self._tail_len = 0
@@ -138,7 +140,7 @@ class Child:
         """Wait for exit; on timeout kill it and raise ChildTimeout."""
         assert self.proc is not None
         try:
-            code = self.proc.wait(timeout=timeout)
+            code = self._reap(timeout)
         except subprocess.TimeoutExpired:
             self.close(force=True)
             raise ChildTimeout(f"{self.name} ran longer than {timeout:.0f} s and was stopped") from None
@@ -178,7 +180,7 @@ class Child:
             self._stopped = True
             proc.terminate()
         try:
-            proc.wait(timeout=_REAP_GRACE_S)
+            self._reap(_REAP_GRACE_S)
         except subprocess.TimeoutExpired:
             self._stopped = True
             proc.kill()
@@ -188,12 +190,22 @@ class Child:
         if judge and (ended_alone or not force):
             self._judge(proc.returncode)
 
+    def _reap(self, timeout: float | None) -> int:
+        """Popen.wait; a boxed child's CPU time is read first, while it is still a zombie."""
+        proc = self.proc
+        assert proc is not None
+        if self.box is not None and proc.returncode is None and self._cpu_s is None:
+            if not box_.exited(proc.pid, timeout):
+                raise subprocess.TimeoutExpired(self.argv, timeout or 0)
+            self._cpu_s = box_.cpu_seconds(proc.pid)
+        return proc.wait(timeout=timeout)
+
     def _judge(self, code: int) -> None:
         """Raise what the box makes of a non-zero exit (limit hit, box failure); once per child."""
         box, self.box = self.box, None
         if box is None or self._stopped:
             return
-        verdict = box.verdict(code, self.stderr_tail())
+        verdict = box.verdict(code, self.stderr_tail(), self._cpu_s)
         if verdict is not None:
             log.warning("%s (pid %d) ended with %d under its box: %s", self.name, self.pid, code, verdict)
             raise verdict
