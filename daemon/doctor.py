@@ -48,7 +48,8 @@ def doctor(config: Config, args: argparse.Namespace) -> int:
     checks = [Check("config", lambda: _config(config, args)), Check("share", lambda: _share(config)),
               Check("disk", lambda: _disk(config)),
               Check("ffmpeg", lambda: _tool(config, "ffmpeg")), Check("ffprobe", lambda: _tool(config, "ffprobe")),
-              Check("ffmpeg codecs", lambda: _codecs(config)), Check("gpu", lambda: _gpu(config)),
+              Check("ffmpeg codecs", lambda: _codecs(config)), Check("media box", lambda: _media_box(config)),
+              Check("gpu", lambda: _gpu(config)),
               Check("wav2lip checkpoint", lambda: _checkpoint(config, "checkpoint", "check_checkpoint")),
               Check("face detector checkpoint",
                     lambda: _checkpoint(config, "face_detector_checkpoint", "check_detector")),
@@ -121,6 +122,14 @@ def _codecs(config: Config) -> str:
         raise Fail(f"{tool} lacks {what}; install a full ffmpeg build (Debian/Ubuntu: apt-get install ffmpeg)")
     return (f"encoders {', '.join(ENCODERS)}; decoders {', '.join(DECODERS)}; filters {', '.join(FILTERS)}: "
             "all present")
+
+
+def _media_box(config: Config) -> str:
+    """Which box media children get on this host (issue 20); an explicit media.sandbox that cannot
+    work here fails, "auto" reports what it found."""
+    from daemon.worker.media import box
+
+    return box.describe(config.media.sandbox, config.media.ffmpeg)
 
 
 def _names(listing: str, pattern: re.Pattern[str]) -> set[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import os
 import struct
+import subprocess
 import sys
 import threading
 import zlib
@@ -18,6 +19,7 @@ import mediagen as g
 import numpy as np
 import psutil
 import pytest
+from conftest import REPO, Roles, drop_job, entries, env_for, wait_for
 
 from daemon.core.config import MediaConfig
 from daemon.core.errors import EnvironmentFault, JobRejected
@@ -243,3 +245,49 @@ def test_a_real_decoder_of_a_job_runs_boxed_and_still_delivers_every_frame(tmp_p
     finally:
         source.close()
     assert frames.any(axis=1).all()  # every frame arrived (a black frame is all 16/128, never 0)
+
+
+def run_doctor(root: Path, **env: str) -> dict[str, str]:
+    done = subprocess.run([sys.executable, "-m", "daemon", "doctor"], cwd=REPO, env=env_for(root, **env),
+                          capture_output=True, text=True, timeout=120)
+    found = {}
+    for line in done.stdout.splitlines():
+        verdict, _, rest = line.partition(" ")
+        name, _, text = rest.partition(": ")
+        found[name] = f"{verdict} {text}"
+    return found
+
+
+def test_doctor_says_which_box_is_active_and_fails_an_explicit_one_the_host_lacks(root: Path,
+                                                                                  tmp_path: Path) -> None:
+    found = run_doctor(root)["media box"]
+    expected = {box.Level.BWRAP: "bubblewrap: no network", box.Level.UNSHARE: "unshare: no network",
+                box.Level.LIMITS: "resource limits only"}[LEVEL]
+    assert found.startswith("PASS media.sandbox = auto: " + expected), found
+    assert "limits via prlimit" in found
+    assert "resource limits only" in run_doctor(root, LIPSYNCD_MEDIA_SANDBOX="limits")["media box"]
+    bare = tmp_path / "bin"  # everything doctor needs, except bubblewrap
+    bare.mkdir()
+    for tool in ("ffmpeg", "ffprobe", "prlimit", "unshare", "true"):
+        (bare / tool).symlink_to(f"/usr/bin/{tool}")
+    lacking = run_doctor(root, LIPSYNCD_MEDIA_SANDBOX="bwrap", PATH=str(bare))["media box"]
+    assert lacking.startswith("FAIL media.sandbox = 'bwrap', but bwrap is not installed"), lacking
+
+
+@pytest.mark.slow
+def test_a_job_whose_file_hits_a_limit_fails_with_the_reason_and_the_worker_keeps_going(
+        root: Path, media_dir: Path, roles: Roles) -> None:
+    # a picture size the preflight lets through, under an operator's memory limit it cannot be decoded in
+    env = env_for(root, LIPSYNCD_MEDIA_MAX_DIMENSION="16384", LIPSYNCD_MEDIA_CHILD_MEMORY_MB="1536")
+    roles.start("intake", env=env)
+    worker = roles.start("worker", env=env)
+    wait_for(lambda: (root / "inbox").is_dir(), 20, "share folders")
+    drop_job(root, "bomb", media_dir / "a.wav", png_bomb(media_dir.parent / "bomb.png"))
+    wait_for(lambda: len(entries(root / "failed")) == 1, 120, "the bomb job in failed/")
+    [failed] = entries(root / "failed")
+    reason = (root / "failed" / failed / "error.txt").read_text()
+    assert "The file bomb.mp4 made the decoder use more than 1.6 GB of memory: it may be damaged or crafted" in reason
+    assert worker.poll() is None
+    drop_job(root, "fine", media_dir / "a.wav", media_dir / "v.mp4")  # same limits, an ordinary job
+    wait_for(lambda: len(entries(root / "done")) == 1, 120, "an ordinary job done after the bomb")
+    assert worker.poll() is None
