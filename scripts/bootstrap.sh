@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(ffmpeg espeak-ng sox python3-venv python3-dev)
+packages=(ffmpeg espeak-ng sox python3-venv python3-dev bubblewrap)  # bubblewrap: the media box (issue 20)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(chromium tmux faketime e2fsprogs)

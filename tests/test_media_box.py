@@ -291,3 +291,28 @@ def test_a_job_whose_file_hits_a_limit_fails_with_the_reason_and_the_worker_keep
     drop_job(root, "fine", media_dir / "a.wav", media_dir / "v.mp4")  # same limits, an ordinary job
     wait_for(lambda: len(entries(root / "done")) == 1, 120, "an ordinary job done after the bomb")
     assert worker.poll() is None
+
+
+@pytest.mark.slow
+def test_a_job_renders_the_same_result_at_every_level_this_host_allows(tmp_path: Path) -> None:
+    from renderkit import audio_seconds, config, render
+
+    speech = g.tone(tmp_path / "speech.wav", 1.5, ar=44100)
+    video = g.clip(tmp_path / "v.mp4", seconds=2, fps="25", size="160x120")
+    modes = ["limits"] + [m for m in ("unshare", "bwrap") if _works(m)]
+    decoded = {}
+    for mode in modes:
+        work = tmp_path / mode
+        work.mkdir()
+        result = render(work, speech, video, cfg=config(sandbox=mode))
+        assert abs(float(result.format["duration"]) - audio_seconds(speech)) < 0.05
+        decoded[mode] = g.decode_gray(result.path, 160, 120).tobytes()
+    assert len(set(decoded.values())) == 1, f"the pictures differ between levels {modes}"
+
+
+def _works(mode: str) -> bool:
+    try:
+        box.level(mode, "ffmpeg")
+    except EnvironmentFault:
+        return False
+    return True
