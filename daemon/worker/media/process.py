@@ -162,14 +162,14 @@ class Child:
     def close(self, force: bool = False) -> None:
         """Close our pipe ends, then wait; terminate and kill if it does not end by itself.
 
-        A child that had ended by itself is judged by its box (which may raise)."""
+        A normal close (not forced) judges how the child ended by its box, which may raise; a forced one
+        runs on error and stop paths and never raises over what is already going on."""
         self._close(force, judge=True)
 
     def _close(self, force: bool, judge: bool) -> None:
         proc = self.proc
         if proc is None:
             return
-        ended_alone = proc.poll() is not None and not self._stopped
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 try:
@@ -187,7 +187,7 @@ class Child:
             proc.wait()
         if self._drain is not None:
             self._drain.join(timeout=_REAP_GRACE_S)
-        if judge and (ended_alone or not force):
+        if judge and not force:
             self._judge(proc.returncode)
 
     def _reap(self, timeout: float | None) -> int:
