@@ -66,9 +66,6 @@ class Level(enum.Enum):
     LIMITS = "limits"  # resource limits only
 
 
-MODES = ("auto", "bwrap", "unshare", "limits")  # media.sandbox
-
-
 @dataclass(frozen=True)
 class Limits:
     memory_bytes: int  # address space (RLIMIT_AS)
@@ -166,9 +163,9 @@ def for_sound(cfg: MediaConfig, info: MediaInfo, seconds: float, workdir: Path, 
 
 
 def for_encoder(cfg: MediaConfig, plan: Plan, workdir: Path) -> Box:
-    """The segment encoder: each segment at most its chunk's raw yuv420p size (x264 falls back to raw
-    macroblocks, so a real encode never needs more); it reads only our pipe."""
-    segment = plan.frame_bytes * plan.chunk_frames + MiB
+    """The segment encoder: each segment at most twice its chunk's raw yuv420p size (even a lossless
+    encode of noise stays near the raw size); it reads only our pipe. The mux's cap is the tight one."""
+    segment = 2 * plan.frame_bytes * plan.chunk_frames + MiB
     return media_box(cfg, f"{workdir.parent.name} (its rendered video)", "encoder",
                      pixels=plan.width * plan.height, seconds=plan.audio_s, file_bytes=segment,
                      writes=(workdir,))
