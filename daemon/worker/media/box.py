@@ -90,7 +90,8 @@ class Box:
         inner = list(argv)
         if self.level is Level.BWRAP:
             for path in self.outputs:
-                path.touch()  # bwrap binds existing paths only
+                if not path.exists():
+                    path.touch()  # bwrap binds existing paths only
             inner = [*bwrap_argv(inner[0], self.reads, (*self.writes, *self.outputs)), "--", *inner]
         elif self.level is Level.UNSHARE:
             inner = [*unshare_argv(), "--", *inner]
@@ -227,9 +228,11 @@ def bwrap_argv(tool: str, reads: Sequence[Path], writes: Sequence[Path]) -> list
     home = os.path.dirname(os.path.realpath(tool))
     if not home.startswith("/usr/"):  # a static ffmpeg carried in, or a wheel's binary
         argv += ["--ro-bind", home, home]
-    for path in reads:
+    # under /dev the box's own null/zero/full/random serve (a bound host device node would be refused:
+    # mounts in a user namespace are nodev)
+    for path in (p for p in reads if not str(p).startswith("/dev/")):
         argv += ["--ro-bind", str(path), str(path)]
-    for path in writes:
+    for path in (p for p in writes if not str(p).startswith("/dev/")):
         argv += ["--bind", str(path), str(path)]
     return [*argv, "--chdir", "/tmp", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]
 
