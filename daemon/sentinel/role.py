@@ -18,6 +18,7 @@ from pathlib import Path
 
 from daemon.core.config import Config, load_config
 from daemon.core.errors import EXIT_CONFIG, ConfigError
+from daemon.core.lifecycle import follow_parent
 from daemon.core.notify import Notifier
 from daemon.sentinel import status
 from daemon.sentinel.channels import build_outbox, language
@@ -100,6 +101,7 @@ def run(config: Config, args: argparse.Namespace | None = None, stop: threading.
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda _s, _f: stop.set())
+        follow_parent()  # under `lipsyncd up`: stop when up dies
     notifier = Notifier()
     gpu = NvmlProbe() if config.watchdog.gpu_check else None
     role = Role(config, gpu=gpu)
