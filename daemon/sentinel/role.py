@@ -49,9 +49,8 @@ def pick_manager(config: Config, env: Mapping[str, str]) -> ProcessManager:
     if kind == "up":
         return UpControl(internal)
     if kind == "supervisord":
-        url = cfg.supervisord_url
-        if cfg.process_manager == "auto" and env.get("SUPERVISOR_SERVER_URL"):
-            url = env["SUPERVISOR_SERVER_URL"]  # the supervisord that started us
+        # the supervisord that started us says where it listens, also when process_manager names it
+        url = env.get("SUPERVISOR_SERVER_URL") or cfg.supervisord_url
         return Supervisord(url, cfg.supervisord_program, cfg.manager_timeout_s)
     if kind == "systemd":
         return Systemd(cfg.systemctl, cfg.systemd_unit, cfg.manager_timeout_s)
