@@ -100,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config, args.root)
     except ConfigError as exc:
         print(f"lipsyncd: configuration error: {exc}", file=sys.stderr)
+        if args.command == "watchdog":  # it still watches, and alerts about the config (issue 14)
+            from daemon.sentinel.fallback import run_on_broken_config
+
+            return run_on_broken_config(args, exc)
         return EXIT_CONFIG
     level = args.log_level or os.environ.get("LIPSYNCD_LOG_LEVEL") or config.general.log_level
     errors_log = None if args.command in ("status", "probe", "doctor", "submit") else \

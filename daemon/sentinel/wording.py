@@ -39,6 +39,15 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
                "它已卡住（{reason}）；看门狗已连续 {attempts} 次请求 {manager} 重启，均被拒绝：{error}。"
                "请排除该问题（见 `lipsyncd doctor`），或手动重启（{how}）；看门狗每 {retry} 秒重试一次。"),
     },
+    "config_error": {
+        "en": ("lipsyncd on {host}: configuration error",
+               "configuration error: {detail}. Intake and workers do not start until it is fixed; the "
+               "watchdog runs on what it could read. Fix the file, then restart lipsyncd.target (or the "
+               "supervisord programs)."),
+        "zh": ("{host} 上的 lipsyncd：配置错误",
+               "配置错误：{detail}。修复前 intake 和工作进程不会启动；看门狗按可读取的部分运行。"
+               "请修复该文件后重启 lipsyncd.target（或 supervisord 中的程序）。"),
+    },
     "jobs_failed": {
         "en": ("{count} job(s) failed on {host}", "{lines}"),
         "zh": ("{host} 上有 {count} 个任务失败", "{lines}"),
