@@ -110,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _errors_log(config)
     logs.setup(args.command, level, errors_log)
     try:
+        if args.command in ("intake", "worker", "up"):  # a late mount is not a config error (exit 70)
+            from daemon.core.mount import wait_for_root
+
+            wait_for_root(Path(config.share.root), config.share.mount_wait_s)
         return _dispatch(args.command)(config, args)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)

@@ -28,6 +28,8 @@ DEFAULT_PATHS = (Path("/etc/lipsyncd/config.toml"),)
 @dataclass(frozen=True)
 class ShareConfig:
     root: str = setting("/srv/lipsyncd")
+    # a missing or unmounted root (a late NFS/SMB mount): intake/workers wait this long, then exit 70
+    mount_wait_s: float = setting(300.0, min=0, max=86400)
 
 
 @dataclass(frozen=True)
