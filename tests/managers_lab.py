@@ -103,10 +103,12 @@ class SystemdLab:
     def install(self) -> str:
         return self.sh("/opt/lipsyncd/src/scripts/install.sh --no-venv")
 
-    def fresh(self, env: dict[str, str] | None = None, config: str | None = None) -> None:
-        """Everything stopped, an empty share owned by the service user, the shipped config, `env`."""
+    def fresh(self, env: dict[str, str] | None = None, config: str | None = None, wipe: bool = True) -> None:
+        """Everything stopped, an empty share (unless not `wipe`) owned by the service user, the shipped
+        config (or `config`), `env`."""
+        empty = "rm -rf /srv/lipsyncd; install -d -o lipsyncd -g lipsyncd /srv/lipsyncd; " if wipe else ""
         self.sh("systemctl stop lipsyncd.target 'lipsyncd-worker@*'; systemctl reset-failed 'lipsyncd-*'; "
-                "rm -rf /srv/lipsyncd; install -d -o lipsyncd -g lipsyncd /srv/lipsyncd; "
+                f"{empty}"
                 "sed '0,/^root = .*/s||root = \"/srv/lipsyncd\"|' /opt/lipsyncd/src/config.toml "
                 "> /etc/lipsyncd/config.toml", check=False)
         if config is not None:
@@ -156,8 +158,8 @@ class SupervisorLab:
         self.proc: subprocess.Popen[bytes] | None = None
         self.config_path = folder / "config.toml"
 
-    def fresh(self, env: dict[str, str] | None = None, config: str | None = None) -> None:
-        self.share.mkdir(exist_ok=True)
+    def fresh(self, env: dict[str, str] | None = None, config: str | None = None, wipe: bool = True) -> None:
+        self.share.mkdir(exist_ok=True)  # a fresh tmp_path per test: empty either way
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("LIPSYNCD_", "SUPERVISOR_"))}
         self.env.update({**ROLE_ENV, **(env or {}), "PYTHONPATH": str(REPO)})
         self.config_path.write_text(config if config is not None else

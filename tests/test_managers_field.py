@@ -158,7 +158,7 @@ def test_broken_config_stops_intake_and_workers_and_the_watchdog_alerts(lab: Sys
     wait_until((lab.share / ".lipsyncd").is_dir, 120, "a prepared share")
     lab.stop()
     root = "/srv/lipsyncd" if lab.kind == "systemd" else str(lab.share)
-    lab.fresh(config=BROKEN.format(root=root))
+    lab.fresh(config=BROKEN.format(root=root), wipe=False)  # broken later
     lab.start()
     alerts = lab.share / ".lipsyncd" / "alerts.jsonl"
     wait_until(lambda: alerts.exists() and "configuration error" in alerts.read_text(), 120,
