@@ -131,3 +131,27 @@ def test_children_start_in_their_own_process_group(tmp_path: Path) -> None:
     with process.Child(["sleep", "30"], name="sleep") as child:
         assert os.getpgid(child.pid) == child.pid != os.getpgid(0)
         child.kill()
+
+
+@pytest.mark.slow  # a real worker and a 40 s job
+def test_children_killed_while_the_worker_stops_are_an_interruption_not_bad_input(
+        root: Path, media_dir: Path, roles: Roles) -> None:
+    # the old KillMode=control-group / stopasgroup=true: the stop signal reaches ffmpeg too, and it dies
+    env = env_for(root)
+    roles.start("intake", env=env)
+    worker = roles.start("worker", "--gpu", "0", env=env)
+    drop_job(root, "talk", media_dir / "talk.wav", media_dir / "talk.mp4")
+    _rendering_mid_job(root)
+    children = _ffmpeg_of(worker.pid)
+    assert children
+    worker.send_signal(signal.SIGTERM)
+    wait_for(lambda: "finishing the current unit of work" in roles.log_of(worker), 30, "the worker to see the stop")
+    for child in children:
+        child.kill()
+    worker.wait(120)
+    log = roles.log_of(worker)
+    assert entries(root / "failed") == [], log  # never the producer's fault
+    assert len(entries(root / "staging")) == 1, log
+    roles.start("worker", "--gpu", "0", env=env)
+    wait_for(lambda: len(entries(root / "done")) == 1, 180, "the job to finish after the restart")
+    assert entries(root / "failed") == []
