@@ -76,9 +76,9 @@ class Launcher:
         # LIPSYNCD_UP tells the watchdog child that restarts go through our control files
         env = dict(os.environ, LIPSYNCD_UP="1", **child.spec.env)
         env[PARENT_PID_ENV] = str(os.getpid())  # the child asks for a SIGTERM when we die
-        # its own process group: a terminal's Ctrl-C (SIGINT to the foreground group) reaches us alone,
+        # its own session and group: a terminal's Ctrl-C (SIGINT to the foreground group) reaches us alone,
         # and we send the one SIGTERM; in our group the child would count that SIGTERM as a second signal
-        child.proc = subprocess.Popen(child.spec.argv, env=env, process_group=0)
+        child.proc = subprocess.Popen(child.spec.argv, env=env, start_new_session=True)
         child.starts += 1
         child.started_at = now
         child.state = "running"

@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import replace
 
-from daemon.core.config import Config, find_config_file
+from daemon.core.config import Config, find_config_file, tomllib
 from daemon.core.errors import ConfigError
 from daemon.core.settings import build
 

@@ -96,10 +96,10 @@ class Child:
                 stderr=subprocess.PIPE,
                 bufsize=0,
                 close_fds=True,
-                # own process group: a signal meant for the worker (a terminal's Ctrl-C, a manager's
-                # stop of the worker's group) must not kill a decoder mid-chunk; a killed worker still
-                # ends us, as our pipes close
-                process_group=0,
+                # own session and process group (setsid, no fork hook): a signal meant for the worker (a
+                # terminal's Ctrl-C, a manager's stop of the worker's group) must not kill a decoder
+                # mid-chunk; a killed worker still ends us, as our pipes close
+                start_new_session=True,
             )
         except FileNotFoundError:
             raise EnvironmentFault(f"{self.argv[0]} not found: install ffmpeg") from None
