@@ -185,3 +185,27 @@ def test_broken_config_stops_intake_and_workers_and_the_watchdog_alerts(lab: Sys
         assert lab.info("lipsyncd:lipsyncd-watchdog")["statename"] == "RUNNING"
     assert text.count("configuration error") <= 2  # one alert (its line may repeat the phrase once)
     _record(lab, "broken config", states=states, alert="one 'configuration error' alert, line and column")
+
+
+def test_doctor_checks_that_the_watchdog_can_reach_its_manager(lab: SystemdLab | SupervisorLab) -> None:
+    lab.fresh()
+    if isinstance(lab, SystemdLab):
+        out = lab.sh("/opt/lipsyncd/venv/bin/lipsyncd doctor --config /etc/lipsyncd/config.toml", check=False)
+        assert "PASS process manager: polkit lets lipsyncd restart lipsyncd-worker@0.service" in out, out
+        lab.sh("mv /etc/polkit-1/rules.d/50-lipsyncd.rules /root/")
+        try:
+            out = lab.sh("/opt/lipsyncd/venv/bin/lipsyncd doctor --config /etc/lipsyncd/config.toml", check=False)
+        finally:
+            lab.sh("mv /root/50-lipsyncd.rules /etc/polkit-1/rules.d/")
+        assert "FAIL process manager: polkit does not let lipsyncd restart" in out, out
+        return
+    import subprocess
+    import sys
+
+    doctor = [sys.executable, "-m", "daemon", "--config", str(lab.config_path), "doctor"]
+    env = {**lab.env, "SUPERVISOR_SERVER_URL": lab.url}
+    out = subprocess.run(doctor, env=env, capture_output=True, text=True, timeout=120).stdout
+    assert f"FAIL process manager: supervisord at {lab.url} does not answer" in out, out
+    lab.start()
+    out = subprocess.run(doctor, env=env, capture_output=True, text=True, timeout=120).stdout
+    assert f"PASS process manager: supervisord at {lab.url} answers (RUNNING)" in out, out
