@@ -100,12 +100,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config, args.root)
     except ConfigError as exc:
         print(f"lipsyncd: configuration error: {exc}", file=sys.stderr)
+        if args.command == "watchdog":  # it still watches, and alerts about the config (issue 14)
+            from daemon.sentinel.fallback import run_on_broken_config
+
+            return run_on_broken_config(args, exc)
         return EXIT_CONFIG
     level = args.log_level or os.environ.get("LIPSYNCD_LOG_LEVEL") or config.general.log_level
     errors_log = None if args.command in ("status", "probe", "doctor", "submit") else \
         _errors_log(config)
     logs.setup(args.command, level, errors_log)
     try:
+        if args.command in ("intake", "worker", "up"):  # a late mount is not a config error (exit 70)
+            from daemon.core.mount import wait_for_root
+
+            wait_for_root(Path(config.share.root), config.share.mount_wait_s)
         return _dispatch(args.command)(config, args)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)

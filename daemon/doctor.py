@@ -53,7 +53,8 @@ def doctor(config: Config, args: argparse.Namespace) -> int:
               Check("wav2lip checkpoint", lambda: _checkpoint(config, "checkpoint", "check_checkpoint")),
               Check("face detector checkpoint",
                     lambda: _checkpoint(config, "face_detector_checkpoint", "check_detector")),
-              Check("alert channels", lambda: _channels(config))]
+              Check("alert channels", lambda: _channels(config)),
+              Check("process manager", lambda: _process_manager(config))]
     failed = sum(not _report(check.name, check.run) for check in checks)
     if getattr(args, "send_test_alert", False):
         failed += _send_test_alerts(config)
@@ -240,3 +241,53 @@ def _send_test_alerts(config: Config) -> int:
               flush=True)
     return failed
 
+
+
+# --- the process manager the watchdog restarts workers through (issue 14) ------------------------------
+def _process_manager(config: Config, env: dict[str, str] | None = None) -> str:
+    """supervisord: its socket answers XML-RPC; systemd: polkit lets the service user restart a worker."""
+    import http.client
+    import subprocess
+    import xmlrpc.client
+
+    from daemon.sentinel.supervision import expand
+    from daemon.sentinel.supervisord import Supervisord
+
+    env = dict(os.environ) if env is None else env
+    cfg, kind = config.watchdog, config.watchdog.process_manager
+    url = env.get("SUPERVISOR_SERVER_URL") or cfg.supervisord_url
+    if kind == "auto":
+        sock = url[len("unix://"):] if url.startswith("unix://") else ""
+        kind = "supervisord" if env.get("SUPERVISOR_SERVER_URL") or (sock and os.path.exists(sock)) else \
+            "systemd" if os.path.isdir("/run/systemd/system") else "none"
+    if kind == "supervisord":
+        try:
+            state = Supervisord(url, cfg.supervisord_program, cfg.manager_timeout_s).proxy.supervisor.getState()
+        except (OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
+            raise Fail(f"supervisord at {url} does not answer: {exc}; start it, or point SUPERVISOR_SERVER_URL "
+                       "/ watchdog.supervisord_url at its socket") from None
+        return f"supervisord at {url} answers ({state.get('statename')})"
+    if kind != "systemd":
+        raise Skip(f"no process manager here (watchdog.process_manager = {cfg.process_manager})")
+    if os.geteuid() != 0:
+        raise Skip("run doctor as root to check that polkit lets the service user restart workers")
+    unit, user = expand(cfg.systemd_unit, "gpu0"), _service_user()
+    try:
+        # a process of the service user itself (not a root wrapper around it) is the polkit subject
+        with subprocess.Popen(["sleep", "30"], user=user, group=user) as probe:
+            try:
+                done = subprocess.run(["pkcheck", "--action-id", "org.freedesktop.systemd1.manage-units",
+                                       "--process", str(probe.pid), "--detail", "unit", unit,
+                                       "--detail", "verb", "restart"], capture_output=True, text=True, timeout=20)
+            finally:
+                probe.kill()
+    except (OSError, KeyError, subprocess.SubprocessError) as exc:
+        raise Fail(f"cannot ask polkit about user {user}: {exc}") from None
+    if done.returncode != 0:
+        raise Fail(f"polkit does not let {user} restart {unit} ({done.stderr.strip().splitlines()[-1:]}): install "
+                   "systemd/50-lipsyncd.rules (or the .pkla for polkit < 0.106); see scripts/install.sh")
+    return f"polkit lets {user} restart {unit}"
+
+
+def _service_user() -> str:
+    return os.environ.get("LIPSYNCD_SERVICE_USER", "lipsyncd")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon.core import atomic
-from daemon.core.lifecycle import StopNow, Stopper
+from daemon.core.lifecycle import PARENT_PID_ENV, StopNow, Stopper
 
 log = logging.getLogger("lipsyncd.up")
 
@@ -75,7 +75,10 @@ class Launcher:
     def _start(self, child: _Child, now: float) -> None:
         # LIPSYNCD_UP tells the watchdog child that restarts go through our control files
         env = dict(os.environ, LIPSYNCD_UP="1", **child.spec.env)
-        child.proc = subprocess.Popen(child.spec.argv, env=env)
+        env[PARENT_PID_ENV] = str(os.getpid())  # the child asks for a SIGTERM when we die
+        # its own session and group: a terminal's Ctrl-C (SIGINT to the foreground group) reaches us alone,
+        # and we send the one SIGTERM; in our group the child would count that SIGTERM as a second signal
+        child.proc = subprocess.Popen(child.spec.argv, env=env, start_new_session=True)
         child.starts += 1
         child.started_at = now
         child.state = "running"

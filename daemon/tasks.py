@@ -33,7 +33,7 @@ def up(config: Config, args: argparse.Namespace) -> int:
     if _has_watchdog():
         specs.append(ChildSpec("watchdog", role_argv("watchdog", cfg_path, root)))
     stop = Stopper()
-    stop.install()
+    stop.install(hangup=True)  # a closed terminal stops up, which stops its children (own groups)
     log.info("lipsyncd up: %s on %s (Ctrl-C stops all)", ", ".join(s.name for s in specs), root)
     return Launcher(specs, share.internal / "control", stop).run()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, env_for
 
-from daemon.core.errors import ConfigError
+from daemon.core.errors import ConfigError, ShareUnreachable
 from daemon.core.share import STATE_FOLDERS, Share
 
 SHM = Path("/dev/shm")
@@ -32,7 +32,8 @@ def test_missing_folders_are_created_and_renames_proven(root: Path) -> None:
 
 
 def test_missing_root_says_to_mount_the_share(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="does not exist: mount the share"):
+    # a late mount is the machine's state, not a config mistake: exit 70, not 78 (issue 14)
+    with pytest.raises(ShareUnreachable, match="does not exist: mount the share"):
         Share(tmp_path / "not-mounted").prepare()
 
 

@@ -28,6 +28,8 @@ DEFAULT_PATHS = (Path("/etc/lipsyncd/config.toml"),)
 @dataclass(frozen=True)
 class ShareConfig:
     root: str = setting("/srv/lipsyncd")
+    # a missing or unmounted root (a late NFS/SMB mount): intake/workers wait this long, then exit 70
+    mount_wait_s: float = setting(300.0, min=0, max=86400)
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,11 @@ class WatchdogConfig:
     # restart loop: this many restarts by the watchdog within the window → "gave up, needs a human"
     max_restarts: int = setting(3, min=1, max=100)
     restart_window_min: float = setting(30.0, min=0.01, max=10080)
+    # a restart the manager refused: ask again after restart_retry_s, doubling up to restart_retry_max_s;
+    # after restart_failures_alert refusals in a row, alert "needs a human" with the manager's error
+    restart_retry_s: float = setting(5.0, min=0.1, max=3600)
+    restart_retry_max_s: float = setting(120.0, min=0.1, max=86400)
+    restart_failures_alert: int = setting(3, min=1, max=100)
     # process managers: where to reach them and how a worker name (e.g. gpu0, n = 0) maps to theirs
     supervisord_url: str = setting("unix:///run/lipsyncd/supervisor.sock")
     supervisord_program: str = setting("lipsyncd-worker:lipsyncd-worker-{n}")

@@ -33,9 +33,9 @@ class Share:
 
     def prepare(self) -> None:
         """Create missing folders and prove one rename works across all of them."""
-        if not self.root.is_dir():
-            raise ConfigError(f"share root {self.root} does not exist: mount the share there or set "
-                              "share.root (or --root / LIPSYNCD_ROOT) to the right folder")
+        if not self.root.is_dir():  # a late mount, not a config mistake: exit 70 (core/mount.py waits first)
+            raise ShareUnreachable(f"share root {self.root} does not exist: mount the share there or set "
+                                   "share.root (or --root / LIPSYNCD_ROOT) to the right folder")
         try:
             for name in STATE_FOLDERS:
                 (self.root / name).mkdir(exist_ok=True)

@@ -22,6 +22,7 @@ from daemon.sentinel.gpu import GpuLost, NvmlProbe
 from daemon.sentinel.incidents import Change, IncidentBook
 from daemon.sentinel.lane import Lane
 from daemon.sentinel.outbox import Outbox
+from daemon.sentinel.retry import RestartRetry
 from daemon.sentinel.supervision import ProcessManager
 from daemon.sentinel.survey import FailedJob, Survey, Surveyor
 from daemon.sentinel.verdict import Health, Limits, Verdict, judge
@@ -40,6 +41,7 @@ class Watch:
     restarts: list[float] = field(default_factory=list)
     looped: bool = False  # our own restarts did not help: stop restarting, a human must look
     restarts_total: int = 0  # since this watchdog started, for the metrics counter
+    retry: RestartRetry | None = None  # restarts the manager refused, in a row (see _restart_refused)
 
 
 class Patrol:
@@ -138,6 +140,7 @@ class Patrol:
         action = ""
         if verdict.health is Health.HEALTHY:
             watch.looped, watch.restart_at = False, None
+            self._refusals_over(watch, now)
         elif verdict.health is Health.STALLED and not watch.looped:
             window = self.cfg.restart_window_min * 60
             watch.restarts = [t for t in watch.restarts if now - t < window]
@@ -145,7 +148,7 @@ class Patrol:
                 watch.looped = True
                 log.error("worker %s: %d restarts in %.0f min did not help; giving up", watch.key,
                           len(watch.restarts), self.cfg.restart_window_min)
-            else:
+            elif self._retry(watch).due(now):
                 action = self._restart(watch, verdict, survey, now)
         self._worker_alerts(watch, verdict, action, now)
 
@@ -153,6 +156,9 @@ class Patrol:
         reason = (f"watchdog: {verdict.reason}, no progress for {verdict.quiet_s:.0f} s "
                   f"(limit {verdict.limit_s:.0f} s)")
         ok = self.manager.restart(watch.worker, reason)
+        if not ok and self.manager.kind != "none":
+            return self._restart_refused(watch, verdict, now)
+        self._refusals_over(watch, now)
         watch.restarts.append(now)
         watch.restarts_total += 1
         watch.restart_at = now
@@ -164,9 +170,34 @@ class Patrol:
             self.lane.post(lambda: history.append(folder, "watchdog_restart", **fields), f"job {verdict.job} history")
         if ok:
             return f"Restart requested through {self.manager.kind}."
-        if self.manager.kind == "none":
-            return "No process manager configured: restart it by hand."
-        return f"Restart through {self.manager.kind} FAILED: see the watchdog log."
+        return "No process manager configured: restart it by hand."
+
+    # --- restarts the manager refused (issue 14): no grace, retry with back-off, then a human --------
+    def _retry(self, watch: Watch) -> RestartRetry:
+        if watch.retry is None:
+            watch.retry = RestartRetry(self.cfg.restart_retry_s, self.cfg.restart_retry_max_s,
+                                       self.cfg.restart_failures_alert)
+        return watch.retry
+
+    def _restart_refused(self, watch: Watch, verdict: Verdict, now: float) -> str:
+        """A refused restart is no restart: no start-up grace, no count towards max_restarts."""
+        retry = self._retry(watch)
+        wait = retry.refused(now, getattr(self.manager, "error", ""))
+        log.error("worker %s: %s refused the restart (%d in a row): %s; asking again in %.0f s", watch.key,
+                  self.manager.kind, retry.failures, retry.error, wait)
+        if retry.needs_human:
+            self._condition(f"restartfail:{watch.key}", True, "restart_failed", Severity.CRITICAL, now,
+                            worker=watch.worker, reason=verdict.reason, manager=self.manager.kind,
+                            attempts=retry.failures, error=retry.error, how=self._how(watch),
+                            retry=f"{wait:.0f}")
+        return f"Restart through {self.manager.kind} FAILED: {retry.error}. Asking again in {wait:.0f} s."
+
+    def _refusals_over(self, watch: Watch, now: float) -> None:
+        if watch.retry is not None and watch.retry.failures:
+            log.info("worker %s: %s accepts restarts again", watch.key, self.manager.kind)
+            watch.retry.accepted()
+        if self.book.is_open(f"restartfail:{watch.key}"):
+            self._condition(f"restartfail:{watch.key}", False, "restart_failed", Severity.CRITICAL, now)
 
     def _worker_alerts(self, watch: Watch, verdict: Verdict, action: str, now: float) -> None:
         stall_key, gone_key = f"stall:{watch.key}", f"gaveup:{watch.key}"

@@ -12,14 +12,17 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
 
 from daemon.core.config import Config, load_config
 from daemon.core.errors import EXIT_CONFIG, ConfigError
+from daemon.core.lifecycle import follow_parent
 from daemon.core.notify import Notifier
-from daemon.sentinel import status
+from daemon.sentinel import status, wording
+from daemon.sentinel.alert import Severity
 from daemon.sentinel.channels import build_outbox, language
 from daemon.sentinel.gpu import NvmlProbe
 from daemon.sentinel.lane import Lane
@@ -48,9 +51,8 @@ def pick_manager(config: Config, env: Mapping[str, str]) -> ProcessManager:
     if kind == "up":
         return UpControl(internal)
     if kind == "supervisord":
-        url = cfg.supervisord_url
-        if cfg.process_manager == "auto" and env.get("SUPERVISOR_SERVER_URL"):
-            url = env["SUPERVISOR_SERVER_URL"]  # the supervisord that started us
+        # the supervisord that started us says where it listens, also when process_manager names it
+        url = env.get("SUPERVISOR_SERVER_URL") or cfg.supervisord_url
         return Supervisord(url, cfg.supervisord_program, cfg.manager_timeout_s)
     if kind == "systemd":
         return Systemd(cfg.systemctl, cfg.systemd_unit, cfg.manager_timeout_s)
@@ -95,15 +97,20 @@ class Role:
         self.lane.close()
 
 
-def run(config: Config, args: argparse.Namespace | None = None, stop: threading.Event | None = None) -> int:
+def run(config: Config, args: argparse.Namespace | None = None, stop: threading.Event | None = None,
+        config_error: str = "") -> int:
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda _s, _f: stop.set())
+        follow_parent()  # under `lipsyncd up`: stop when up dies
     notifier = Notifier()
     gpu = NvmlProbe() if config.watchdog.gpu_check else None
     role = Role(config, gpu=gpu)
     role.start()
+    if config_error:  # started on the fallback config (sentinel/fallback.py): say so, once
+        role.outbox.put(wording.alert("config_error", "config", Severity.CRITICAL, language(config), time.time(),
+                                      host=role.host, detail=config_error))
     notifier.ready(f"watching {config.root} via {role.manager.kind}")
     log.info("watchdog on %s watching %s (process manager: %s, every %.1f s)", role.host, config.root,
              role.manager.kind, config.watchdog.interval_s)

@@ -36,6 +36,7 @@ class ProgramView:
 
 class ProcessManager(Protocol):
     kind: str
+    error: str  # why the last restart() returned False, in the manager's words (socket, polkit, ...)
 
     def view(self, worker: str) -> ProgramView | None:
         """The manager's view of worker `worker` (e.g. "gpu0"); None when it does not know it."""
@@ -54,6 +55,7 @@ class NoManager:
     """No process manager: the watchdog alerts, and a human restarts."""
 
     kind = "none"
+    error = "no process manager configured (watchdog.process_manager = none)"
 
     def view(self, worker: str) -> ProgramView | None:
         return None

@@ -1,7 +1,9 @@
 """supervisord through its XML-RPC interface (unix socket or HTTP): read state, restart without blocking.
 
 A restart is stopProcess(wait=False) now and startProcess once the program reports STOPPED, so a
-worker that takes `stopwaitsecs` to die never holds up the watchdog's loop.
+worker that takes `stopwaitsecs` to die never holds up the watchdog's loop. A stalled worker may be
+SIGSTOPped: supervisord is asked to send it SIGCONT first, or the SIGTERM would wait `stopwaitsecs` and
+end in a SIGKILL instead of a clean requeue. Every error names the socket or URL it tried.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Supervisord:
         else:
             self.proxy = xmlrpc.client.ServerProxy(url.rstrip("/") + "/RPC2", transport=_Transport(timeout_s))
         self._to_start: set[str] = set()
+        self.error = ""
 
     def _info(self, name: str) -> dict[str, Any] | None:
         try:
@@ -74,7 +77,7 @@ class Supervisord:
         try:
             info = self._info(name)
         except (OSError, xmlrpc.client.Error) as exc:
-            return ProgramView(name, ProgramState.UNKNOWN, detail=f"supervisord unreachable: {exc}")
+            return ProgramView(name, ProgramState.UNKNOWN, detail=f"supervisord unreachable at {self.url}: {exc}")
         if info is None:
             return None
         state = STATES.get(str(info.get("statename")), ProgramState.UNKNOWN)
@@ -95,6 +98,7 @@ class Supervisord:
                 log.error("supervisord has no program %s (watchdog.supervisord_program)", name)
                 return False
             if info["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
+                self._continue(name)
                 self.proxy.supervisor.stopProcess(name, False)  # SIGTERM now, SIGKILL after stopwaitsecs
                 self._to_start.add(name)
             elif info["statename"] != "STOPPING":
@@ -102,10 +106,19 @@ class Supervisord:
             else:
                 self._to_start.add(name)
         except (OSError, xmlrpc.client.Error) as exc:
-            log.error("supervisord refused to restart %s: %s", name, exc)
+            self.error = f"supervisord at {self.url}: {exc}"
+            log.error("supervisord refused to restart %s: %s", name, self.error)
             return False
+        self.error = ""
         log.info("asked supervisord to restart %s (%s)", name, reason)
         return True
+
+    def _continue(self, name: str) -> None:
+        """SIGCONT through supervisord (3.2+), so a stopped process can act on the SIGTERM that follows."""
+        try:
+            self.proxy.supervisor.signalProcess(name, "CONT")
+        except xmlrpc.client.Fault as fault:
+            log.debug("supervisord could not send SIGCONT to %s: %s", name, fault.faultString)
 
     def poll(self) -> None:
         for name in sorted(self._to_start):
@@ -117,7 +130,7 @@ class Supervisord:
                         log.info("supervisord: %s stopped, started it again", name)
                     self._to_start.discard(name)
             except (OSError, xmlrpc.client.Error) as exc:
-                log.warning("supervisord: cannot finish restarting %s yet: %s", name, exc)
+                log.warning("supervisord at %s: cannot finish restarting %s yet: %s", self.url, name, exc)
 
     def workers(self) -> list[str]:
         try:

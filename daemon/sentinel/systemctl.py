@@ -27,17 +27,20 @@ class Systemd:
 
     def __init__(self, systemctl: str, unit: str, timeout_s: float = 10.0) -> None:
         self.systemctl, self.template, self.timeout_s = systemctl, unit, timeout_s
+        self.error = ""
 
     def _run(self, *args: str) -> str | None:
         try:
             done = subprocess.run([self.systemctl, *args], capture_output=True, text=True,
                                   timeout=self.timeout_s, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            log.warning("%s %s failed: %s", self.systemctl, args[0], exc)
+            self.error = f"{self.systemctl} {args[0]} failed: {exc}"
+            log.warning("%s", self.error)
             return None
         if done.returncode != 0:
-            log.warning("%s %s: exit %d: %s", self.systemctl, " ".join(args), done.returncode,
-                        done.stderr.strip()[:300])
+            # e.g. "Access denied" (polkit), "Unit ... not found", "Failed to connect to bus"
+            self.error = f"{self.systemctl} {' '.join(args)}: exit {done.returncode}: {done.stderr.strip()[:300]}"
+            log.warning("%s", self.error)
             return None
         return done.stdout
 
@@ -64,6 +67,7 @@ class Systemd:
         unit = expand(self.template, worker)
         ok = self._run("restart", "--no-block", unit) is not None
         if ok:
+            self.error = ""
             log.info("asked systemd to restart %s (%s)", unit, reason)
         return ok
 

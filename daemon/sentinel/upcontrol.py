@@ -23,6 +23,7 @@ class UpControl:
 
     def __init__(self, internal: Path) -> None:
         self.folder = internal / "control"
+        self.error = ""
 
     def _children(self) -> dict[str, dict[str, object]]:
         try:
@@ -53,8 +54,10 @@ class UpControl:
             self.folder.mkdir(parents=True, exist_ok=True)
             atomic.write_text(path, reason + "\n")
         except OSError as exc:
-            log.error("cannot request a restart of worker-%s from lipsyncd up: %s", worker, exc)
+            self.error = f"cannot write {path}: {exc.strerror or exc}"
+            log.error("cannot request a restart of worker-%s from lipsyncd up: %s", worker, self.error)
             return False
+        self.error = ""
         log.info("asked lipsyncd up to restart worker-%s (%s)", worker, reason)
         return True
 

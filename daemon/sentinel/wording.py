@@ -30,6 +30,24 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
         "zh": ("{host} 上的工作进程 {worker} 已停止重启，需要人工处理",
                "{why}。进程管理器已放弃重启；请查看日志、排除原因后手动启动（{how}）。"),
     },
+    "restart_failed": {
+        "en": ("Worker {worker} on {host} cannot be restarted: needs a human",
+               "It is stalled ({reason}); the watchdog asked {manager} {attempts} times in a row to restart "
+               "it and was refused each time: {error}. Fix that (see `lipsyncd doctor`), or restart it by "
+               "hand ({how}); the watchdog keeps trying every {retry} s."),
+        "zh": ("{host} 上的工作进程 {worker} 无法重启，需要人工处理",
+               "它已卡住（{reason}）；看门狗已连续 {attempts} 次请求 {manager} 重启，均被拒绝：{error}。"
+               "请排除该问题（见 `lipsyncd doctor`），或手动重启（{how}）；看门狗每 {retry} 秒重试一次。"),
+    },
+    "config_error": {
+        "en": ("lipsyncd on {host}: configuration error",
+               "configuration error: {detail}. Intake and workers do not start until it is fixed; the "
+               "watchdog runs on what it could read. Fix the file, then restart lipsyncd.target (or the "
+               "supervisord programs)."),
+        "zh": ("{host} 上的 lipsyncd：配置错误",
+               "配置错误：{detail}。修复前 intake 和工作进程不会启动；看门狗按可读取的部分运行。"
+               "请修复该文件后重启 lipsyncd.target（或 supervisord 中的程序）。"),
+    },
     "jobs_failed": {
         "en": ("{count} job(s) failed on {host}", "{lines}"),
         "zh": ("{host} 上有 {count} 个任务失败", "{lines}"),

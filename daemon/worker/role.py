@@ -107,7 +107,10 @@ class Worker:
         except Interrupted:
             self._requeue(job, note, "stop requested: put back in the queue")
         except JobRejected as exc:
-            self._fail(job, spec, attempt, note, exc.code, exc.params, started)
+            if self.stop.is_set():  # a stop signal may have reached a child: not the producer's fault
+                self._requeue(job, note, f"stop requested while it read as bad input ({exc}): put back")
+            else:
+                self._fail(job, spec, attempt, note, exc.code, exc.params, started)
         except JobLost as exc:
             note.warning("%s; discarding our output", exc)
         except EnvironmentFault as exc:

@@ -1,8 +1,9 @@
 """Every ffmpeg/ffprobe child runs through here: stderr always drained, bounded in time, always reaped.
 
 ffmpeg-python's own run/probe helpers deadlock once stderr fills the pipe (reference/media.md §1.3),
-so we only ever spawn through `Child`. Children stay in our process group, so supervisord's
-stopasgroup and systemd's cgroup kill take them along; closing their pipes ends them by themselves.
+so we only ever spawn through `Child`. Children run in process groups of their own, so a stop signal
+meant for the worker never reaches them (the worker stops them itself, between chunks); closing their
+pipes ends them by themselves, also when the worker is killed.
 A child given a `box.Box` runs inside it (limits, no network, a narrow view); how it ended is judged
 once, on a normal end: a limit hit is the file's fault (JobRejected), the box failing is ours.
 """
@@ -102,6 +103,10 @@ class Child:
                 stderr=subprocess.PIPE,
                 bufsize=0,
                 close_fds=True,
+                # own session and process group (setsid, no fork hook): a signal meant for the worker (a
+                # terminal's Ctrl-C, a manager's stop of the worker's group) must not kill a decoder
+                # mid-chunk; a killed worker still ends us, as our pipes close
+                start_new_session=True,
             )
         except FileNotFoundError:
             raise EnvironmentFault(f"{self.argv[0]} not found: install ffmpeg") from None
