@@ -1,7 +1,8 @@
 """Does a media file look complete? A copy that pauses is stable but half there; its header tells.
 
-WAV/RIFF and AIFF headers say how long the file is; an MP4/MOV is a chain of boxes whose sizes must
-end exactly at the end of the file and include the index (`moov`, written last by most exporters).
+WAV/RIFF, AIFF and Matroska (MKV/WebM) headers say how long the file is; an MP4/MOV is a chain of
+boxes whose sizes must end exactly at the end of the file and include the index (`moov`, written last
+by most exporters).
 Other containers get one bounded ffprobe run that is asked only whether it saw the file end early.
 Results are cached per (path, signature), so a waiting drop costs nothing per scan.
 """
@@ -20,6 +21,7 @@ from daemon.intake import peek
 
 log = logging.getLogger(__name__)
 _MP4_FIRST = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"styp")
+_EBML = b"\x1a\x45\xdf\xa3"
 _UNKNOWN_SIZE = (0, 0xFFFFFFFF)  # streaming writers leave these when they cannot seek back
 _MAX_BOXES = 100_000
 _PROBE_TIMEOUT_S = 30.0
@@ -28,7 +30,7 @@ _EARLY_END = ("truncat", "moov atom not found", "partial file", "premature end",
 
 def header_verdict(path: Path) -> str | None:
     """Why `path` looks cut off according to its own header, or None (complete, or not a format we read)."""
-    size, head, _ = peek.head_and_tail(path, 64)
+    size, head, _ = peek.head_and_tail(path, 256)
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return _riff(path, size, struct.unpack("<I", head[4:8])[0])
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
@@ -36,7 +38,37 @@ def header_verdict(path: Path) -> str | None:
         return _short(declared, size) if head[4:8] != b"\xff\xff\xff\xff" else None
     if head[4:8] in _MP4_FIRST:
         return _boxes(path, size)
+    if head[:4] == _EBML:
+        return _matroska(head, size)
     return None
+
+
+def _vint(data: bytes, at: int, strip: bool) -> tuple[int, int] | None:
+    """An EBML variable-length integer at `at`: (value, length); None if it does not fit in `data`."""
+    if at >= len(data) or data[at] == 0:
+        return None
+    length = 9 - data[at].bit_length()
+    if at + length > len(data):
+        return None
+    value = int.from_bytes(data[at:at + length], "big")
+    if strip:
+        value &= (1 << (7 * length)) - 1
+    return value, length
+
+
+def _matroska(head: bytes, size: int) -> str | None:
+    """MKV/WebM: the EBML header, then a Segment whose declared size must fit in the file."""
+    header = _vint(head, 4, strip=True)
+    if header is None:
+        return None
+    at = 4 + header[1] + header[0]
+    segment_id = _vint(head, at, strip=False)
+    if segment_id is None or segment_id[0] != 0x18538067:
+        return None
+    declared = _vint(head, at + segment_id[1], strip=True)
+    if declared is None or declared[0] == (1 << (7 * declared[1])) - 1:  # "unknown size": a live stream
+        return None
+    return _short(at + segment_id[1] + declared[1] + declared[0], size)
 
 
 def _short(declared: int, size: int) -> str | None:
@@ -140,4 +172,4 @@ def _has_header_check(path: Path) -> bool:
         _, head, _ = peek.head_and_tail(path, 16)
     except (peek.NotRegular, OSError):
         return True
-    return head[:4] in (b"RIFF", b"FORM") or head[4:8] in _MP4_FIRST
+    return head[:4] in (b"RIFF", b"FORM", _EBML) or head[4:8] in _MP4_FIRST
