@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -96,7 +97,7 @@ class Assembler:
         plan = {"txn": tx.txn, "created_at": time.time(),
                 "jobs": [{"id": p.job_id, "target": p.target} for p in tx.jobs],
                 "ops": [op.__dict__ for op in tx.ops]}
-        atomic.write_json(folder / PLAN, plan)
+        _write_json_ascii(folder / PLAN, plan)
         return self._finish(folder, plan)
 
     def recover(self) -> list[Job]:
@@ -122,7 +123,7 @@ class Assembler:
             spec = planned.spec.to_json()
             if planned.notes:
                 spec["notes"] = list(planned.notes)  # readers ignore keys they do not know
-            atomic.write_json(job_dir / SPEC, spec)
+            _write_json_ascii(job_dir / SPEC, spec)
         atomic.write_json(job_dir / ATTEMPT, {"attempt": 1})
         if planned.failure is not None:
             report.write_failure(job_dir, language=self.language, **planned.failure)
@@ -205,6 +206,12 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.part")
     shutil.copyfile(src, tmp, follow_symlinks=False)
     os.rename(tmp, dst)
+
+
+def _write_json_ascii(path: Path, obj: Any) -> None:
+    """JSON that survives a file name which is not UTF-8: its undecodable bytes (surrogate escapes)
+    are written as \\udcXX and read back as the same name by json.loads."""
+    atomic.write_bytes(path, (json.dumps(obj, ensure_ascii=True, indent=2, sort_keys=True) + "\n").encode())
 
 
 def own_copy(src: Path, dst: Path) -> None:

@@ -41,14 +41,11 @@ class Names:
         """The name as it is on disk (component by component), or as written when nothing matches."""
         parts, folder = [], base
         for part in PurePosixPath(name).parts:
-            if os.path.lexists(folder / part):
-                actual = part
-            else:
-                found = self._listing(folder).get(nfc(part), [])
-                if len(found) > 1:
-                    raise JobRejected("name_ambiguous", ticket=ticket, name=printable(name),
-                                      names=", ".join(printable(f) for f in sorted(found)))
-                actual = found[0] if found else part
+            found = self._listing(folder).get(nfc(part), [])
+            if len(found) > 1:  # even with an exact match: which one the producer meant is unknowable
+                raise JobRejected("name_ambiguous", ticket=ticket, name=printable(name),
+                                  names=", ".join(printable(f) for f in sorted(found)))
+            actual = part if part in found or not found else found[0]
             parts.append(actual)
             folder = folder / actual
         return str(PurePosixPath(*parts))
