@@ -154,3 +154,28 @@ def test_media_no_ticket_names_move_to_unclaimed_with_a_reason_and_nothing_is_de
     (inbox / "typo.toml").write_text('audio = "typo.wav"\nvideo = "typo.mp4"\n')
     scans(intake, clock, 4)
     assert len(entries(root / "staging")) == 1
+
+
+def test_the_watchdog_alerts_when_intake_refuses_a_linked_state_folder(tmp_path: Path) -> None:
+    from chat_server import ChatServer
+    from test_sentinel_patrol import FakeClock, FakeManager, deliver, make_config, patrol_for, webhook
+
+    from daemon.core import atomic
+    from daemon.sentinel.lane import Lane
+
+    root = tmp_path / "share"
+    server, lane = ChatServer(ding_keyword="lipsyncd").start(), Lane()
+    try:
+        config = make_config(root, webhook(server))
+        clock = FakeClock()
+        status = root / ".lipsyncd" / "roles" / "intake.json"
+        status.parent.mkdir(parents=True)
+        atomic.write_json(status, {"host": "h1", "pid": 7, "paused": True, "pause_reason": "layout: x",
+                                   "refusing": "layout: /srv/inbox was replaced by a symbolic link"})
+        patrol = patrol_for(config, FakeManager(), lane, clock)
+        patrol.step()
+        deliver(patrol, clock)
+        assert any("Intake refuses the share" in t and "symbolic link" in t for t in server.texts())
+    finally:
+        lane.close()
+        server.down()
