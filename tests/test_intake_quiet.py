@@ -14,7 +14,7 @@ from conftest import Roles, env_for, wait_for
 
 from daemon.intake.wakeup import Hint
 
-WINDOW_S = 20.0
+WINDOW_S = 12.0
 INTERVAL_S = 2.0
 
 
@@ -43,7 +43,7 @@ def test_intake_with_drops_pending_uses_under_two_percent_of_a_core(root: Path, 
 
     wait_for(lambda: waiting() == ["empty.toml", "ghost.toml"], 60, "intake to list both waiting drops")
     proc = psutil.Process(intake.pid)
-    time.sleep(3 * INTERVAL_S)  # past start-up (imports, the first status page)
+    time.sleep(2 * INTERVAL_S)  # past start-up (imports, the first status page)
     before = proc.cpu_times()
     scans: set[float] = set()
     started = time.monotonic()
