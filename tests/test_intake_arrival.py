@@ -99,7 +99,7 @@ def test_file_held_open_for_writing_is_not_settled_and_never_leaves_the_inbox(ro
         assert sorted(entries(inbox)) == ["a.wav", "t.toml", "v.mp4"], "renamed while a writer had it open"
         [wait] = _waiting(root)
         [held] = wait["waits_for"]
-        assert held["why"] == "open" and f"pid {holder.pid}" in held["detail"]
+        assert held["name"] == "v.mp4" and held["why"] == "open" and f"pid {holder.pid}" in held["detail"]
     finally:
         assert holder.stdin is not None
         holder.stdin.close()

@@ -35,7 +35,13 @@ FICLONE = 0x40049409  # linux/fs.h: share the source's blocks copy-on-write (btr
 
 
 class NotReady(Exception):
-    """Called off before the commit point; the drop waits in inbox/ and is looked at again later."""
+    """Called off before the commit point; the drop waits in inbox/ and is looked at again later.
+
+    `name` is the file that held it back, when one did (for the waiting list)."""
+
+    def __init__(self, why: str, name: str = "") -> None:
+        super().__init__(why)
+        self.name = name
 
 
 @dataclass(frozen=True)
@@ -170,7 +176,7 @@ class Assembler:
         before = _identity(os.lstat(src))
         own_copy(src, dst)
         if _identity(os.lstat(src)) != before:
-            raise NotReady(f"{op.src} changed while intake copied it (a copy in place?)")
+            raise NotReady("it changed while intake copied it (a copy in place?)", name=src.name)
 
     def _apply(self, op: Op) -> bool:
         """Do one op if not done yet; False if its source vanished (the producer removed it)."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -94,7 +95,8 @@ class Planner:
         planned = Planned(job_id, "failed", failure=self._failure(job_id, "unclaimed", params, {}, ""))
         txn_rel = os.path.relpath(self.root / ".lipsyncd" / "intake", self.root)
         src = _rel(self.root, self.root / "inbox" / name)
-        return Transaction(txn=job_id, jobs=[planned], ops=[Op("rename", src, f"{txn_rel}/{job_id}/{job_id}/{INPUTS}/{name}")])
+        dst = f"{txn_rel}/{job_id}/{job_id}/{INPUTS}/{name}"
+        return Transaction(txn=job_id, jobs=[planned], ops=[Op("rename", src, dst)])
 
     def _failure(self, job_id: str, code: str, params: dict[str, Any], inputs: dict[str, str],
                  batch: str) -> dict[str, Any]:
@@ -131,6 +133,23 @@ class Planner:
             renames.append(Op("rename", src, dest(job_ids[0], name)))
             copies += [Op("copy", dest(job_ids[0], name), dest(job_id, name)) for job_id in job_ids[1:]]
         return renames + copies, snapshots
+
+
+def references(drops: list[Drop], reads: Mapping[str, tuple[Ticket | None, object]]) -> Counter[str]:
+    """How many loose tickets name each inbox file (a shared file must stay for the others)."""
+    refs: Counter[str] = Counter()
+    for drop in drops:
+        ticket = reads[drop.key][0] if drop.folder is None else None
+        if ticket is not None:
+            refs.update(ticket.files)
+    return refs
+
+
+def shared_names(drop: Drop, ticket: Ticket | None, refs: Counter[str]) -> set[str]:
+    """The files of a loose drop that another waiting ticket also names."""
+    if drop.folder is not None or ticket is None:
+        return set()
+    return {name for name in ticket.files if refs[name] > 1}
 
 
 def _rel(root: Path, path: Path) -> str:

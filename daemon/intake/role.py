@@ -30,7 +30,7 @@ from daemon.intake.diskguard import DiskGuard
 from daemon.intake.drop import Drop, folder_files, lstat, scan, signature
 from daemon.intake.ledger import Ledger
 from daemon.intake.names import Names
-from daemon.intake.planner import Planner
+from daemon.intake.planner import Planner, references, shared_names
 from daemon.intake.settle import Settler
 from daemon.intake.unclaimed import Sweeper
 from daemon.intake.waiting import Board, Wait
@@ -58,6 +58,7 @@ class Intake:
         self.sweeper = Sweeper(self.inbox, self.cfg.orphan_timeout_min * 60,
                                Settler(0, 1, clock))
         self.board = Board()
+        self.held: dict[str, tuple[str, str]] = {}  # drop -> (file, why) a writer held open at the last try
         self.paused: str | None = None
         self.disk = DiskGuard(share.root, self.cfg.pause_below_free_gb, self.cfg.resume_above_free_gb)
 
@@ -90,12 +91,13 @@ class Intake:
         drops = scan(self.inbox)
         names = Names()
         reads = {drop.key: self._read(drop, names) for drop in drops}  # each ticket read once per scan
-        refs = self._references(drops, reads)
+        refs = references(drops, reads)
         self.board = Board()
         busy = False
         for drop in drops:
             busy |= self._consider(drop, reads[drop.key], refs)
         self.settler.keep_only(d.key for d in drops)
+        self.held = {k: v for k, v in self.held.items() if k in reads}
         busy |= self._sweep(drops, reads)
         return busy
 
@@ -111,14 +113,17 @@ class Intake:
             if missing:
                 return self._wait_missing(drop, ticket, missing, refs)
         if not settled:
-            if problem is None and ticket is not None:
+            if drop.key in self.held:  # settling again after a writer held a file open
+                name, why = self.held[drop.key]
+                self._waits(drop).add(name, "open", why)
+            elif problem is None and ticket is not None:
                 self._waits(drop).add(", ".join(self.settler.changed(drop.key)) or drop.label, "copying")
             return False
         problem = problem or self._file_problem(drop, ticket)
         if problem is not None:
             return self._reject(drop, problem, ticket, refs)
         assert ticket is not None
-        incomplete = [(n, why) for n in ticket.files if (why := self._incomplete(drop, n, parts)) is not None]
+        incomplete = [(n, cut) for n in ticket.files if (cut := self._incomplete(drop, n, parts)) is not None]
         if incomplete:
             return self._wait_incomplete(drop, ticket, incomplete, refs)
         return self._accept(drop, ticket, refs)
@@ -203,7 +208,7 @@ class Intake:
         keys = [checks.job_key(drop, ticket, pair, engine) for pair in ticket.pairs]
         policy = self.cfg.duplicate_policy
         originals = [self.ledger.original(k) if policy != "process" else None for k in keys]
-        tx = self.planner.accept(drop, ticket, keys, self._external(drop, ticket, refs), originals, policy)
+        tx = self.planner.accept(drop, ticket, keys, shared_names(drop, ticket, refs), originals, policy)
         for planned in tx.jobs:
             planned.notes = ticket.notes
         landed = self._commit(drop, tx, ticket, refs)
@@ -216,7 +221,7 @@ class Intake:
         files = ticket.files if ticket is not None else ()
         inputs = ({"audio": printable(ticket.pairs[0].audio), "video": printable(ticket.pairs[0].video)}
                   if ticket is not None and len(ticket.pairs) == 1 else {})
-        external = self._external(drop, ticket, refs) if ticket is not None else set()
+        external = shared_names(drop, ticket, refs) if ticket is not None else set()
         tx = self.planner.reject(drop, problem.code, problem.params, files, external, inputs,
                                  ticket.batch if ticket is not None else "")
         return bool(self._commit(drop, tx, ticket, refs))
@@ -226,10 +231,12 @@ class Intake:
             landed = self.assembler.commit(tx, self._guard)
         except NotReady as exc:
             self.settler.restart(drop.key)  # not settled after all: a full window again before retrying
-            self._waits(drop).add(drop.label, "open", str(exc))
+            self.held[drop.key] = (exc.name or drop.label, str(exc))
+            self._waits(drop).add(*self.held[drop.key][:1], "open", str(exc))
             log.info("%s: waiting: %s", drop.label, exc)
             return []
         self.settler.forget(drop.key)
+        self.held.pop(drop.key, None)
         if ticket is not None and drop.folder is None:
             refs.subtract(ticket.files)  # the next ticket sharing a file may now be its last user
         for job in landed:
@@ -251,7 +258,8 @@ class Intake:
         busy = writers.open_for_writing(tx.sources(self.share.root))
         if busy:
             path, who = next(iter(busy.items()))
-            raise NotReady(f"{printable(os.path.basename(path))} is still open for writing by {who}")
+            name = printable(os.path.basename(path))
+            raise NotReady(f"{name} is still open for writing by {who}", name=name)
 
     def _sweep(self, drops: list[Drop], reads: dict[str, Read]) -> bool:
         """Move loose files no ticket named for orphan_timeout_min to failed/<name>-unclaimed/."""
@@ -270,23 +278,6 @@ class Intake:
                     "moved %s out of inbox/: no ticket named it for %g minutes", printable(name), minutes)
             moved = True
         return moved
-
-    @staticmethod
-    def _references(drops: list[Drop], reads: dict[str, Read]) -> Counter[str]:
-        """How many loose tickets name each inbox file (shared files must stay for the others)."""
-        refs: Counter[str] = Counter()
-        for drop in drops:
-            if drop.folder is None:
-                ticket, _ = reads[drop.key]
-                if ticket is not None:
-                    refs.update(ticket.files)
-        return refs
-
-    @staticmethod
-    def _external(drop: Drop, ticket: Ticket | None, refs: Counter[str]) -> set[str]:
-        if drop.folder is not None or ticket is None:
-            return set()
-        return {name for name in ticket.files if refs[name] > 1}
 
     def _pause(self, reason: str | None) -> None:
         def kind(r: str | None) -> str | None:
