@@ -175,3 +175,11 @@ def test_a_transaction_left_by_a_crash_mid_snapshot_is_cleared_without_touching_
     intake.start()
     assert list((root / ".lipsyncd" / "intake").iterdir()) == []
     assert _digest(root / "inbox" / "teacher.mp4") == _digest(media_dir / "v.mp4")
+
+
+def test_the_probe_fallback_says_when_a_file_ends_early(tmp_path: Path, media_dir: Path) -> None:
+    from daemon.intake.completeness import probe_verdict
+
+    _cut(media_dir / "v.mp4", tmp_path / "part.mp4", 0.6)
+    assert "moov atom not found" in (probe_verdict(tmp_path / "part.mp4") or "")
+    assert probe_verdict(media_dir / "v.mp4") is None
