@@ -6,6 +6,7 @@ import shutil
 import time
 from typing import Any
 
+from daemon.housekeeping import inbox_section
 from daemon.housekeeping.texts import duration, number, size
 
 BAR = 20
@@ -41,6 +42,7 @@ def render(snap: dict[str, Any], root: str, width: int | None = None) -> str:
     out += _block(f"QUEUED ({len(queued)})", [[str(i), q["job"], f"waiting {duration(q.get('wait_s'), 'en')}",
                                                f"attempt {q.get('attempt', 1)}" if (q.get("attempt") or 1) > 1
                                                else ""] for i, q in enumerate(queued[:10], 1)], width, flex=1)
+    out += inbox_section.text_lines(snap, now)
     out += _block("WORKERS", [[f"{w['host']}/{w['worker']}", w.get("phase") or "?", w.get("job") or "",
                                f"heartbeat {duration(w.get('last_heartbeat_age_s'), 'en')} ago"]
                               for w in snap.get("workers") or []], width, flex=2)

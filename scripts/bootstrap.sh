@@ -9,6 +9,7 @@ packages=(ffmpeg espeak-ng sox python3-venv python3-dev bubblewrap)  # bubblewra
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(chromium tmux faketime e2fsprogs)
+  packages+=(samba smbclient smbnetfs rsync)  # the Samba intake tests (tests/field/test_samba_intake.py)
   extras="[test]"
 fi
 

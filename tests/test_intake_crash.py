@@ -29,12 +29,12 @@ def trap(kind, fn):
     return wrapped
 assembly.Assembler._apply = trap("op", assembly.Assembler._apply)
 assembly.state.move = trap("move", assembly.state.move)
-real_write = assembly.atomic.write_json
+real_write = assembly._write_json_ascii
 def write_json(path, *a, **k):
     if path.name == assembly.PLAN:
         return trap("plan", real_write)(path, *a, **k)
     return real_write(path, *a, **k)
-assembly.atomic.write_json = write_json
+assembly._write_json_ascii = write_json
 from daemon.cli import main
 sys.exit(main(["intake"]))
 """

@@ -45,6 +45,8 @@ class IntakeConfig:
     settle_s: float = setting(5.0, min=0, max=86400)
     settle_scans: int = setting(2, min=2, max=100)
     orphan_timeout_min: float = setting(60.0, min=0.01, max=10080)
+    # a named file whose header says it is cut off waits this long unchanged before failing as incomplete
+    incomplete_grace_s: float = setting(300.0, min=0, max=86400)
     max_ticket_bytes: int = setting(65536, min=64, max=10_485_760)
     max_files_per_ticket: int = setting(64, min=2, max=10_000)
     max_file_mb: int = setting(20480, min=1)

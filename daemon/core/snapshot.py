@@ -43,10 +43,17 @@ def collect(root: Path, now: float | None = None, recent: int = RECENT) -> dict[
         "done": [_finished(j) for j in done],
         "failed": [_finished(j) for j in failed],
         "workers": [_worker(b, now) for b in all_beats],
-        "intake": _read(internal / "roles" / "intake.json"),
+        "intake": (intake := _read(internal / "roles" / "intake.json")),
+        "waiting": _waiting(intake),
         "watchdog": _read(internal / "roles" / "watchdog.json"),
         "disk": disk(root),
     }
+
+
+def _waiting(intake: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Drops intake holds back in inbox/ (what each waits for, since when, its deadline), as it last wrote."""
+    rows = (intake or {}).get("waiting")
+    return [w for w in rows if isinstance(w, dict)] if isinstance(rows, list) else []
 
 
 def disk(path: Path) -> dict[str, int] | None:

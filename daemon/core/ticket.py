@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from daemon.core import messages
 from daemon.core.errors import JobRejected
 
 if sys.version_info >= (3, 11):
@@ -31,6 +33,32 @@ ENGINE_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
 }
 _POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 _UNSAFE = re.compile(r"[^\w.\-]+")
+# control characters, invisible direction overrides and undecodable bytes (surrogate escapes of a file
+# name that is not UTF-8): escaped wherever a name is shown, so a producer sees what is really there
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
+MAX_DEPTH = 16  # tables/arrays inside each other; no real ticket goes past 2
+MAX_NAME_BYTES = 255  # one path component, as every filesystem producers use allows
+MAX_PATH_BYTES = 1024
+# names Windows cannot open as files, with or without an extension (CON.mp4 is CON)
+WINDOWS_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
+                              *(f"COM{i}" for i in "123456789"), *(f"LPT{i}" for i in "123456789")})
+
+messages.register({
+    "ticket_too_complex": {
+        "en": ("The job ticket {ticket} cannot be used: {detail}.",
+               "A ticket only names files and a few settings; write it like the examples in the README "
+               "and drop it again."),
+        "zh": ("任务单 {ticket} 无法使用：{detail}。",
+               "任务单只需列出文件名和少量设置，请参照 README 中的示例重写后重新放入。"),
+    },
+    "ticket_control_char": {
+        "en": ("The job ticket {ticket} names '{name}', which contains an invisible control character "
+               "(shown here as {chars}).",
+               "Rename the file without it (retype the name), fix the ticket, and drop both again."),
+        "zh": ("任务单 {ticket} 引用的 '{name}' 中含有不可见的控制字符（此处显示为 {chars}）。",
+               "请重新输入文件名（去掉该字符），改好任务单后一起重新放入。"),
+    },
+})
 
 
 @dataclass(frozen=True)
@@ -49,6 +77,7 @@ class Ticket:
     options: dict[str, Any] = field(default_factory=dict)  # loop, max_height, engine options
     priority: int = 0
     batch: str = ""
+    notes: tuple[str, ...] = ()  # adjustments a producer should hear about (e.g. a renamed output)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -62,7 +91,10 @@ class Ticket:
 def decode(raw: bytes, ticket: str) -> tuple[str, str]:
     """(text, encoding name) of a ticket saved by any common editor; JobRejected if not text."""
     if raw.startswith(b"\xef\xbb\xbf"):
-        return raw[3:].decode("utf-8", errors="strict"), "utf-8-bom"
+        try:
+            return raw[3:].decode("utf-8", errors="strict"), "utf-8-bom"
+        except UnicodeDecodeError:  # a BOM, then bytes that are not UTF-8 (found by the fuzz test)
+            raise JobRejected("ticket_encoding", ticket=ticket) from None
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return raw.decode("utf-16"), "utf-16"
@@ -84,12 +116,7 @@ def parse(raw: bytes, ticket: str, *, allowed_engines: tuple[str, ...], max_file
     text, encoding = decode(raw, ticket)
     if not text.strip():
         raise JobRejected("ticket_empty", ticket=ticket)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        pos = _POS.search(str(exc))
-        raise JobRejected("ticket_syntax", ticket=ticket, detail=_POS.sub("", str(exc)).strip(),
-                          line=pos.group(1) if pos else "?", column=pos.group(2) if pos else "?") from None
+    data = _load(text, ticket)
     if not data:
         raise JobRejected("ticket_empty", ticket=ticket)
     _check_keys(data, ticket)
@@ -98,23 +125,78 @@ def parse(raw: bytes, ticket: str, *, allowed_engines: tuple[str, ...], max_file
     if len(audios) > 1 and len(videos) > 1:
         raise JobRejected("ticket_no_media", ticket=ticket,
                           detail="a batch has either several audios or several videos, not both")
-    if len(set(audios) | set(videos)) + 1 > max_files:
-        raise JobRejected("too_many_files", ticket=ticket, count=len(audios) + len(videos) + 1,
-                          limit=max_files)
+    named = len(audios) + len(videos)  # what the producer wrote, repeats included
+    if named > max_files:
+        raise JobRejected("too_many_files", ticket=ticket, count=named, limit=max_files)
     engine = _engine(data, ticket, allowed_engines)
     options = _options(data, ticket, engine)
     stem = PurePosixPath(ticket).stem
-    return Ticket(name=ticket, encoding=encoding, pairs=_pairs(data, audios, videos, stem, ticket),
-                  engine=engine, options=options, priority=_int(data, "priority", ticket, -100, 100, 0),
-                  batch=_str(data, "batch", ticket) or stem)
+    pairs, notes = _pairs(data, audios, videos, stem, ticket)
+    return Ticket(name=ticket, encoding=encoding, pairs=pairs, engine=engine, options=options,
+                  priority=_int(data, "priority", ticket, -100, 100, 0),
+                  batch=printable(_str(data, "batch", ticket) or stem), notes=notes)
+
+
+def _load(text: str, ticket: str) -> dict[str, Any]:
+    """tomllib's answer, or JobRejected for every way it can fail on hostile text.
+
+    Besides TOMLDecodeError, tomllib raises RecursionError on deep nesting and ValueError on integers
+    past Python's digit limit; nesting it accepts could still blow the stack of anything that walks
+    the data later, so the depth is bounded here, once.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        pos = _POS.search(str(exc))
+        raise JobRejected("ticket_syntax", ticket=ticket, detail=printable(_POS.sub("", str(exc)).strip()),
+                          line=pos.group(1) if pos else "?", column=pos.group(2) if pos else "?") from None
+    except RecursionError:
+        raise JobRejected("ticket_too_complex", ticket=ticket,
+                          detail=f"it nests brackets or tables deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        raise JobRejected("ticket_too_complex", ticket=ticket, detail=printable(str(exc))[:120]) from None
+    if _depth(data) > MAX_DEPTH:
+        raise JobRejected("ticket_too_complex", ticket=ticket,
+                          detail=f"it nests brackets or tables deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def _depth(data: Any) -> int:
+    """Nesting depth of parsed TOML, without recursion (the data may be thousands of levels deep)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def printable(text: str) -> str:
+    """`text` with control characters, direction overrides and undecodable bytes escaped (\\x07)."""
+    return _HIDDEN.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's escape of a raw byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def nfc(name: str) -> str:
+    """The form names are compared in: macOS writes NFD, most editors NFC."""
+    return unicodedata.normalize("NFC", name)
 
 
 def _check_keys(data: dict[str, Any], ticket: str) -> None:
     for key in data:
         if key not in KEYS:
-            close = difflib.get_close_matches(key, KEYS, n=1)
-            raise JobRejected("ticket_unknown_key", ticket=ticket, key=key, allowed=", ".join(KEYS),
-                              hint=f" (did you mean '{close[0]}'?)" if close else "")
+            close = difflib.get_close_matches(key[:40], KEYS, n=1)
+            raise JobRejected("ticket_unknown_key", ticket=ticket, key=_show(key, 60, quote=False),
+                              allowed=", ".join(KEYS), hint=f" (did you mean '{close[0]}'?)" if close else "")
 
 
 def _names(data: dict[str, Any], one: str, many: str, ticket: str, nested: bool) -> list[str]:
@@ -137,19 +219,27 @@ def _names(data: dict[str, Any], one: str, many: str, ticket: str, nested: bool)
 
 def check_name(name: str, ticket: str, nested: bool) -> str:
     """A file name from a ticket, normalised; rejects anything that could leave the job's folder."""
-    if not name.strip() or "\x00" in name:
-        raise JobRejected("ticket_bad_name", ticket=ticket, name=name, why="is empty")
+    shown = _show(name, 120, quote=False)
+    if not name.strip():
+        raise JobRejected("ticket_bad_name", ticket=ticket, name=shown, why="is empty")
+    hidden = sorted({printable(c) for c in name if unicodedata.category(c) in ("Cc", "Cs")})
+    if hidden:
+        raise JobRejected("ticket_control_char", ticket=ticket, name=shown, chars=" ".join(hidden))
     norm = name.replace("\\", "/")
     if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm):
-        raise JobRejected("ticket_bad_name", ticket=ticket, name=name, why="is an absolute path")
+        raise JobRejected("ticket_bad_name", ticket=ticket, name=shown, why="is an absolute path")
     parts = PurePosixPath(norm).parts
     if ".." in parts:
-        raise JobRejected("ticket_bad_name", ticket=ticket, name=name, why="points outside the job ('..')")
+        raise JobRejected("ticket_bad_name", ticket=ticket, name=shown, why="points outside the job ('..')")
     if len(parts) > 1 and not nested:
-        raise JobRejected("ticket_bad_name", ticket=ticket, name=name,
+        raise JobRejected("ticket_bad_name", ticket=ticket, name=shown,
                           why="names a sub-folder; a ticket loose in inbox/ can only name files next to it")
-    if PurePosixPath(norm).name == PurePosixPath(ticket).name:
-        raise JobRejected("ticket_bad_name", ticket=ticket, name=name, why="is the ticket itself")
+    if (len(norm.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES
+            or any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for p in parts)):
+        raise JobRejected("ticket_bad_name", ticket=ticket, name=shown,
+                          why=f"is longer than a file name can be ({MAX_NAME_BYTES} bytes)")
+    if nfc(PurePosixPath(norm).name) == nfc(PurePosixPath(ticket).name):
+        raise JobRejected("ticket_bad_name", ticket=ticket, name=shown, why="is the ticket itself")
     return str(PurePosixPath(*parts))
 
 
@@ -177,7 +267,8 @@ def _options(data: dict[str, Any], ticket: str, engine: str | None) -> dict[str,
     for key, value in extra.items():
         if key not in schema:
             allowed = ", ".join(schema) or "none for this engine"
-            raise JobRejected("ticket_unknown_key", ticket=ticket, key=f"options.{key}", allowed=allowed, hint="")
+            raise JobRejected("ticket_unknown_key", ticket=ticket, key=f"options.{_show(key, 40, quote=False)}",
+                              allowed=allowed, hint="")
         out[key] = _option_value(key, value, schema[key], ticket)
     return out
 
@@ -198,27 +289,40 @@ def _option_value(key: str, value: Any, rule: tuple[type, Any], ticket: str) -> 
     return value
 
 
-def _pairs(data: dict[str, Any], audios: list[str], videos: list[str], stem: str, ticket: str) -> tuple[Pair, ...]:
-    base = _str(data, "output", ticket)
-    if base is not None:
-        base = check_name(base, ticket, nested=False)
-        base = base[:-4] if base.lower().endswith(".mp4") else base
-    base = safe_stem(base or stem)
+def _pairs(data: dict[str, Any], audios: list[str], videos: list[str], stem: str,
+           ticket: str) -> tuple[tuple[Pair, ...], tuple[str, ...]]:
+    asked = _str(data, "output", ticket)
+    if asked is not None:
+        asked = check_name(asked, ticket, nested=False)
+        asked = asked[:-4] if asked.lower().endswith(".mp4") else asked
+    base, notes = windows_safe(safe_stem(asked or stem))
+    if asked is not None and base != asked:
+        notes = (f"output name '{printable(asked)}.mp4' was written as '{base}.mp4' "
+                 "(only letters, digits, '-', '_' and '.' are kept, and Windows must be able to open it)",)
     if len(audios) == 1 and len(videos) == 1:
-        return (Pair(audios[0], videos[0], f"{base}.mp4"),)
+        return (Pair(audios[0], videos[0], f"{base}.mp4"),), notes
     varying = audios if len(audios) > 1 else videos
     pairs = []
     for i, name in enumerate(varying, 1):
         audio = name if len(audios) > 1 else audios[0]
         video = name if len(videos) > 1 else videos[0]
         pairs.append(Pair(audio, video, f"{base}__{i:02d}_{safe_stem(PurePosixPath(name).stem)}.mp4"))
-    return tuple(pairs)
+    return tuple(pairs), notes
+
+
+def windows_safe(stem: str) -> tuple[str, tuple[str, ...]]:
+    """`stem` changed so Windows can open `<stem>.mp4` (CON, AUX, NUL, COM1...), and what changed."""
+    if stem.split(".", 1)[0].upper() not in WINDOWS_RESERVED:
+        return stem, ()
+    fixed = f"{stem}_"
+    return fixed, (f"output name '{stem}.mp4' is a device name Windows cannot open; written as '{fixed}.mp4'",)
 
 
 def safe_stem(text: str, limit: int = 60) -> str:
-    """A name usable in job ids and file names on every share (no @, no separators, no leading dot)."""
-    cleaned = _UNSAFE.sub("_", text).strip("._") or "job"
-    return cleaned[:limit]
+    """A name usable in job ids and file names on every share (no @, no separators, no leading or
+    trailing dot, no trailing space: Windows drops those)."""
+    cleaned = _UNSAFE.sub("_", nfc(text)).strip("._") or "job"  # NFC: a macOS name keeps its accents
+    return cleaned[:limit].rstrip("._") or "job"
 
 
 def _str(data: dict[str, Any], key: str, ticket: str) -> str | None:
@@ -240,6 +344,7 @@ def _int(data: dict[str, Any], key: str, ticket: str, lo: int, hi: int, default:
     return value
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _show(value: Any, limit: int = 60, quote: bool = True) -> str:
+    """A value as a producer can read it: short, with hidden characters escaped."""
+    text = printable(repr(value) if quote else str(value))
+    return text if len(text) <= limit else text[:limit - 3] + "..."

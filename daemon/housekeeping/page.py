@@ -11,6 +11,7 @@ import json
 import math
 from typing import Any
 
+from daemon.housekeeping import inbox_section
 from daemon.housekeeping.texts import TEXTS, clock, duration, say, size
 
 CSS = """
@@ -68,7 +69,8 @@ def render(snap: dict[str, Any], language: str = "en", refresh_s: float = 5.0) -
              f'<div class="sub">{e(say(lang, "updated", time=clock(now, now), n=refresh))}</div>',
              f'<div id="stale" class="banner warn" hidden data-t="{e(say(lang, "stale", age="{age}"))}"></div>',
              *_banners(snap, lang), _cards(snap, lang, now),
-             _running(snap, lang), _queue(snap, lang), _workers(snap, lang), _gpus(snap, lang),
+             _running(snap, lang), _queue(snap, lang), inbox_section.html_section(snap, lang, now),
+             _workers(snap, lang), _gpus(snap, lang),
              _failed(snap, lang, now), _done(snap, lang, now), _alerts(snap, lang),
              f'<footer>{e(say(lang, "help"))}</footer></main>',
              f"<script>{STALE_JS % (json.dumps(now), max(60, refresh * 6))}</script></body></html>\n"]

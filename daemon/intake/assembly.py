@@ -1,35 +1,52 @@
-"""Moving a settled drop into job folders crash-safely, by renames (and links for shared files) only.
+"""Moving a settled drop into job folders crash-safely: renames, and copies that are the job's own.
 
 A transaction folder `.lipsyncd/intake/<txn>/` first receives the new job folders with our own files
-(job.json, attempt.json, error.txt/report.json for a rejection), then `plan.json` (the commit point),
-then the producer's files are renamed/linked in, then each job folder is moved to staging/ or failed/.
+(job.json, attempt.json, error.txt/report.json for a rejection) and verified copies of inbox files other
+tickets still need ("snapshots"), then `plan.json` (the commit point), then the producer's files are
+renamed in and copied from the job's own file into its sister jobs, then each job folder is moved to
+staging/ or failed/. Just before the commit point a guard may call it off (NotReady: a writer still has
+a file open, the share's layout changed); the folder then holds only our files and is removed.
 After a crash, `recover()` completes every transaction that has a plan (ops are idempotent) and removes
-those without one (they hold only our files). Nothing is ever stranded between two renames.
+those without one. Nothing is ever stranded between two renames; no job shares an inode with inbox/.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import json
 import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from daemon.core import atomic, report, state
-from daemon.core.errors import ShareUnreachable, is_unreachable
+from daemon.core.errors import ShareUnreachable, is_out_of_space, is_unreachable
 from daemon.core.job import ATTEMPT, SPEC, Job, JobSpec
 from daemon.core.state import JobState
 
 log = logging.getLogger(__name__)
 PLAN = "plan.json"
+FICLONE = 0x40049409  # linux/fs.h: share the source's blocks copy-on-write (btrfs, XFS); else copy
+
+
+class NotReady(Exception):
+    """Called off before the commit point; the drop waits in inbox/ and is looked at again later.
+
+    `name` is the file that held it back, when one did (for the waiting list)."""
+
+    def __init__(self, why: str, name: str = "") -> None:
+        super().__init__(why)
+        self.name = name
 
 
 @dataclass(frozen=True)
 class Op:
-    kind: str  # "rename" or "link"
+    kind: str  # "rename", or "copy" (a job's own bytes); "link" only in transactions of older versions
     src: str  # relative to the share root
     dst: str
 
@@ -42,6 +59,7 @@ class Planned:
     failure: dict[str, Any] | None = None  # report.write_failure keyword arguments
     result_from: str | None = None  # relative to the root: an identical job's finished result
     duplicate_of: str | None = None
+    notes: tuple[str, ...] = ()  # what intake adjusted (an output renamed for Windows, a name's form)
 
 
 @dataclass
@@ -49,6 +67,11 @@ class Transaction:
     txn: str
     jobs: list[Planned]
     ops: list[Op] = field(default_factory=list)
+    snapshots: list[Op] = field(default_factory=list)  # copies out of inbox/, made before the commit point
+
+    def sources(self, root: Path) -> list[Path]:
+        """The inbox paths this transaction reads or moves (what no writer may still hold open)."""
+        return [root / op.src for op in (*self.ops, *self.snapshots) if not op.src.startswith(".lipsyncd/")]
 
 
 class Assembler:
@@ -57,16 +80,30 @@ class Assembler:
         self.language = language
         self.area = root / ".lipsyncd" / "intake"
 
-    def commit(self, tx: Transaction) -> list[Job]:
-        """Prepare, commit and execute one transaction; returns the jobs where they landed."""
+    def commit(self, tx: Transaction, guard: Callable[[Transaction], None] = lambda tx: None) -> list[Job]:
+        """Prepare, commit and execute one transaction; returns the jobs where they landed.
+
+        `guard` runs just before the commit point and may raise NotReady to call it off."""
         folder = self.area / tx.txn
         folder.mkdir(parents=True)
-        for planned in tx.jobs:
-            self._prepare(folder / planned.job_id, planned)
+        try:
+            for planned in tx.jobs:
+                self._prepare(folder / planned.job_id, planned)
+            guard(tx)
+            for op in tx.snapshots:
+                self._snapshot(op)
+        except NotReady:
+            shutil.rmtree(folder, ignore_errors=True)  # only our files and copies are in it
+            raise
+        except OSError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            if is_out_of_space(exc):
+                raise NotReady(f"no space left on the share to copy {exc.filename or 'a shared file'}") from exc
+            raise
         plan = {"txn": tx.txn, "created_at": time.time(),
                 "jobs": [{"id": p.job_id, "target": p.target} for p in tx.jobs],
                 "ops": [op.__dict__ for op in tx.ops]}
-        atomic.write_json(folder / PLAN, plan)
+        _write_json_ascii(folder / PLAN, plan)
         return self._finish(folder, plan)
 
     def recover(self) -> list[Job]:
@@ -89,7 +126,10 @@ class Assembler:
     def _prepare(self, job_dir: Path, planned: Planned) -> None:
         job_dir.mkdir(parents=True)  # inputs/ is made by the first move into it (or is the moved folder)
         if planned.spec is not None:
-            atomic.write_json(job_dir / SPEC, planned.spec.to_json())
+            spec = planned.spec.to_json()
+            if planned.notes:
+                spec["notes"] = list(planned.notes)  # readers ignore keys they do not know
+            _write_json_ascii(job_dir / SPEC, spec)
         atomic.write_json(job_dir / ATTEMPT, {"attempt": 1})
         if planned.failure is not None:
             report.write_failure(job_dir, language=self.language, **planned.failure)
@@ -129,6 +169,15 @@ class Assembler:
                         folder)
         return landed
 
+    def _snapshot(self, op: Op) -> None:
+        """Copy an inbox file another ticket still needs; NotReady if it changed while we copied."""
+        src, dst = self.root / op.src, self.root / op.dst
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        before = _identity(os.lstat(src))
+        own_copy(src, dst)
+        if _identity(os.lstat(src)) != before:
+            raise NotReady("it changed while intake copied it (a copy in place?)", name=src.name)
+
     def _apply(self, op: Op) -> bool:
         """Do one op if not done yet; False if its source vanished (the producer removed it)."""
         src, dst = self.root / op.src, self.root / op.dst
@@ -138,7 +187,9 @@ class Assembler:
         try:
             if op.kind == "rename":
                 os.rename(src, dst)
-            else:
+            elif op.kind == "copy":
+                own_copy(src, dst)
+            else:  # a plan written before copies replaced links: finish it as it was planned
                 _link_or_copy(src, dst)
         except OSError as exc:
             if exc.errno == errno.ENOENT and not os.path.lexists(src):
@@ -161,6 +212,58 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.part")
     shutil.copyfile(src, tmp, follow_symlinks=False)
     os.rename(tmp, dst)
+
+
+def _write_json_ascii(path: Path, obj: Any) -> None:
+    """JSON that survives a file name which is not UTF-8: its undecodable bytes (surrogate escapes)
+    are written as \\udcXX and read back as the same name by json.loads."""
+    atomic.write_bytes(path, (json.dumps(obj, ensure_ascii=True, indent=2, sort_keys=True) + "\n").encode())
+
+
+def own_copy(src: Path, dst: Path) -> None:
+    """`dst` becomes a file of its own with `src`'s bytes and times: a reflink where the filesystem
+    has one, else a copy in the kernel; written under a temporary name and renamed into place."""
+    tmp = dst.with_name(f".{dst.name}.part")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    sfd = os.open(src, flags)
+    try:
+        dfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            if not _reflink(sfd, dfd):
+                _kernel_copy(sfd, dfd, os.fstat(sfd).st_size)
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)
+    shutil.copystat(src, tmp, follow_symlinks=False)
+    os.rename(tmp, dst)
+
+
+def _reflink(sfd: int, dfd: int) -> bool:
+    try:
+        fcntl.ioctl(dfd, FICLONE, sfd)
+        return True
+    except OSError:  # EOPNOTSUPP, EXDEV, EINVAL: this filesystem copies
+        return False
+
+
+def _kernel_copy(sfd: int, dfd: int, size: int) -> None:
+    offset = 0
+    while offset < size:
+        try:
+            sent = os.copy_file_range(sfd, dfd, min(size - offset, 1 << 30), offset, offset)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            sent = os.pwrite(dfd, os.pread(sfd, min(size - offset, 1 << 20), offset), offset)
+        if sent == 0:
+            break  # the source shrank under us: the snapshot check sees it
+        offset += sent
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _job_of(dst: str) -> str:

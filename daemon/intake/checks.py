@@ -12,22 +12,31 @@ import stat
 from pathlib import Path
 
 from daemon.core.errors import JobRejected
-from daemon.core.ticket import Pair, Ticket
+from daemon.core.ticket import Pair, Ticket, printable
+from daemon.intake import peek
 from daemon.intake.drop import Drop, lstat
 
 _FINGERPRINT_BYTES = 1 << 20
 
 
 def check_ticket_file(drop: Drop, max_bytes: int) -> bytes:
-    """The ticket's bytes, refusing links and oversized files."""
+    """The ticket's bytes, refusing links, special files and oversized files; never blocks."""
     st = lstat(drop.ticket)
     if st is None:
         raise FileNotFoundError(drop.ticket)
     if stat.S_ISLNK(st.st_mode):
         raise JobRejected("file_symlink", name=drop.label)
+    if not stat.S_ISREG(st.st_mode):
+        raise JobRejected("media_invalid", name=drop.label, detail=f"it is {peek.kind_of(st.st_mode)}, not a file")
     if st.st_size > max_bytes:
         raise JobRejected("ticket_too_large", ticket=drop.label, size=st.st_size, limit=max_bytes)
-    return drop.ticket.read_bytes()
+    try:
+        raw = peek.read(drop.ticket, max_bytes + 1)  # +1: a ticket that grew since the lstat is seen
+    except peek.NotRegular as exc:
+        raise JobRejected("media_invalid", name=drop.label, detail=f"it is {exc.kind}, not a file") from None
+    if len(raw) > max_bytes:
+        raise JobRejected("ticket_too_large", ticket=drop.label, size=len(raw), limit=max_bytes)
+    return raw
 
 
 def missing_files(drop: Drop, ticket: Ticket) -> list[str]:
@@ -48,18 +57,19 @@ def check_files(drop: Drop, ticket: Ticket, max_file_bytes: int) -> None:
         st = lstat(path)
         if st is None:
             raise FileNotFoundError(path)
+        shown = printable(name)
         if stat.S_ISLNK(st.st_mode):
-            raise JobRejected("file_symlink", name=name)
+            raise JobRejected("file_symlink", name=shown)
         real = os.path.realpath(path)
         if os.path.commonpath([base, real]) != base:
-            raise JobRejected("ticket_bad_name", ticket=drop.label, name=name,
+            raise JobRejected("ticket_bad_name", ticket=drop.label, name=shown,
                               why="leads outside the job's folder through a link")
         if not stat.S_ISREG(st.st_mode):
-            raise JobRejected("media_invalid", name=name, detail="it is a folder or device, not a file")
+            raise JobRejected("media_invalid", name=shown, detail=f"it is {peek.kind_of(st.st_mode)}, not a file")
         if st.st_size == 0:
-            raise JobRejected("file_empty", name=name)
+            raise JobRejected("file_empty", name=shown)
         if st.st_size > max_file_bytes:
-            raise JobRejected("file_too_large", name=name, size=_mb(st.st_size), limit=_mb(max_file_bytes))
+            raise JobRejected("file_too_large", name=shown, size=_mb(st.st_size), limit=_mb(max_file_bytes))
 
 
 def job_key(drop: Drop, ticket: Ticket, pair: Pair, engine: str) -> str:
@@ -74,13 +84,13 @@ def job_key(drop: Drop, ticket: Ticket, pair: Pair, engine: str) -> str:
 
 def _fingerprint(path: Path) -> bytes:
     """Size plus hashes of the first and last MiB: cheap on 20 GB files, precise enough for duplicates."""
-    size = os.path.getsize(path)
+    try:
+        size, head, tail = peek.head_and_tail(path, _FINGERPRINT_BYTES)
+    except peek.NotRegular as exc:  # swapped for a FIFO or link since check_files
+        raise JobRejected("media_invalid", name=printable(path.name), detail=f"it is {exc.kind}, not a file") from None
     h = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as fh:
-        h.update(fh.read(_FINGERPRINT_BYTES))
-        if size > 2 * _FINGERPRINT_BYTES:
-            fh.seek(-_FINGERPRINT_BYTES, os.SEEK_END)
-            h.update(fh.read(_FINGERPRINT_BYTES))
+    h.update(head)
+    h.update(tail)
     return h.digest()
 
 

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.core.errors import ShareUnreachable, is_unreachable
+from daemon.core.errors import JobRejected, ShareUnreachable, is_unreachable
+from daemon.core.ticket import printable
 
 TEMP_PATTERNS = (".*", "*.part", "*.tmp", "*.crdownload", "~$*", "._*", "Thumbs.db", "desktop.ini")
 MAX_FOLDER_FILES = 10_000
@@ -41,18 +42,19 @@ class Drop:
     @property
     def label(self) -> str:
         """How producers know this drop: the ticket name, or folder/ticket."""
-        return f"{self.folder.name}/{self.ticket.name}" if self.folder else self.ticket.name
+        name = f"{self.folder.name}/{self.ticket.name}" if self.folder else self.ticket.name
+        return printable(name)
 
 
 def scan(inbox: Path) -> list[Drop]:
     drops = []
-    for entry in _scandir(inbox):
+    for entry in entries_of(inbox):
         if is_temporary(entry.name):
             continue
         if _is_ticket_name(entry.name) and not _is_dir(entry):
             drops.append(Drop(ticket=Path(entry.path), base=inbox))
         elif _is_dir(entry) and not entry.is_symlink():
-            tickets = sorted(e.name for e in _scandir(Path(entry.path))
+            tickets = sorted(e.name for e in entries_of(Path(entry.path))
                              if _is_ticket_name(e.name) and not is_temporary(e.name) and not _is_dir(e))
             if tickets:
                 folder = Path(entry.path)
@@ -70,6 +72,8 @@ def lstat(path: Path) -> os.stat_result | None:
             return None
         if is_unreachable(exc):
             raise ShareUnreachable(f"cannot stat {path}: {exc.strerror}") from exc
+        if exc.errno in (errno.ELOOP, errno.ENAMETOOLONG):  # a name no file can have, or a link loop
+            raise JobRejected("media_invalid", name=printable(path.name), detail=exc.strerror) from None
         raise
 
 
@@ -86,7 +90,7 @@ def folder_files(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
     stack = [folder]
     while stack:
         current = stack.pop()
-        for entry in _scandir(current):
+        for entry in entries_of(current):
             count += 1
             if count > MAX_FOLDER_FILES:
                 return
@@ -109,7 +113,7 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def _scandir(path: Path) -> list[os.DirEntry[str]]:
+def entries_of(path: Path) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(path) as it:
             return list(it)

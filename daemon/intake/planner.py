@@ -1,7 +1,9 @@
 """Turning a settled drop into a transaction: job ids, one job per (audio, video) pair, the file moves.
 
-A file several jobs need is linked into all but the last and renamed into the last; a file another
-pending ticket in inbox/ also names is only linked, so that ticket can still complete.
+Every job's inputs are its own bytes (never a second name for an inode a producer can still write): a
+file several jobs of the drop need is renamed into the first and copied from there into the others; a
+file another pending ticket in inbox/ also names stays there and each job gets a verified copy
+(a "snapshot", taken before the commit point, so a re-copy in place can never reach a job).
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from daemon.core import atomic
 from daemon.core.job import INPUTS, JobSpec
-from daemon.core.ticket import Ticket, safe_stem
+from daemon.core.ticket import Ticket, printable, safe_stem
 from daemon.intake.assembly import Op, Planned, Transaction
 from daemon.intake.drop import Drop
 
@@ -58,7 +61,7 @@ class Planner:
                 tx.jobs.append(Planned(job_id, "staging", spec=spec))
         needs = [(job_id, tuple(dict.fromkeys((pair.audio, pair.video))))
                  for pair, job_id in zip(ticket.pairs, ids, strict=True)]
-        tx.ops = self._ops(drop, tx.txn, needs, external_refs)
+        tx.ops, tx.snapshots = self._ops(drop, tx.txn, needs, external_refs)
         return tx
 
     def _finished_result(self, original: str | None) -> str | None:
@@ -77,10 +80,23 @@ class Planner:
                external_refs: set[str], inputs: dict[str, str] | None = None,
                batch: str = "") -> Transaction:
         job_id = new_id(PurePosixPath(drop.ticket.name).stem, self.clock())
-        present = tuple(f for f in files if os.path.lexists(drop.base / f))
+        # a file another pending ticket still needs stays in inbox/ for it (no copy into a rejection)
+        present = tuple(f for f in files if os.path.lexists(drop.base / f) and f not in external_refs)
         planned = Planned(job_id, "failed", failure=self._failure(job_id, code, params, inputs or {}, batch))
-        return Transaction(txn=job_id, jobs=[planned],
-                           ops=self._ops(drop, job_id, [(job_id, present)], external_refs))
+        ops, _ = self._ops(drop, job_id, [(job_id, present)], set())
+        return Transaction(txn=job_id, jobs=[planned], ops=ops)
+
+    def unclaimed(self, name: str, minutes: float, taken: Callable[[str], bool]) -> Transaction:
+        """Move a loose file no ticket named into `failed/<name>-unclaimed/` with a plain error.txt."""
+        job_id = f"{safe_stem(name)}-unclaimed"
+        if taken(job_id):
+            job_id = f"{new_id(name, self.clock())}-unclaimed"
+        params = {"name": printable(name), "minutes": f"{minutes:g}", "job": job_id}
+        planned = Planned(job_id, "failed", failure=self._failure(job_id, "unclaimed", params, {}, ""))
+        txn_rel = os.path.relpath(self.root / ".lipsyncd" / "intake", self.root)
+        src = _rel(self.root, self.root / "inbox" / name)
+        dst = f"{txn_rel}/{job_id}/{job_id}/{INPUTS}/{name}"
+        return Transaction(txn=job_id, jobs=[planned], ops=[Op("rename", src, dst)])
 
     def _failure(self, job_id: str, code: str, params: dict[str, Any], inputs: dict[str, str],
                  batch: str) -> dict[str, Any]:
@@ -88,33 +104,52 @@ class Planner:
                 "batch": batch, "timings": {"accepted_at": round(self.clock(), 3)}}
 
     def _ops(self, drop: Drop, txn: str, needs: list[tuple[str, tuple[str, ...]]],
-             external: set[str]) -> list[Op]:
-        """File moves for jobs [(job id, names)] of one drop; the ticket travels with every job."""
+             external: set[str]) -> tuple[list[Op], list[Op]]:
+        """(ops after the commit point, snapshot copies before it) for jobs [(job id, names)] of one
+        drop; the ticket travels with every job. Renames come first: copies read the job's own file."""
         txn_rel = os.path.relpath(self.root / ".lipsyncd" / "intake", self.root)
 
         def dest(job_id: str, name: str) -> str:
             return f"{txn_rel}/{txn}/{job_id}/{INPUTS}/{name}"
 
         if drop.folder is not None:
-            # the whole folder becomes the first job's inputs/; later jobs link from there
+            # the whole folder becomes the first job's inputs/; later jobs get copies from there
             first = needs[0][0]
             ops = [Op("rename", _rel(self.root, drop.folder), f"{txn_rel}/{txn}/{first}/{INPUTS}")]
             for job_id, names in needs[1:]:
                 for name in (drop.ticket.name, *names):
-                    ops.append(Op("link", dest(first, name), dest(job_id, name)))
-            return ops
+                    ops.append(Op("copy", dest(first, name), dest(job_id, name)))
+            return ops, []
         users: dict[str, list[str]] = {}
         for job_id, names in needs:
             for name in (drop.ticket.name, *names):
                 users.setdefault(name, []).append(job_id)
-        ops = []
+        renames, copies, snapshots = [], [], []
         for name, job_ids in users.items():
             src = _rel(self.root, drop.base / name)
-            for job_id in job_ids[:-1]:
-                ops.append(Op("link", src, dest(job_id, name)))
-            last = "link" if name in external else "rename"
-            ops.append(Op(last, src, dest(job_ids[-1], name)))
-        return ops
+            if name in external:
+                snapshots += [Op("copy", src, dest(job_id, name)) for job_id in job_ids]
+                continue
+            renames.append(Op("rename", src, dest(job_ids[0], name)))
+            copies += [Op("copy", dest(job_ids[0], name), dest(job_id, name)) for job_id in job_ids[1:]]
+        return renames + copies, snapshots
+
+
+def references(drops: list[Drop], reads: Mapping[str, tuple[Ticket | None, object]]) -> Counter[str]:
+    """How many loose tickets name each inbox file (a shared file must stay for the others)."""
+    refs: Counter[str] = Counter()
+    for drop in drops:
+        ticket = reads[drop.key][0] if drop.folder is None else None
+        if ticket is not None:
+            refs.update(ticket.files)
+    return refs
+
+
+def shared_names(drop: Drop, ticket: Ticket | None, refs: Counter[str]) -> set[str]:
+    """The files of a loose drop that another waiting ticket also names."""
+    if drop.folder is not None or ticket is None:
+        return set()
+    return {name for name in ticket.files if refs[name] > 1}
 
 
 def _rel(root: Path, path: Path) -> str:

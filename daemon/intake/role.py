@@ -21,17 +21,25 @@ from daemon.core.job import Job
 from daemon.core.lifecycle import Stopper, run_until_stopped
 from daemon.core.notify import Notifier
 from daemon.core.share import Share
-from daemon.core.ticket import Ticket
+from daemon.core.ticket import Ticket, printable
 from daemon.housekeeping.keeper import Housekeeper
-from daemon.intake import checks
-from daemon.intake.assembly import Assembler, Transaction
+from daemon.intake import checks, layout, reasons, writers
+from daemon.intake.assembly import Assembler, NotReady, Transaction
+from daemon.intake.completeness import Completeness
 from daemon.intake.diskguard import DiskGuard
 from daemon.intake.drop import Drop, folder_files, lstat, scan, signature
 from daemon.intake.ledger import Ledger
-from daemon.intake.planner import Planner
+from daemon.intake.names import Names
+from daemon.intake.planner import Planner, references, shared_names
 from daemon.intake.settle import Settler
+from daemon.intake.unclaimed import Sweeper
+from daemon.intake.waiting import Board, Wait
 
 log = logging.getLogger("lipsyncd.intake")
+assert reasons  # imported for its messages
+
+
+Read = tuple[Ticket | None, JobRejected | None]
 
 
 class Intake:
@@ -41,10 +49,16 @@ class Intake:
         self.config = config
         self.share = share
         self.inbox = share.folder("inbox")
+        self.clock, self.wall = clock, wall
         self.settler = Settler(self.cfg.settle_s, self.cfg.settle_scans, clock)
         self.assembler = Assembler(share.root, config.general.language)
         self.planner = Planner(share.root, config.worker.engine, wall)
         self.ledger = Ledger(share.root)
+        self.completeness = Completeness()
+        self.sweeper = Sweeper(self.inbox, self.cfg.orphan_timeout_min * 60,
+                               Settler(0, 1, clock))
+        self.board = Board()
+        self.held: dict[str, tuple[str, str]] = {}  # drop -> (file, why) a writer held open at the last try
         self.paused: str | None = None
         self.disk = DiskGuard(share.root, self.cfg.pause_below_free_gb, self.cfg.resume_above_free_gb)
 
@@ -61,65 +75,132 @@ class Intake:
         if low is not None:
             self._pause(low)  # the drops wait in inbox/; settle state restarts when we resume
             return False
+        refused = layout.problem(self.share.root)  # at every scan: a link may replace inbox/ any time
+        if refused is not None:
+            self._pause(refused)
+            return False
         try:
-            drops = scan(self.inbox)
-            reads = {drop.key: self._read(drop) for drop in drops}  # each ticket read once per scan
-            refs = self._references(drops, reads)
-            busy = False
-            for drop in drops:
-                busy |= self._consider(drop, reads[drop.key], refs)
-            self.settler.keep_only(d.key for d in drops)
+            busy = self._scan()
         except ShareUnreachable as exc:
             self._pause(str(exc))
             return False
         self._pause(None)
         return busy
 
-    def _consider(self, drop: Drop, read: tuple[Ticket | None, JobRejected | None], refs: Counter[str]) -> bool:
+    def _scan(self) -> bool:
+        drops = scan(self.inbox)
+        names = Names()
+        reads = {drop.key: self._read(drop, names) for drop in drops}  # each ticket read once per scan
+        refs = references(drops, reads)
+        self.board = Board()
+        busy = False
+        for drop in drops:
+            busy |= self._consider(drop, reads[drop.key], refs)
+        self.settler.keep_only(d.key for d in drops)
+        self.held = {k: v for k, v in self.held.items() if k in reads}
+        busy |= self._sweep(drops, reads)
+        return busy
+
+    def _consider(self, drop: Drop, read: Read, refs: Counter[str]) -> bool:
         ticket, problem = read
-        parts: list[object] = [signature(lstat(drop.ticket))]
-        if drop.folder is not None:
-            parts += [(name, signature(st)) for name, st in folder_files(drop.folder)]
-        elif ticket is not None:
-            parts += [(name, signature(lstat(drop.base / name))) for name in ticket.files]
-        settled = self.settler.observe(drop.key, tuple(parts))
-        missing = checks.missing_files(drop, ticket) if ticket is not None else []
-        if missing and self.settler.waiting_for(drop.key) > self.cfg.orphan_timeout_min * 60:
-            return self._reject(drop, self._missing(drop, missing), ticket, refs)
-        if not settled or (problem is None and missing):
-            return False
-        if problem is None and drop.other_tickets:
-            names = ", ".join((drop.ticket.name, *drop.other_tickets))
-            problem = JobRejected("folder_two_tickets", folder=drop.folder.name if drop.folder else "",
-                                  count=1 + len(drop.other_tickets), tickets=names)
+        try:
+            parts = self._parts(drop, ticket)
+        except JobRejected as exc:  # a name no file can have (too long, a link loop)
+            parts, problem, ticket = {}, problem or exc, None
+        settled = self.settler.observe(drop.key, parts)
         if problem is None and ticket is not None:
-            try:
-                checks.check_files(drop, ticket, self.cfg.max_file_mb * 1048576)
-            except JobRejected as exc:
-                problem = exc
-            except FileNotFoundError:
-                return False  # removed between two stats: the next scans decide
+            missing = checks.missing_files(drop, ticket)
+            if missing:
+                return self._wait_missing(drop, ticket, missing, refs)
+        if not settled:
+            if drop.key in self.held:  # settling again after a writer held a file open
+                name, why = self.held[drop.key]
+                self._waits(drop).add(name, "open", why)
+            elif problem is None and ticket is not None:
+                self._waits(drop).add(", ".join(self.settler.changed(drop.key)) or drop.label, "copying")
+            return False
+        problem = problem or self._file_problem(drop, ticket)
         if problem is not None:
             return self._reject(drop, problem, ticket, refs)
         assert ticket is not None
+        incomplete = [(n, cut) for n in ticket.files if (cut := self._incomplete(drop, n, parts)) is not None]
+        if incomplete:
+            return self._wait_incomplete(drop, ticket, incomplete, refs)
         return self._accept(drop, ticket, refs)
 
-    def _read(self, drop: Drop) -> tuple[Ticket | None, JobRejected | None]:
+    def _parts(self, drop: Drop, ticket: Ticket | None) -> dict[str, object]:
+        """{name: signature} of the ticket and what it covers: the whole folder, or the named files."""
+        parts: dict[str, object] = {drop.ticket.name: signature(lstat(drop.ticket))}
+        if drop.folder is not None:
+            parts.update((name, signature(st)) for name, st in folder_files(drop.folder))
+        elif ticket is not None:
+            parts.update((name, signature(lstat(drop.base / name))) for name in ticket.files)
+        return parts
+
+    def _file_problem(self, drop: Drop, ticket: Ticket | None) -> JobRejected | None:
+        if drop.other_tickets:
+            names = ", ".join(printable(n) for n in (drop.ticket.name, *drop.other_tickets))
+            return JobRejected("folder_two_tickets", folder=printable(drop.folder.name) if drop.folder else "",
+                               count=1 + len(drop.other_tickets), tickets=names)
+        if ticket is None:
+            return None
+        try:
+            checks.check_files(drop, ticket, self.cfg.max_file_mb * 1048576)
+        except JobRejected as exc:
+            return exc
+        except FileNotFoundError:
+            return None  # removed between two stats: missing_files says so at the next scan
+        return None
+
+    def _incomplete(self, drop: Drop, name: str, parts: dict[str, object]) -> str | None:
+        return self.completeness.verdict(drop.base / name, parts.get(name))
+
+    def _waits(self, drop: Drop) -> Wait:
+        """This scan's entry for `drop` on the board; its times are wall-clock for the page."""
+        now = self.wall()
+        return self.board.wait(drop.key, drop.label, now - self.settler.waiting_for(drop.key),
+                               now - self.settler.unchanged_for(drop.key))
+
+    def _wait_missing(self, drop: Drop, ticket: Ticket, missing: list[str], refs: Counter[str]) -> bool:
+        limit = self.cfg.orphan_timeout_min * 60
+        if self.settler.unchanged_for(drop.key) > limit:
+            return self._reject(drop, self._missing(drop, missing), ticket, refs)
+        wait = self._waits(drop)
+        for name in missing:
+            wait.add(printable(name), "empty" if lstat(drop.base / name) is not None else "missing")
+        wait.deadline, wait.deadline_code = wait.changed_at + limit, "files_missing"
+        return False
+
+    def _wait_incomplete(self, drop: Drop, ticket: Ticket, incomplete: list[tuple[str, str]],
+                         refs: Counter[str]) -> bool:
+        grace = self.cfg.incomplete_grace_s
+        if self.settler.unchanged_for(drop.key) > grace:
+            name, why = incomplete[0]
+            problem = JobRejected("media_incomplete", name=printable(name), why=why,
+                                  minutes=f"{grace / 60:.0f}" if grace >= 60 else f"{grace / 60:.1f}")
+            return self._reject(drop, problem, ticket, refs)
+        wait = self._waits(drop)
+        for name, why in incomplete:
+            wait.add(printable(name), "incomplete", why)
+        wait.deadline, wait.deadline_code = wait.changed_at + grace, "media_incomplete"
+        return False
+
+    def _read(self, drop: Drop, names: Names) -> Read:
         try:
             raw = checks.check_ticket_file(drop, self.cfg.max_ticket_bytes)
-            return tickets.parse(raw, drop.label, allowed_engines=self.cfg.allowed_engines,
-                                 max_files=self.cfg.max_files_per_ticket,
-                                 nested=drop.folder is not None), None
+            ticket = tickets.parse(raw, drop.label, allowed_engines=self.cfg.allowed_engines,
+                                   max_files=self.cfg.max_files_per_ticket, nested=drop.folder is not None)
+            return names.resolve_ticket(drop.base, ticket, drop.label), None
         except JobRejected as exc:
             return None, exc
         except FileNotFoundError:
             return None, None
 
     def _missing(self, drop: Drop, missing: list[str]) -> JobRejected:
-        empty = [n for n in missing if lstat(drop.base / n) is not None]
+        empty = [printable(n) for n in missing if lstat(drop.base / n) is not None]
         if empty and len(empty) == len(missing):
             return JobRejected("file_empty", name=", ".join(empty))
-        return JobRejected("files_missing", ticket=drop.label, missing=", ".join(missing),
+        return JobRejected("files_missing", ticket=drop.label, missing=", ".join(printable(n) for n in missing),
                            minutes=f"{self.cfg.orphan_timeout_min:g}")
 
     def _accept(self, drop: Drop, ticket: Ticket, refs: Counter[str]) -> bool:
@@ -127,26 +208,37 @@ class Intake:
         keys = [checks.job_key(drop, ticket, pair, engine) for pair in ticket.pairs]
         policy = self.cfg.duplicate_policy
         originals = [self.ledger.original(k) if policy != "process" else None for k in keys]
-        tx = self.planner.accept(drop, ticket, keys, self._external(drop, ticket, refs), originals, policy)
-        landed = self._commit(drop, tx)
+        tx = self.planner.accept(drop, ticket, keys, shared_names(drop, ticket, refs), originals, policy)
+        for planned in tx.jobs:
+            planned.notes = ticket.notes
+        landed = self._commit(drop, tx, ticket, refs)
         for job, key in zip(landed, keys, strict=False):
             if job.state != "failed":
                 self.ledger.record(key, job.id)
-        return True
+        return bool(landed)
 
     def _reject(self, drop: Drop, problem: JobRejected, ticket: Ticket | None, refs: Counter[str]) -> bool:
         files = ticket.files if ticket is not None else ()
-        inputs = ({"audio": ticket.pairs[0].audio, "video": ticket.pairs[0].video}
+        inputs = ({"audio": printable(ticket.pairs[0].audio), "video": printable(ticket.pairs[0].video)}
                   if ticket is not None and len(ticket.pairs) == 1 else {})
-        external = self._external(drop, ticket, refs) if ticket is not None else set()
+        external = shared_names(drop, ticket, refs) if ticket is not None else set()
         tx = self.planner.reject(drop, problem.code, problem.params, files, external, inputs,
                                  ticket.batch if ticket is not None else "")
-        self._commit(drop, tx)
-        return True
+        return bool(self._commit(drop, tx, ticket, refs))
 
-    def _commit(self, drop: Drop, tx: Transaction) -> list[Job]:
-        landed = self.assembler.commit(tx)
+    def _commit(self, drop: Drop, tx: Transaction, ticket: Ticket | None, refs: Counter[str]) -> list[Job]:
+        try:
+            landed = self.assembler.commit(tx, self._guard)
+        except NotReady as exc:
+            self.settler.restart(drop.key)  # not settled after all: a full window again before retrying
+            self.held[drop.key] = (exc.name or drop.label, str(exc))
+            self._waits(drop).add(*self.held[drop.key][:1], "open", str(exc))
+            log.info("%s: waiting: %s", drop.label, exc)
+            return []
         self.settler.forget(drop.key)
+        self.held.pop(drop.key, None)
+        if ticket is not None and drop.folder is None:
+            refs.subtract(ticket.files)  # the next ticket sharing a file may now be its last user
         for job in landed:
             note = history.JobLog(job.id, job.path, log)
             if job.state == "failed":
@@ -154,24 +246,38 @@ class Intake:
                 note.warning("rejected %s: %s", drop.label, report.get("message_en", report.get("code")))
             else:
                 note.info("accepted %s into %s/", drop.label, job.state)
+            for line in ticket.notes if ticket is not None and job.state != "failed" else ():
+                note.info("note: %s", line)
         return landed
 
-    @staticmethod
-    def _references(drops: list[Drop], reads: dict[str, tuple[Ticket | None, JobRejected | None]]) -> Counter[str]:
-        """How many loose tickets name each inbox file (shared files must stay for the others)."""
-        refs: Counter[str] = Counter()
-        for drop in drops:
-            if drop.folder is None:
-                ticket, _ = reads[drop.key]
-                if ticket is not None:
-                    refs.update(ticket.files)
-        return refs
+    def _guard(self, tx: Transaction) -> None:
+        """Last look before the commit point: the layout is still real and no writer holds a source."""
+        refused = layout.problem(self.share.root)
+        if refused is not None:
+            raise NotReady(refused)
+        busy = writers.open_for_writing(tx.sources(self.share.root))
+        if busy:
+            path, who = next(iter(busy.items()))
+            name = printable(os.path.basename(path))
+            raise NotReady(f"{name} is still open for writing by {who}", name=name)
 
-    @staticmethod
-    def _external(drop: Drop, ticket: Ticket | None, refs: Counter[str]) -> set[str]:
-        if drop.folder is not None or ticket is None:
-            return set()
-        return {name for name in ticket.files if refs[name] > 1}
+    def _sweep(self, drops: list[Drop], reads: dict[str, Read]) -> bool:
+        """Move loose files no ticket named for orphan_timeout_min to failed/<name>-unclaimed/."""
+        named = {n for d in drops if d.folder is None and (t := reads[d.key][0]) is not None for n in t.files}
+        moved = False
+        for name in self.sweeper.due(named):
+            minutes = self.cfg.orphan_timeout_min
+            tx = self.planner.unclaimed(name, minutes, lambda job_id: (self.share.root / "failed" / job_id).exists())
+            try:
+                landed = self.assembler.commit(tx, self._guard)
+            except NotReady as exc:
+                log.info("unclaimed %s stays in inbox/ for now: %s", printable(name), exc)
+                continue
+            for job in landed:
+                history.JobLog(job.id, job.path, log).warning(
+                    "moved %s out of inbox/: no ticket named it for %g minutes", printable(name), minutes)
+            moved = True
+        return moved
 
     def _pause(self, reason: str | None) -> None:
         def kind(r: str | None) -> str | None:
@@ -189,7 +295,9 @@ class Intake:
         status = {"host": socket.gethostname(), "pid": os.getpid(), "written_at": round(time.time(), 3),
                   "paused": self.paused is not None, "pause_reason": self.paused or "",
                   "share_ok": self.paused is None or not self.paused.startswith("share"),
-                  "disk_low": self.disk.low, "disk_free_bytes": self.disk.free}
+                  "disk_low": self.disk.low, "disk_free_bytes": self.disk.free,
+                  "refusing": self.paused if self.paused and self.paused.startswith("layout:") else "",
+                  "waiting": self.board.to_json()}
         try:
             atomic.write_json(self.share.internal / "roles" / "intake.json", status, fsync=False)
         except OSError as exc:
@@ -206,7 +314,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
     intake = Intake(config, share)
     intake.start()
     wake = threading.Event()
-    observer = _start_hint(share.folder("inbox"), wake) if config.intake.local_events else None
+    hint = _hint(wake, config.intake.scan_interval_s)
+    observer = _start_hint(share.folder("inbox"), hint) if config.intake.local_events else None
     log.info("intake watching %s (scan every %.1f s, settle %.1f s)", share.folder("inbox"),
              config.intake.scan_interval_s, config.intake.settle_s)
     notifier = Notifier()
@@ -229,13 +338,21 @@ def run(config: Config, args: argparse.Namespace) -> int:
         if observer is not None:
             observer.stop()
             observer.join(timeout=5)
+        hint.cancel()
     if keeper.failure is not None:
         raise keeper.failure  # a bug: cli's boundary logs it and exits non-zero
     log.info("intake stopped")
     return 0
 
 
-def _start_hint(inbox: Path, wake: threading.Event) -> Any | None:
+def _hint(wake: threading.Event, interval: float) -> Any:
+    from daemon.intake.wakeup import Hint
+
+    # at most two early scans per interval, however many events a copy fires
+    return Hint(wake, gap=max(0.25, interval / 2))
+
+
+def _start_hint(inbox: Path, hint: Any) -> Any | None:
     from daemon.intake.wakeup import start
 
-    return start(inbox, wake)
+    return start(inbox, hint)

@@ -280,6 +280,10 @@ class Patrol:
         detail = "never written" if mtime is None else f"pid {(survey.intake or {}).get('pid', '?')}"
         self._condition("intake", stale, "intake_down", Severity.WARNING, now,
                         age=f"{now - mtime:.0f}" if mtime else "∞", detail=detail)
+        # intake refuses to touch a share whose state folder became a link or a mount (issue 12)
+        refusing = str((survey.intake or {}).get("refusing") or "")
+        self._condition("intake_refusing", bool(refusing), "intake_refusing", Severity.CRITICAL, now,
+                        detail=refusing.removeprefix("layout: "))
 
     def _gpus(self, now: float) -> None:
         if self.gpu is None or not self.gpu.available or not self.cfg.gpu_check:

@@ -74,6 +74,10 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
         "zh": ("{host} 上的接收进程未运行",
                "intake.json 最后更新于 {age} 秒前（{detail}），新任务不会被接收。"),
     },
+    "intake_refusing": {
+        "en": ("Intake refuses the share on {host}", "{detail}. New drops wait in inbox/ until it is fixed."),
+        "zh": ("{host} 上的接收进程拒绝处理共享盘", "{detail}。修复前新任务会留在 inbox/ 中等待。"),
+    },
     "gpu_lost": {
         "en": ("GPU problem on {host}", "{detail}"),
         "zh": ("{host} 的 GPU 出现问题", "{detail}"),
