@@ -100,10 +100,14 @@ class Plan:
         return asdict(self)
 
 
-def output_rate(video: MediaInfo, cfg: MediaConfig, engine_fps: float | None) -> Fraction:
-    """The engine's rate if it needs one, else config's, else the source's (VFR → media.vfr_fps)."""
+def output_rate(video: MediaInfo, cfg: MediaConfig, engine_fps: float | None,
+                forced: float | None = None) -> Fraction:
+    """The engine's rate if it needs one, else the ticket's `fps`, else config's, else the source's
+    (VFR sources and stills → media.vfr_fps, 25 by default like upstream's --fps for images)."""
     if engine_fps:
         return Fraction(engine_fps).limit_denominator(1001)
+    if forced:
+        return Fraction(forced).limit_denominator(1001)
     if cfg.fps:
         return Fraction(cfg.fps).limit_denominator(1001)
     v = video.video
@@ -124,7 +128,7 @@ def output_size(video: MediaInfo, cfg: MediaConfig, max_height: int | None) -> t
 
 def make_plan(video: MediaInfo, audio_s: float, cfg: MediaConfig, engine_fps: float | None,
               options: dict[str, Any]) -> Plan:
-    rate = output_rate(video, cfg, engine_fps)
+    rate = output_rate(video, cfg, engine_fps, _number_option(options, "fps"))
     width, height = output_size(video, cfg, _int_option(options, "max_height"))
     frames = max(1, round(audio_s * rate))
     if video.is_still:
@@ -145,4 +149,10 @@ def make_plan(video: MediaInfo, audio_s: float, cfg: MediaConfig, engine_fps: fl
 def _int_option(options: dict[str, Any], key: str) -> int | None:
     value = options.get(key)
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 \
+        else None
+
+
+def _number_option(options: dict[str, Any], key: str) -> float | None:
+    value = options.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 \
         else None
