@@ -10,7 +10,7 @@ import mediagen as g
 import numpy as np
 import pytest
 import torch
-from renderkit import assert_in_sync, audio_seconds, config, render
+from renderkit import Result, assert_in_sync, audio_seconds, config, render
 from test_wav2lip_model import realistic_random_weights
 
 from daemon.core import ticket
@@ -64,7 +64,8 @@ def test_a_still_is_rendered_at_25_fps_or_at_the_tickets_rate(tmp_path: Path) ->
     assert make_plan(info, 2.0, MediaConfig(), Wav2LipEngine.fps, {"fps": 30}).frames == 60
 
 
-def wav2lip_render(tmp_path: Path, w2l_config: Wav2LipEngineConfig, fps: int, options: dict | None = None):  # type: ignore[no-untyped-def]
+def wav2lip_render(tmp_path: Path, w2l_config: Wav2LipEngineConfig, fps: int,
+                   options: dict | None = None) -> tuple[Result, float]:
     speech = g.tone(tmp_path / "speech.wav", SPEECH_S, ar=16000)
     video = g.astronaut_clip(tmp_path / "face.mp4", seconds=1.0, fps=fps, size=128)
     engine = Wav2LipEngine(w2l_config, "cpu")
@@ -105,3 +106,37 @@ def test_mel_windows_step_by_80_over_the_plans_rate(w2l_config: Wav2LipEngineCon
     for fps in (25.0, 30.0, 50.0, 60.0):
         starts = engine.prepare(wav, fps, int(2 * fps)).starts
         assert starts.tolist() == [min(int(i * 80.0 / fps), 161 - 16) for i in range(int(2 * fps))]
+
+
+def test_a_face_box_bypasses_detection_and_only_that_box_changes(
+        tmp_path: Path, w2l_config: Wav2LipEngineConfig) -> None:
+    speech = g.tone(tmp_path / "speech.wav", SPEECH_S, ar=16000)
+    video = g.clip(tmp_path / "noface.mp4", seconds=1, fps="25", size="160x120", audio=False)
+    engine = Wav2LipEngine(replace(w2l_config, composite="paste"), "cpu")
+    box = {"face_box": [30, 90, 50, 110]}  # top, bottom, left, right: a region with no face in it
+    lossless = config(crf=0)  # x264 at crf 0 is lossless: any pixel that differs was changed by the engine
+    result = render(tmp_path, speech, video, engine=engine, options=box, cfg=lossless)
+    assert result.stats["faces_missing"] == 0 and not result.stats["face_cache_hit"]
+    assert not list((tmp_path / ".lipsyncd").rglob("*.npy"))  # no face pass ran: nothing cached
+    plain = render(tmp_path / "plain", speech, video, cfg=lossless)  # the copy engine
+    out, ref = (g.decode_rgb(r.path, 160, 120).astype(int) for r in (result, plain))
+    changed = np.abs(out - ref).max(axis=3)
+    assert (changed[:, 30:90, 50:110].mean(axis=(1, 2)) > 10).all()  # every frame, inside the box
+    changed[:, 30:90, 50:110] = 0
+    assert changed.max() == 0  # exactly the box, as given: no pads, no smoothing
+
+
+def test_a_crop_makes_the_output_that_region_and_the_box_is_inside_it(
+        tmp_path: Path, w2l_config: Wav2LipEngineConfig) -> None:
+    speech = g.tone(tmp_path / "speech.wav", SPEECH_S, ar=16000)
+    video = g.clip(tmp_path / "wide.mp4", seconds=1, fps="25", size="320x120", audio=False)
+    whole = render(tmp_path / "whole", speech, video)
+    region = render(tmp_path / "crop", speech, video, options={"crop": [20, 100, 160, -1]})
+    assert (region.video["width"], region.video["height"]) == (160, 80)
+    a = g.decode_rgb(whole.path, 320, 120)[:, 20:100, 160:].astype(int)
+    b = g.decode_rgb(region.path, 160, 80).astype(int)
+    assert np.abs(a - b).mean() < 2.0  # the same pixels, encoded twice
+    assert_in_sync(region, audio_seconds(speech), 25.0)
+    with pytest.raises(JobRejected, match="face_box"):
+        render(tmp_path / "bad", speech, video, engine=Wav2LipEngine(w2l_config, "cpu"),
+               options={"crop": [20, 100, 160, -1], "face_box": [0, 90, 0, 50]})  # 90 > the crop's 80

@@ -20,7 +20,9 @@ import numpy as np
 from daemon.core import messages
 from daemon.core.config import MediaConfig
 from daemon.core.errors import EnvironmentFault, JobRejected
+from daemon.worker.media import commandline as cl
 from daemon.worker.media import process
+from daemon.worker.media.commandline import Filter, chain_text
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import STILL_FORMAT, MediaInfo
 
@@ -46,35 +48,55 @@ def has_filter(ffmpeg: str, name: str) -> bool:
     return any(line.split()[1:2] == [name] for line in done.stdout.decode("utf-8", "replace").splitlines())
 
 
-def filter_graph(plan: Plan, ffmpeg: str) -> str:
+def filters(plan: Plan, ffmpeg: str, every: int = 1, pix_fmt: str = "yuv420p") -> list[Filter]:
+    """The normalising chain: deinterlace, constant rate, the ticket's crop, [every Nth frame], output
+    size, pixel format."""
     steps = []
     if plan.deinterlace:
         if has_filter(ffmpeg, "bwdif"):
-            steps.append("bwdif")
+            steps.append(Filter("bwdif"))
         else:
             log.warning("interlaced input but this ffmpeg has no bwdif filter: decoding without deinterlace")
     if not plan.still:
-        steps.append(f"fps={plan.fps_text}")
-    # autorotation (ffmpeg's default) runs before this graph, so W×H are the upright display size
-    steps += [f"scale={plan.width}:{plan.height}:flags=bicubic", "setsar=1", "format=yuv420p"]
-    return ",".join(steps)
+        steps.append(Filter("fps", (plan.fps_text,)))
+    # autorotation (ffmpeg's default) runs before this graph, so W×H and the crop are in upright
+    # display pixels; the crop comes before the scale like upstream's --crop (after --resize_factor
+    # there, but a crop of the scaled frame is the same region scaled)
+    if plan.crop is not None:
+        x, y, w, h = plan.crop
+        steps.append(Filter("crop", (w, h, x, y), {"exact": 1}))
+    if every > 1:
+        # select counts frames from the seek point, so a seek to a multiple of `every` keeps sample k at
+        # frame k·every. After fps (indices are output frames), before scale: the other frames are never
+        # scaled (measured: 6.3 → 4.8 s for 60 s of 1080p at face_every 5 on the 2-core dev box)
+        steps.append(Filter("select", (f"not(mod(n,{every}))",)))  # ffmpeg-python escapes the comma
+    steps += [Filter("scale", (plan.width, plan.height), {"flags": "bicubic"}), Filter("setsar", (1,)),
+              Filter("format", (pix_fmt,))]
+    return steps
 
 
-def decode_argv(cfg: MediaConfig, info: MediaInfo, plan: Plan, src_start: int, count: int) -> list[str]:
+def filter_graph(plan: Plan, ffmpeg: str) -> str:
+    """The chain, readable (for logs and tests; the command line's copy is escaped by ffmpeg-python)."""
+    return chain_text(filters(plan, ffmpeg))
+
+
+def decode_argv(cfg: MediaConfig, info: MediaInfo, plan: Plan, src_start: int, count: int, *,
+                every: int = 1, pix_fmt: str = "yuv420p") -> list[str]:
+    """ffmpeg writing `count` raw frames on stdout: source frames src_start, src_start+every, ..."""
     ffmpeg = process.resolve(cfg.ffmpeg)
-    argv = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats"]
+    options: dict[str, object] = {"protocol_whitelist": "file"}
     if src_start:
-        argv += ["-ss", f"{src_start * plan.fps_den / plan.fps_num:.6f}"]
-    argv += ["-protocol_whitelist", "file"]
+        options["ss"] = f"{src_start * plan.fps_den / plan.fps_num:.6f}"
     if info.is_still:
-        argv += ["-format_whitelist", STILL_FORMAT, "-f", STILL_FORMAT, "-pattern_type", "none"]
+        options.update(format_whitelist=STILL_FORMAT, format=STILL_FORMAT, pattern_type="none")
     else:
-        argv += ["-format_whitelist", ",".join(cfg.video_formats)]
+        options["format_whitelist"] = ",".join(cfg.video_formats)
     index = info.video.index if info.video else 0
-    argv += ["-i", "file:" + str(info.path), "-map", f"0:{index}", "-an", "-sn", "-dn",
-             "-vf", filter_graph(plan, ffmpeg), "-fps_mode", "passthrough", "-frames:v", str(count),
-             "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"]
-    return argv
+    chain = filters(plan, ffmpeg, every, pix_fmt)
+    video = cl.apply(cl.source("file:" + str(info.path), index, **options), chain)
+    out = cl.output(video, "pipe:1", {"an": None, "sn": None, "dn": None, "fps_mode": "passthrough",
+                                      "frames:v": count, "f": "rawvideo", "pix_fmt": pix_fmt})
+    return cl.argv(ffmpeg, out)
 
 
 def read_frames(child: process.Child, out: np.ndarray) -> int:
