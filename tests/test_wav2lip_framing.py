@@ -78,6 +78,7 @@ def check_rate(tmp_path: Path, w2l_config: Wav2LipEngineConfig, fps: int) -> Non
     assert result.video["r_frame_rate"] == f"{fps}/1" and result.stats["fps"] == fps
     assert int(result.video["nb_read_packets"]) == round(audio_s * fps) == result.stats["frames"]
     assert result.stats["faces_missing"] == 0  # the generator ran on every frame
+    assert "quality may suffer" in result.stats["warnings"][0]  # report.json: boxes were not S3FD's
     assert_in_sync(result, audio_s, fps)
 
 
@@ -117,6 +118,7 @@ def test_a_face_box_bypasses_detection_and_only_that_box_changes(
     lossless = config(crf=0)  # x264 at crf 0 is lossless: any pixel that differs was changed by the engine
     result = render(tmp_path, speech, video, engine=engine, options=box, cfg=lossless)
     assert result.stats["faces_missing"] == 0 and not result.stats["face_cache_hit"]
+    assert result.stats["warnings"] == []  # the producer's box, not a detector's: nothing to warn about
     assert not list((tmp_path / ".lipsyncd").rglob("*.npy"))  # no face pass ran: nothing cached
     plain = render(tmp_path / "plain", speech, video, cfg=lossless)  # the copy engine
     out, ref = (g.decode_rgb(r.path, 160, 120).astype(int) for r in (result, plain))

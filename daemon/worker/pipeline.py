@@ -149,6 +149,7 @@ class ChunkedRenderer:
             "audio_s": round(plan.audio_s, 3), "source_frames": plan.source_frames,
             "looped": plan.loop if plan.frames > plan.source_frames and not plan.still else None,
             "normalised": _notes(job.video), "engine": self.engine.name,
+            "warnings": [] if plan.face_box else list(getattr(self.engine, "warnings", ())),  # wav2lip: no S3FD
             "render_fps": round(rendered / timings["render"], 2) if timings.get("render") else None,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
         }

@@ -90,6 +90,8 @@ class Wav2LipEngine:
         # every stage wait for the GPU, so it stays None in production
         self.timings: dict[str, float] | None = None
         self._detector = self._load_detector()
+        # for each job's report.json (the pipeline leaves it out when a ticket's face_box replaced detection)
+        self.warnings: tuple[str, ...] = () if self._detector else (detection.NO_S3FD,)
         log.info("wav2lip: %s on %s, %s, batch %d", self.description, self.device, self.precision,
                  self._batch)
 
