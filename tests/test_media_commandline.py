@@ -14,7 +14,7 @@ import pytest
 from daemon.core.config import MediaConfig
 from daemon.core.errors import JobRejected
 from daemon.worker.media import commandline as cl
-from daemon.worker.media.decoder import decode_argv
+from daemon.worker.media.decoder import decode_argv, speech_argv
 from daemon.worker.media.plan import Plan, make_plan
 from daemon.worker.media.probe import probe
 
@@ -98,3 +98,17 @@ def test_plan_crop_survives_the_json_round_trip_the_face_pass_uses(clip: Path) -
     plan, _ = plan_for(clip, crop=[10, 90, 20, 120])
     again = Plan(**{**plan.to_json(), "width": 50})
     assert again.crop == plan.crop and replace(again, width=plan.width) == plan
+
+
+def test_speech_argv_is_pinned_and_decodes_16k_mono_float(tmp_path: Path) -> None:
+    speech = g.tone(tmp_path / "s.wav", 0.5, ar=44100, channels=2)
+    info = probe(speech, CFG)
+    dest = tmp_path / "16k.wav"
+    argv = speech_argv(CFG, info, dest)
+    assert argv == [*HEAD, "-y", "-format_whitelist", "aac,avi,flac,matroska,mov,mp3,ogg,wav",
+                    "-protocol_whitelist", "file", "-i", f"file:{speech}", "-map", "0:a:0", "-f", "wav", "-ac", "1",
+                    "-ar", "16000", "-c:a", "pcm_f32le", "-dn", "-fflags", "+bitexact", "-sn", "-t", "3601.000",
+                    "-vn", f"file:{dest}"]
+    subprocess.run(argv, check=True, timeout=60)
+    stream = g.stream(g.ffprobe(dest), "audio")
+    assert (stream["codec_name"], stream["sample_rate"], stream["channels"]) == ("pcm_f32le", "16000", 1)

@@ -236,14 +236,8 @@ def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: f
     us write hours of samples; the caller rejects anything over the limit by the decoded count.
     """
     tmp = dest.with_name(dest.name + ".tmp")
-    argv = [process.resolve(cfg.ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats", "-y",
-            "-protocol_whitelist", "file", "-format_whitelist",
-            ",".join(sorted(set(cfg.audio_formats) | set(cfg.video_formats))),
-            "-i", "file:" + str(info.path), "-map", "0:a:0", "-vn", "-sn", "-dn",
-            "-ac", "1", "-ar", "16000", "-t", f"{cfg.max_duration_min * 60 + 1:.3f}",
-            "-c:a", "pcm_f32le", "-fflags", "+bitexact", "-f", "wav", "file:" + str(tmp)]
     try:
-        done = process.run(argv, timeout_s)
+        done = process.run(speech_argv(cfg, info, tmp), timeout_s)
     except process.ChildTimeout:
         raise JobRejected("media_unreadable", name=info.path.name,
                           detail="decoding its sound took too long") from None
@@ -254,6 +248,16 @@ def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: f
     tmp.replace(dest)
     offset, size = wav_data(dest)
     return size // 4, offset
+
+
+def speech_argv(cfg: MediaConfig, info: MediaInfo, dest: Path) -> list[str]:
+    """ffmpeg writing the first audio stream as a float32 16 kHz mono WAV at `dest` (overwritten)."""
+    formats = ",".join(sorted(set(cfg.audio_formats) | set(cfg.video_formats)))
+    sound = cl.source("file:" + str(info.path), "a:0", protocol_whitelist="file", format_whitelist=formats)
+    out = cl.output(sound, "file:" + str(dest), {
+        "vn": None, "sn": None, "dn": None, "ac": 1, "ar": 16000, "t": f"{cfg.max_duration_min * 60 + 1:.3f}",
+        "c:a": "pcm_f32le", "fflags": "+bitexact", "f": "wav"})
+    return cl.argv(process.resolve(cfg.ffmpeg), out, head=(*cl.QUIET, "-y"))
 
 
 def wav_data(path: Path) -> tuple[int, int]:
