@@ -1,4 +1,4 @@
-"""`lipsyncd doctor`: one PASS/FAIL/SKIP line per check of this machine and share; exit 1 if any FAIL.
+"""`lipsyncd doctor`: one PASS/FAIL/WARN/SKIP line per check of this machine and share; exit 1 if any FAIL.
 
 Checks: config, share folders, free space, ffmpeg/ffprobe with the codecs and filters our command
 lines use, GPUs (NVML), engine checkpoints, chat robots; `--send-test-alert` sends each robot a message.
@@ -38,6 +38,10 @@ class Fail(Exception):
     """The check failed; the message says what is wrong and what to do."""
 
 
+class Warn(Exception):
+    """The check passed with a caveat the operator should act on (a WARN line; not a failure)."""
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -51,8 +55,7 @@ def doctor(config: Config, args: argparse.Namespace) -> int:
               Check("ffmpeg codecs", lambda: _codecs(config)), Check("media box", lambda: _media_box(config)),
               Check("gpu", lambda: _gpu(config)),
               Check("wav2lip checkpoint", lambda: _checkpoint(config, "checkpoint", "check_checkpoint")),
-              Check("face detector checkpoint",
-                    lambda: _checkpoint(config, "face_detector_checkpoint", "check_detector")),
+              Check("face detector checkpoint", lambda: _face_detector(config)),
               Check("alert channels", lambda: _channels(config)),
               Check("process manager", lambda: _process_manager(config))]
     failed = sum(not _report(check.name, check.run) for check in checks)
@@ -67,6 +70,8 @@ def _report(name: str, run: Callable[[], str]) -> bool:
         print(f"PASS {name}: {run()}", flush=True)
     except Skip as exc:
         print(f"SKIP {name}: {exc}", flush=True)
+    except Warn as exc:
+        print(f"WARN {name}: {exc}", flush=True)
     except (Fail, LipsyncError, OSError) as exc:
         print(f"FAIL {name}: {exc}", flush=True)
         return False
@@ -189,6 +194,17 @@ def _checkpoint(config: Config, key: str, hook: str) -> str:
     if not ok:
         raise Fail(str(detail))
     return str(detail)
+
+
+def _face_detector(config: Config) -> str:
+    """wav2lip without S3FD runs on the offline detector's boxes through an unfitted calibration: say so."""
+    w2l = config.engines.wav2lip
+    in_use = config.worker.engine == "wav2lip" or bool(w2l.checkpoint)
+    if in_use and not w2l.face_detector_checkpoint:
+        raise Warn("engines.wav2lip.face_detector_checkpoint is empty: wav2lip's face boxes will come from the "
+                   "offline detector through a calibration toward S3FD's geometry that was never fitted, so "
+                   "lip-sync quality may suffer; supply s3fd.pth (~86 MB) and set the key")
+    return _checkpoint(config, "face_detector_checkpoint", "check_detector")
 
 
 def _robots(config: Config) -> list[object]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import functools
+import io
+import random
 from pathlib import Path
 
 import pytest
@@ -86,7 +88,10 @@ def test_syncnet_expert_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content,expected", [
-    (os.urandom(4096), "not a PyTorch checkpoint"),
+    (random.Random(0).randbytes(4096), "not a PyTorch checkpoint"),
+    # seed 2's bytes made torch's unpickler raise IndexError("pop from empty list"), a crash before
+    # every load failure counted as an unusable file
+    (random.Random(2).randbytes(4096), "not a PyTorch checkpoint"),
     (b"<!DOCTYPE html><html><body>Sign in to continue</body></html>", "web page"),
     (b"", "empty (0 bytes)"),
 ])
@@ -133,3 +138,58 @@ def test_worker_start_with_a_bad_detector_checkpoint_is_a_config_error(files: di
     config = Wav2LipEngineConfig(checkpoint=str(files["zip"]), face_detector_checkpoint=str(files["legacy"]))
     with pytest.raises(ConfigError, match="engines.wav2lip.face_detector_checkpoint: .*generator checkpoint"):
         Wav2LipEngine(config, "cpu")
+
+
+@functools.lru_cache(maxsize=None)
+def _small_checkpoint(kind: str) -> bytes:
+    """A real, small file of one container kind (a few tensors) to damage: cut short or bytes flipped."""
+    buffer = io.BytesIO()
+    torch.manual_seed(0)
+    if kind == "script":
+        torch.jit.save(torch.jit.script(torch.nn.Linear(4, 8)), buffer)
+    else:
+        state = {"a.weight": torch.randn(8, 4), "a.bias": torch.randn(8)}
+        torch.save({"state_dict": state, "global_step": 3}, buffer, _use_new_zipfile_serialization=kind == "zip")
+    return buffer.getvalue()
+
+
+def junk(family: str, seed: int) -> bytes:
+    """Seeded junk of one family: random bytes, random bytes behind a pickle or zip header, a real file
+    cut short at a random length, or a real file with random bytes overwritten."""
+    rng = random.Random(f"{family}:{seed}")
+    if family == "random":
+        return rng.randbytes(rng.randint(1, 8192))
+    if family in ("pickle-header", "zip-header"):
+        head = rng.choice([b"\x80\x02", b"\x80\x04\x95"]) if family == "pickle-header" else b"PK\x03\x04"
+        return head + rng.randbytes(rng.randint(1, 4096))
+    data = bytearray(_small_checkpoint(family.split("-")[0]))
+    if family.endswith("-cut"):
+        return bytes(data[: rng.randrange(1, len(data))])
+    for _ in range(rng.randint(1, 8)):
+        data[rng.randrange(len(data))] = rng.randrange(256)
+    return bytes(data)
+
+
+FAMILIES = ["random", "pickle-header", "zip-header", "legacy-cut", "zip-cut", "legacy-flip", "zip-flip",
+            "script-cut", "script-flip"]
+
+
+def assert_refused_with_a_reason(path: Path, content: bytes) -> None:
+    path.write_bytes(content)
+    ok, message = check_checkpoint(path)  # any other exception escaping here fails the test
+    assert not ok and str(path) in message
+    if not content.startswith((b"PK", b"\x80")):
+        assert "not a PyTorch checkpoint" in message
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_seeded_junk_of_every_family_is_refused_with_a_reason(family: str, tmp_path: Path) -> None:
+    for seed in range(5):
+        assert_refused_with_a_reason(tmp_path / "wav2lip.pth", junk(family, seed))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fuzzed_junk_never_escapes_as_a_crash(family: str, tmp_path: Path) -> None:
+    for seed in range(400):
+        assert_refused_with_a_reason(tmp_path / "wav2lip.pth", junk(family, seed))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import wav2lip_reference as ref
+from wav2lip_reference import bilinear
 from skimage import data
 from test_wav2lip_mel import speechlike
 from test_wav2lip_model import realistic_random_weights
@@ -73,19 +74,6 @@ def test_frames_without_a_face_come_back_unchanged_and_shape_dtype_hold(
 
 # ---- an independent numpy transcription of inference.py's datagen + main (cv2 replaced by a bilinear
 # resize with cv2's INTER_LINEAR pixel-centre convention) ----
-
-
-def bilinear(img: np.ndarray, h: int, w: int) -> np.ndarray:
-    sh, sw = img.shape[:2]
-    ys = np.clip((np.arange(h) + 0.5) * sh / h - 0.5, 0, sh - 1)
-    xs = np.clip((np.arange(w) + 0.5) * sw / w - 0.5, 0, sw - 1)
-    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
-    y1, x1 = np.minimum(y0 + 1, sh - 1), np.minimum(x0 + 1, sw - 1)
-    fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
-    img = img.astype(np.float64)
-    top = img[y0][:, x0] * (1 - fx) + img[y0][:, x1] * fx
-    bottom = img[y1][:, x0] * (1 - fx) + img[y1][:, x1] * fx
-    return top * (1 - fy) + bottom * fy
 
 
 def upstream_paste(weights: dict[str, torch.Tensor], frames_rgb: np.ndarray, boxes: np.ndarray,

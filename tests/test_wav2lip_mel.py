@@ -7,75 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.signal import lfilter
+from wav2lip_reference import ref_chunks, ref_mel_filters, ref_melspectrogram
 
 from daemon.worker.engines.wav2lip import mel
-
-# ---- reference: librosa 0.7.0 `filters.mel`, `core.stft`, Wav2Lip `audio.py`, written out by hand ----
-
-
-def ref_hz_to_mel(freq: float) -> float:
-    f_sp = 200.0 / 3
-    if freq < 1000.0:
-        return freq / f_sp
-    return 1000.0 / f_sp + np.log(freq / 1000.0) / (np.log(6.4) / 27.0)
-
-
-def ref_mel_to_hz(m: float) -> float:
-    f_sp = 200.0 / 3
-    min_log_mel = 1000.0 / f_sp
-    if m < min_log_mel:
-        return f_sp * m
-    return 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - min_log_mel))
-
-
-def ref_mel_filters(sr: int = 16000, n_fft: int = 800, n_mels: int = 80, fmin: float = 55,
-                    fmax: float = 7600) -> np.ndarray:
-    fftfreqs = np.linspace(0, sr / 2, 1 + n_fft // 2)
-    lo, hi = ref_hz_to_mel(fmin), ref_hz_to_mel(fmax)
-    mel_f = np.array([ref_mel_to_hz(m) for m in np.linspace(lo, hi, n_mels + 2)])
-    fdiff = np.diff(mel_f)
-    ramps = np.subtract.outer(mel_f, fftfreqs)
-    weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=np.float32)
-    for i in range(n_mels):
-        lower = -ramps[i] / fdiff[i]
-        upper = ramps[i + 2] / fdiff[i + 1]
-        weights[i] = np.maximum(0, np.minimum(lower, upper))
-    enorm = 2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels])  # norm=1 (Slaney area normalisation)
-    return weights * enorm[:, np.newaxis]
-
-
-def ref_stft(y: np.ndarray, n_fft: int = 800, hop: int = 200) -> np.ndarray:
-    n = np.arange(n_fft)
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)  # scipy.signal.get_window('hann', fftbins=True)
-    y = np.pad(y, n_fft // 2, mode="reflect")  # librosa 0.7 default pad_mode
-    n_frames = 1 + (len(y) - n_fft) // hop
-    out = np.empty((1 + n_fft // 2, n_frames), dtype=np.complex64)
-    for t in range(n_frames):
-        out[:, t] = np.fft.rfft(window * y[t * hop:t * hop + n_fft])
-    return out
-
-
-def ref_melspectrogram(wav: np.ndarray) -> np.ndarray:
-    y = lfilter([1, -0.97], [1], wav)
-    spec = np.abs(ref_stft(y))
-    m = np.dot(ref_mel_filters(), spec)
-    s = 20 * np.log10(np.maximum(1e-5, m)) - 20
-    min_level_db = -100
-    return np.clip((2 * 4.0) * ((s - min_level_db) / (-min_level_db)) - 4.0, -4.0, 4.0)
-
-
-def ref_chunks(m: np.ndarray, fps: float) -> list[np.ndarray]:
-    chunks, mult, i = [], 80.0 / fps, 0
-    while True:
-        start = int(i * mult)
-        if start + 16 > len(m[0]):
-            chunks.append(m[:, len(m[0]) - 16:])
-            break
-        chunks.append(m[:, start:start + 16])
-        i += 1
-    return chunks
-
 
 # ---- tests ----
 

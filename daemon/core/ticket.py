@@ -31,6 +31,9 @@ ENGINE_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
     "wav2lip": {"composite": (str, ("feather", "paste")), "smooth": (bool, None)},
     "copy": {},
 }
+# framing keys (issue 16, upstream inference.py's --fps / --box / --crop): see _framing()
+FRAMING_KEYS = ("fps", "face_box", "crop")
+KEYS = KEYS + FRAMING_KEYS
 _POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 _UNSAFE = re.compile(r"[^\w.\-]+")
 # control characters, invisible direction overrides and undecodable bytes (surrogate escapes of a file
@@ -260,6 +263,7 @@ def _options(data: dict[str, Any], ticket: str, engine: str | None) -> dict[str,
         out["loop"] = loop
     if "max_height" in data:
         out["max_height"] = _int(data, "max_height", ticket, 64, 4320, 0)
+    out.update(_framing(data, ticket))
     extra = data.get("options", {})
     if not isinstance(extra, dict):
         raise JobRejected("ticket_bad_value", ticket=ticket, key="options", expected="a table", got=_show(extra))
@@ -348,3 +352,33 @@ def _show(value: Any, limit: int = 60, quote: bool = True) -> str:
     """A value as a producer can read it: short, with hidden characters escaped."""
     text = printable(repr(value) if quote else str(value))
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _framing(data: dict[str, Any], ticket: str) -> dict[str, Any]:
+    """`fps` (force an output rate; a still's rate), `face_box` and `crop` = [top, bottom, left, right]
+    in pixels of the presenter as a player shows it (face_box: of the cropped picture when both are given)."""
+    out: dict[str, Any] = {}
+    if "fps" in data:
+        value = data["fps"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 120:
+            raise JobRejected("ticket_bad_value", ticket=ticket, key="fps", expected="a number from 1 to 120",
+                              got=_show(value))
+        out["fps"] = float(value)
+    for key in ("face_box", "crop"):
+        if key in data:
+            out[key] = _rectangle(data[key], key, ticket)
+    return out
+
+
+def _rectangle(value: Any, key: str, ticket: str) -> list[int]:
+    """[top, bottom, left, right], whole pixels; -1 for bottom/right means the picture's edge (--crop)."""
+    expected = "[top, bottom, left, right] in pixels, e.g. [120, 400, 200, 460]"
+    ok = isinstance(value, list) and len(value) == 4 and all(
+        isinstance(v, int) and not isinstance(v, bool) and -1 <= v <= 16384 for v in value)
+    if ok:
+        top, bottom, left, right = value
+        ok = top >= 0 and left >= 0 and (bottom == -1 or bottom > top) and (right == -1 or right > left)
+        ok = ok and (key == "crop" or -1 not in (bottom, right))
+    if not ok:
+        raise JobRejected("ticket_bad_value", ticket=ticket, key=key, expected=expected, got=_show(value))
+    return list(value)

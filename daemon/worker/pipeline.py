@@ -26,6 +26,7 @@ from daemon.worker.checkpoint import Checkpoint, fingerprint
 from daemon.worker.engines import frames as yuv
 from daemon.worker.engines.base import Chunk, Engine
 from daemon.worker.faces import FaceFinder, FacePass
+from daemon.worker.fixedbox import FixedBoxes
 from daemon.worker.media import encoder as enc
 from daemon.worker.media.decoder import FrameSource, read_model_audio
 from daemon.worker.media.plan import Plan, make_plan
@@ -90,8 +91,11 @@ class ChunkedRenderer:
 
     def _render(self, job: _Job, progress: ProgressFn, should_stop: StopFn) -> int:
         track = getattr(self.engine, "face_track", None)  # wav2lip: calibration, pads, smoothing
-        job.boxes = Boxes(self.faces.start(job.video, job.plan), job.timings,
-                          track(job.plan.width, job.plan.height, self.faces.geometry) if track else None)
+        if job.plan.face_box is not None:  # the ticket's face_box: no detection, pads or smoothing
+            job.boxes = FixedBoxes(job.plan)  # type: ignore[assignment]
+        else:
+            job.boxes = Boxes(self.faces.start(job.video, job.plan), job.timings,
+                              track(job.plan.width, job.plan.height, self.faces.geometry) if track else None)
         try:
             rendered = self._chunks(job, progress, should_stop)
             job.boxes.until(job.boxes.count)  # all of them, for the statistics and the face cache
@@ -145,6 +149,7 @@ class ChunkedRenderer:
             "audio_s": round(plan.audio_s, 3), "source_frames": plan.source_frames,
             "looped": plan.loop if plan.frames > plan.source_frames and not plan.still else None,
             "normalised": _notes(job.video), "engine": self.engine.name,
+            "warnings": [] if plan.face_box else list(getattr(self.engine, "warnings", ())),  # wav2lip: no S3FD
             "render_fps": round(rendered / timings["render"], 2) if timings.get("render") else None,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
         }

@@ -26,7 +26,7 @@ class Chunk:
 class Engine(Protocol):
     name: str
     device: torch.device
-    fps: float | None  # the frame rate the model needs (wav2lip: 25); None = any
+    fps: float | None  # a frame rate the model needs; None = any (every engine today: the source's)
 
     def prepare(self, wav16k: np.ndarray, fps: float, n_frames: int) -> Any:
         """Per-job audio features for frames 0..n_frames-1 (computed once, host or device memory)."""

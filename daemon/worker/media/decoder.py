@@ -22,6 +22,8 @@ from daemon.core import messages
 from daemon.core.config import MediaConfig
 from daemon.core.errors import EnvironmentFault, JobRejected
 from daemon.worker.media import box, process
+from daemon.worker.media import commandline as cl
+from daemon.worker.media.commandline import Filter, chain_text
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import STILL_FORMAT, MediaInfo
 
@@ -47,35 +49,55 @@ def has_filter(ffmpeg: str, name: str) -> bool:
     return any(line.split()[1:2] == [name] for line in done.stdout.decode("utf-8", "replace").splitlines())
 
 
-def filter_graph(plan: Plan, ffmpeg: str) -> str:
+def filters(plan: Plan, ffmpeg: str, every: int = 1, pix_fmt: str = "yuv420p") -> list[Filter]:
+    """The normalising chain: deinterlace, constant rate, the ticket's crop, [every Nth frame], output
+    size, pixel format."""
     steps = []
     if plan.deinterlace:
         if has_filter(ffmpeg, "bwdif"):
-            steps.append("bwdif")
+            steps.append(Filter("bwdif"))
         else:
             log.warning("interlaced input but this ffmpeg has no bwdif filter: decoding without deinterlace")
     if not plan.still:
-        steps.append(f"fps={plan.fps_text}")
-    # autorotation (ffmpeg's default) runs before this graph, so W×H are the upright display size
-    steps += [f"scale={plan.width}:{plan.height}:flags=bicubic", "setsar=1", "format=yuv420p"]
-    return ",".join(steps)
+        steps.append(Filter("fps", (plan.fps_text,)))
+    # autorotation (ffmpeg's default) runs before this graph, so W×H and the crop are in upright
+    # display pixels; the crop comes before the scale like upstream's --crop (after --resize_factor
+    # there, but a crop of the scaled frame is the same region scaled)
+    if plan.crop is not None:
+        x, y, w, h = plan.crop
+        steps.append(Filter("crop", (w, h, x, y), {"exact": 1}))
+    if every > 1:
+        # select counts frames from the seek point, so a seek to a multiple of `every` keeps sample k at
+        # frame k·every. After fps (indices are output frames), before scale: the other frames are never
+        # scaled (measured: 6.3 → 4.8 s for 60 s of 1080p at face_every 5 on the 2-core dev box)
+        steps.append(Filter("select", (f"not(mod(n,{every}))",)))  # ffmpeg-python escapes the comma
+    steps += [Filter("scale", (plan.width, plan.height), {"flags": "bicubic"}), Filter("setsar", (1,)),
+              Filter("format", (pix_fmt,))]
+    return steps
 
 
-def decode_argv(cfg: MediaConfig, info: MediaInfo, plan: Plan, src_start: int, count: int) -> list[str]:
+def filter_graph(plan: Plan, ffmpeg: str) -> str:
+    """The chain, readable (for logs and tests; the command line's copy is escaped by ffmpeg-python)."""
+    return chain_text(filters(plan, ffmpeg))
+
+
+def decode_argv(cfg: MediaConfig, info: MediaInfo, plan: Plan, src_start: int, count: int, *,
+                every: int = 1, pix_fmt: str = "yuv420p") -> list[str]:
+    """ffmpeg writing `count` raw frames on stdout: source frames src_start, src_start+every, ..."""
     ffmpeg = process.resolve(cfg.ffmpeg)
-    argv = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats"]
+    options: dict[str, object] = {"protocol_whitelist": "file"}
     if src_start:
-        argv += ["-ss", f"{src_start * plan.fps_den / plan.fps_num:.6f}"]
-    argv += ["-protocol_whitelist", "file"]
+        options["ss"] = f"{src_start * plan.fps_den / plan.fps_num:.6f}"
     if info.is_still:
-        argv += ["-format_whitelist", STILL_FORMAT, "-f", STILL_FORMAT, "-pattern_type", "none"]
+        options.update(format_whitelist=STILL_FORMAT, format=STILL_FORMAT, pattern_type="none")
     else:
-        argv += ["-format_whitelist", ",".join(cfg.video_formats)]
+        options["format_whitelist"] = ",".join(cfg.video_formats)
     index = info.video.index if info.video else 0
-    argv += ["-i", "file:" + str(info.path), "-map", f"0:{index}", "-an", "-sn", "-dn",
-             "-vf", filter_graph(plan, ffmpeg), "-fps_mode", "passthrough", "-frames:v", str(count),
-             "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"]
-    return argv
+    chain = filters(plan, ffmpeg, every, pix_fmt)
+    video = cl.apply(cl.source("file:" + str(info.path), index, **options), chain)
+    out = cl.output(video, "pipe:1", {"an": None, "sn": None, "dn": None, "fps_mode": "passthrough",
+                                      "frames:v": count, "f": "rawvideo", "pix_fmt": pix_fmt})
+    return cl.argv(ffmpeg, out)
 
 
 def read_frames(child: process.Child, out: np.ndarray) -> int:
@@ -216,16 +238,11 @@ def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: f
     us write hours of samples; the caller rejects anything over the limit by the decoded count.
     """
     tmp = dest.with_name(dest.name + ".tmp")
-    argv = [process.resolve(cfg.ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats", "-y",
-            "-protocol_whitelist", "file", "-format_whitelist",
-            ",".join(sorted(set(cfg.audio_formats) | set(cfg.video_formats))),
-            "-i", "file:" + str(info.path), "-map", "0:a:0", "-vn", "-sn", "-dn",
-            "-ac", "1", "-ar", "16000", "-t", f"{cfg.max_duration_min * 60 + 1:.3f}",
-            "-c:a", "pcm_f32le", "-fflags", "+bitexact", "-f", "wav", "file:" + str(tmp)]
     try:
         longest = cfg.max_duration_min * 60 + 1
-        done = process.run(argv, timeout_s, box=box.for_sound(cfg, info, min(info.duration or longest, longest),
-                                                              dest.parent, 64000 * math.ceil(longest) + 65536))
+        sound_box = box.for_sound(cfg, info, min(info.duration or longest, longest), dest.parent,
+                                  64000 * math.ceil(longest) + 65536)
+        done = process.run(speech_argv(cfg, info, tmp), timeout_s, box=sound_box)
     except process.ChildTimeout:
         raise JobRejected("media_unreadable", name=info.path.name,
                           detail="decoding its sound took too long") from None
@@ -236,6 +253,16 @@ def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: f
     tmp.replace(dest)
     offset, size = wav_data(dest)
     return size // 4, offset
+
+
+def speech_argv(cfg: MediaConfig, info: MediaInfo, dest: Path) -> list[str]:
+    """ffmpeg writing the first audio stream as a float32 16 kHz mono WAV at `dest` (overwritten)."""
+    formats = ",".join(sorted(set(cfg.audio_formats) | set(cfg.video_formats)))
+    sound = cl.source("file:" + str(info.path), "a:0", protocol_whitelist="file", format_whitelist=formats)
+    out = cl.output(sound, "file:" + str(dest), {
+        "vn": None, "sn": None, "dn": None, "ac": 1, "ar": 16000, "t": f"{cfg.max_duration_min * 60 + 1:.3f}",
+        "c:a": "pcm_f32le", "fflags": "+bitexact", "f": "wav"})
+    return cl.argv(process.resolve(cfg.ffmpeg), out, head=(*cl.QUIET, "-y"))
 
 
 def wav_data(path: Path) -> tuple[int, int]:

@@ -13,8 +13,20 @@ from typing import Any
 
 import numpy as np
 
+from daemon.core import messages
 from daemon.core.config import MediaConfig
+from daemon.core.errors import JobRejected
 from daemon.worker.media.probe import MediaInfo
+
+messages.register({
+    "region_outside": {
+        "en": ("The ticket's {key} = {value} lies outside the {size} picture of {name}.",
+               "Give {key} as [top, bottom, left, right] in pixels of the video as a player shows it, "
+               "and drop the ticket again."),
+        "zh": ("任务单中的 {key} = {value} 超出了 {name} 的 {size} 画面。",
+               "请按播放器显示的画面像素写 {key} = [上, 下, 左, 右]，然后重新放入任务单。"),
+    },
+})
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,10 @@ class Plan:
     audio_s: float
     still: bool
     deinterlace: bool
+    # the ticket's `crop`: x, y, w, h in upright source pixels; the output is this region (upstream --crop)
+    crop: tuple[int, int, int, int] | None = None
+    # the ticket's `face_box` in output pixels (x1, y1, x2, y2): every frame's face, no detection
+    face_box: tuple[int, int, int, int] | None = None
 
     @property
     def fps(self) -> float:
@@ -100,10 +116,14 @@ class Plan:
         return asdict(self)
 
 
-def output_rate(video: MediaInfo, cfg: MediaConfig, engine_fps: float | None) -> Fraction:
-    """The engine's rate if it needs one, else config's, else the source's (VFR → media.vfr_fps)."""
+def output_rate(video: MediaInfo, cfg: MediaConfig, engine_fps: float | None,
+                forced: float | None = None) -> Fraction:
+    """The engine's rate if it needs one, else the ticket's `fps`, else config's, else the source's
+    (VFR sources and stills → media.vfr_fps, 25 by default like upstream's --fps for images)."""
     if engine_fps:
         return Fraction(engine_fps).limit_denominator(1001)
+    if forced:
+        return Fraction(forced).limit_denominator(1001)
     if cfg.fps:
         return Fraction(cfg.fps).limit_denominator(1001)
     v = video.video
@@ -112,10 +132,11 @@ def output_rate(video: MediaInfo, cfg: MediaConfig, engine_fps: float | None) ->
     return Fraction(v.r_fps).limit_denominator(1001)
 
 
-def output_size(video: MediaInfo, cfg: MediaConfig, max_height: int | None) -> tuple[int, int]:
-    """Display size (rotation applied), capped in height, both sides even (x264 needs them even)."""
+def output_size(video: MediaInfo, cfg: MediaConfig, max_height: int | None,
+                crop: tuple[int, int, int, int] | None = None) -> tuple[int, int]:
+    """Display size (rotation applied) or the crop's, capped in height, both sides even (x264 needs it)."""
     assert video.video is not None
-    w, h = video.video.width, video.video.height
+    w, h = (video.video.width, video.video.height) if crop is None else crop[2:]
     caps = [c for c in (cfg.max_height, max_height or 0) if c > 0]
     if caps and h > min(caps):
         w, h = round(w * min(caps) / h), min(caps)
@@ -124,8 +145,9 @@ def output_size(video: MediaInfo, cfg: MediaConfig, max_height: int | None) -> t
 
 def make_plan(video: MediaInfo, audio_s: float, cfg: MediaConfig, engine_fps: float | None,
               options: dict[str, Any]) -> Plan:
-    rate = output_rate(video, cfg, engine_fps)
-    width, height = output_size(video, cfg, _int_option(options, "max_height"))
+    rate = output_rate(video, cfg, engine_fps, _number_option(options, "fps"))
+    crop = crop_region(video, options.get("crop"))
+    width, height = output_size(video, cfg, _int_option(options, "max_height"), crop)
     frames = max(1, round(audio_s * rate))
     if video.is_still:
         source = 1
@@ -139,10 +161,54 @@ def make_plan(video: MediaInfo, audio_s: float, cfg: MediaConfig, engine_fps: fl
     return Plan(fps_num=rate.numerator, fps_den=rate.denominator, width=width, height=height,
                 frames=frames, source_frames=source, chunk_frames=cfg.chunk_frames, loop=loop,
                 audio_s=audio_s, still=video.is_still,
-                deinterlace=bool(video.video and video.video.interlaced))
+                deinterlace=bool(video.video and video.video.interlaced), crop=crop,
+                face_box=fixed_box(video, options.get("face_box"), crop, (width, height)))
 
 
 def _int_option(options: dict[str, Any], key: str) -> int | None:
     value = options.get(key)
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 \
         else None
+
+
+def _number_option(options: dict[str, Any], key: str) -> float | None:
+    value = options.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 \
+        else None
+
+
+def crop_region(video: MediaInfo, crop: object) -> tuple[int, int, int, int] | None:
+    """A ticket's crop [top, bottom, left, right] (-1: to the edge) → (x, y, w, h) inside the picture,
+    even-sized; None for no crop or one that covers the whole picture. A crop outside it is the
+    producer's mistake."""
+    if not isinstance(crop, (list, tuple)) or len(crop) != 4:
+        return None
+    assert video.video is not None
+    width, height = video.video.width, video.video.height
+    top, bottom, left, right = (int(v) for v in crop)
+    bottom = height if bottom == -1 else min(bottom, height)
+    right = width if right == -1 else min(right, width)
+    w, h = (right - left) & ~1, (bottom - top) & ~1
+    if w < 2 or h < 2:
+        raise JobRejected("region_outside", key="crop", value=str(list(crop)), name=video.path.name,
+                          size=f"{width}x{height}")
+    if (left, top, w, h) == (0, 0, width & ~1, height & ~1):
+        return None
+    return left, top, w, h
+
+
+def fixed_box(video: MediaInfo, box: object, crop: tuple[int, int, int, int] | None,
+              size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """A ticket's face_box [top, bottom, left, right] in pixels of the (cropped) picture → x1, y1, x2, y2
+    in output pixels (scaled like the frames; upstream's --box is in the resized frame's pixels)."""
+    if not isinstance(box, (list, tuple)) or len(box) != 4:
+        return None
+    assert video.video is not None
+    region_w, region_h = (video.video.width, video.video.height) if crop is None else crop[2:]
+    top, bottom, left, right = (int(v) for v in box)
+    if right > region_w or bottom > region_h:
+        raise JobRejected("region_outside", key="face_box", value=str(list(box)), name=video.path.name,
+                          size=f"{region_w}x{region_h}" + (" (cropped)" if crop else ""))
+    sx, sy = size[0] / region_w, size[1] / region_h
+    x1, y1 = int(left * sx), int(top * sy)
+    return x1, y1, max(x1 + 1, round(right * sx)), max(y1 + 1, round(bottom * sy))

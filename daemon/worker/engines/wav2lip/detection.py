@@ -48,6 +48,10 @@ IDENTITY = BoxCalibration()
 # NOT measured: a first guess for frontal cascades (their boxes stop near the lower lip and start at the
 # brows; S3FD's reach the chin). Refit with `fit_calibration` on S3FD boxes of the same frames.
 CALIBRATIONS: dict[str, BoxCalibration] = {"s3fd": IDENTITY, "lbp": BoxCalibration(dy=0.08, sy=1.15)}
+# what report.json says of a wav2lip job whose boxes came through that unfitted calibration
+NO_S3FD = ("no S3FD face detector (engines.wav2lip.face_detector_checkpoint is empty): the face boxes came "
+           "from the offline detector through a calibration toward S3FD's geometry that was never fitted; "
+           "lip-sync quality may suffer: supply s3fd.pth")
 
 
 def calibrate(boxes: np.ndarray, cal: BoxCalibration) -> np.ndarray:

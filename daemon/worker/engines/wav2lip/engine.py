@@ -71,7 +71,9 @@ def load_model(config: Wav2LipEngineConfig) -> tuple[Wav2Lip, str]:
 
 class Wav2LipEngine:
     name = "wav2lip"
-    fps: float | None = 25.0  # what the model was trained at (hparams.fps); mel windows assume it
+    # None: the presenter's rate is kept, as upstream inference.py does (it reads the video's fps and
+    # steps the mel windows by 80/fps; `prepare` gets the plan's rate). Training used 25 fps.
+    fps: float | None = None
 
     def __init__(self, config: Wav2LipEngineConfig, device: torch.device | str = "cuda") -> None:
         self.config = config
@@ -88,6 +90,8 @@ class Wav2LipEngine:
         # every stage wait for the GPU, so it stays None in production
         self.timings: dict[str, float] | None = None
         self._detector = self._load_detector()
+        # for each job's report.json (the pipeline leaves it out when a ticket's face_box replaced detection)
+        self.warnings: tuple[str, ...] = () if self._detector else (detection.NO_S3FD,)
         log.info("wav2lip: %s on %s, %s, batch %d", self.description, self.device, self.precision,
                  self._batch)
 
