@@ -1,7 +1,8 @@
 """The `lipsyncd` command: one entry point, one error boundary, one subcommand per role or task.
 
 Exit codes: 0 ok, 1 a job failed (`submit --wait`) or stopped by a second signal, 2 usage,
-70 environment fault or bug (a process manager should restart us), 78 configuration error (it should not).
+70 environment fault or bug (a process manager should restart us), 74 stdout refused our output (e.g. a
+full device), 78 configuration error (it should not), 141 stdout's reader went away (`| head`), silently.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from daemon import __version__
+from daemon import __version__, output
 from daemon.core import logs
 from daemon.core.config import Config, load_config
 from daemon.core.errors import EXIT_CONFIG, EXIT_FAULT, ConfigError, EnvironmentFault, is_out_of_space
@@ -95,6 +96,16 @@ def _dispatch(name: str) -> Command:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    output.guard()
+    try:
+        code = _run(argv)
+        output.finish()
+        return code
+    except output.OutputError as exc:  # the reader's side (a closed pipe, a full /dev/full), never ours
+        return output.handle(exc)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config, args.root)
@@ -114,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EnvironmentFault as exc:
         log.error("environment fault: %s", exc)
         return EXIT_FAULT
+    except output.OutputError:
+        raise  # the reader's business, answered in main(); neither a fault of ours nor a full share
     except StopNow:
         return 1
     except KeyboardInterrupt:
