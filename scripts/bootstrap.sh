@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(ffmpeg espeak-ng sox python3-venv python3-dev)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(chromium tmux faketime e2fsprogs)
+  packages+=(chromium tmux faketime e2fsprogs prometheus)  # prometheus: promtool check metrics
   extras="[test]"
 fi
 
@@ -21,7 +21,7 @@ done
 if ((${#missing[@]})); then
   echo "==> installing OS packages: ${missing[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [[ ! -x .venv/bin/python ]]; then
