@@ -6,10 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(ffmpeg espeak-ng sox python3-venv python3-dev)
-extras=""
+extras="[worker]"  # the render stack; an intake/watchdog-only host can `pip install lipsyncd` alone
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(chromium tmux faketime e2fsprogs prometheus)  # prometheus: promtool check metrics
-  extras="[test]"
+  extras="[worker,test]"
 fi
 
 SUDO=""
