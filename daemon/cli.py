@@ -70,10 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--timeout", type=float, default=0, help="with --wait: give up after N seconds")
     retry = add("retry", "move a failed job back into the queue")
     retry.add_argument("job", help="job id (a folder name in failed/)")
-    doctor = add("doctor", "check config, share, disk, ffmpeg, GPU, checkpoints and chat robots; one "
-                           "PASS/FAIL/SKIP line per check, exit 1 if any failed")
+    doctor = add("doctor", "check config, share, disk, metrics and outbox folders, process manager, ffmpeg, "
+                           "worker stack, GPU, checkpoints and chat robots; one PASS/FAIL/SKIP line per check, "
+                           "exit 1 if any failed; changes nothing unless --fix")
+    doctor.add_argument("--fix", action="store_true",
+                        help="create the share's missing folders (and alerts.outbox_dir); run it as the service "
+                             "user, so they get that user's ownership")
+    doctor.add_argument("--json", action="store_true",
+                        help="print the verdicts as one JSON object ({ok, failed, warnings, checks: [{name, "
+                             "status, detail}]}) instead of lines")
     doctor.add_argument("--send-test-alert", action="store_true",
                         help="also send one test message to every configured chat robot and report each result")
+    init = add("init", "write the commented config.toml, the systemd units and the supervisord program file "
+                       "into DIR (never overwriting: if any exists, nothing is written)")
+    init.add_argument("dir", nargs="?", default=".", metavar="DIR",
+                      help="folder to write into, created if missing (default: the current folder); "
+                           "e.g. /etc/lipsyncd")
+    init.add_argument("--print", metavar="NAME",
+                      help="print one shipped file to stdout instead (e.g. config.toml, "
+                           "systemd/lipsyncd-worker@.service, supervisor/lipsyncd.conf)")
     probe = add("probe", "describe a media file the way the worker sees it")
     probe.add_argument("file")
     return parser
@@ -86,6 +101,11 @@ def _dispatch(name: str) -> Command:
 
         return intake_run
     if name == "worker":
+        from daemon import extras
+
+        if missing := extras.missing_worker_stack():
+            raise ConfigError(f"this install has no worker stack (missing {', '.join(missing)}): it can run "
+                              f"intake and the watchdog only; for a worker: {extras.INSTALL}")
         from daemon.worker.factory import run_worker
 
         return run_worker
@@ -107,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "init":  # needs no config: it is how an operator gets one
+        from daemon import skel
+
+        return skel.init(args)
     try:
         config = load_config(args.config, args.root)
     except ConfigError as exc:
