@@ -20,10 +20,13 @@ from daemon.core import logs
 from daemon.core.config import Config, load_config
 from daemon.core.errors import EXIT_CONFIG, EXIT_FAULT, ConfigError, EnvironmentFault, is_out_of_space
 from daemon.core.lifecycle import StopNow
+from daemon.core.settings import unknown_env
 
 log = logging.getLogger("lipsyncd")
 
 Command = Callable[[Config, argparse.Namespace], int]
+# LIPSYNCD_* variables that are not config keys (LIPSYNCD_UP: set by `lipsyncd up` for its children)
+ENV_NOT_SETTINGS = ("LIPSYNCD_CONFIG", "LIPSYNCD_ROOT", "LIPSYNCD_LOG_LEVEL", "LIPSYNCD_UP")
 
 
 def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
@@ -81,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "status, detail}]}) instead of lines")
     doctor.add_argument("--send-test-alert", action="store_true",
                         help="also send one test message to every configured chat robot and report each result")
+    show = add("config", "print the effective configuration (defaults, file, LIPSYNCD_* variables and --root "
+                         "merged) as TOML, each value's origin noted, secrets masked")
+    show.add_argument("--json", action="store_true", help="as one JSON object {key: {value, from}}")
     init = add("init", "write the commented config.toml, the systemd units and the supervisord program file "
                        "into DIR (never overwriting: if any exists, nothing is written)")
     init.add_argument("dir", nargs="?", default=".", metavar="DIR",
@@ -109,9 +115,9 @@ def _dispatch(name: str) -> Command:
         from daemon.worker.factory import run_worker
 
         return run_worker
-    from daemon import submit, tasks
+    from daemon import configview, submit, tasks
 
-    return {"up": tasks.up, "status": tasks.status, "submit": submit.submit, "retry": tasks.retry,
+    return {"config": configview.show, "up": tasks.up, "status": tasks.status, "submit": submit.submit, "retry": tasks.retry,
             "doctor": tasks.doctor, "probe": tasks.probe, "watchdog": tasks.watchdog}[name]
 
 
@@ -137,9 +143,11 @@ def _run(argv: Sequence[str] | None) -> int:
         print(f"lipsyncd: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     level = args.log_level or os.environ.get("LIPSYNCD_LOG_LEVEL") or config.general.log_level
-    errors_log = None if args.command in ("status", "probe", "doctor", "submit") else \
+    errors_log = None if args.command in ("status", "probe", "doctor", "submit", "config") else \
         _errors_log(config)
     logs.setup(args.command, level, errors_log)
+    for warning in unknown_env(Config, os.environ, ENV_NOT_SETTINGS):
+        log.warning("%s", warning)
     try:
         return _dispatch(args.command)(config, args)
     except ConfigError as exc:
