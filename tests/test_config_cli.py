@@ -30,7 +30,7 @@ def test_a_mistyped_variable_is_warned_about_at_start_with_the_likely_name(root:
 def test_config_prints_valid_toml_of_the_effective_values_with_origins_and_masked_secrets(root: Path,
                                                                                        tmp_path: Path) -> None:
     cfg = tmp_path / "config.toml"
-    cfg.write_text('[intake]\nsettle_s = 9.5\n[alerts.feishu]\nwebhook = "https://open.feishu.cn/hook/SECRET-1"\n'
+    cfg.write_text('[intake]\norphan_timeout_min = 33.5\n[alerts.feishu]\nwebhook = "https://open.feishu.cn/hook/SECRET-1"\n'
                    'secret = "SECRET-2"\n')
     done = cli(root, "--config", str(cfg), "config", LIPSYNCD_ALERTS_DINGTALK_SECRET="SECRET-3",
                LIPSYNCD_WORKER_LEASE_S="45")
@@ -38,14 +38,16 @@ def test_config_prints_valid_toml_of_the_effective_values_with_origins_and_maske
     assert "SECRET-" not in done.stdout
     shown = tomllib.loads(done.stdout)  # valid TOML, one table per section
     real = load_config(str(cfg), env={"LIPSYNCD_ROOT": str(root), "LIPSYNCD_WORKER_LEASE_S": "45"})
-    assert shown["intake"]["settle_s"] == real.intake.settle_s == 9.5
+    assert shown["intake"]["orphan_timeout_min"] == real.intake.orphan_timeout_min == 33.5
+    assert shown["intake"]["settle_s"] == 0.3  # the environment wins over the file
     assert shown["worker"]["lease_s"] == 45.0 and shown["share"]["root"] == str(root)
     assert shown["alerts"]["feishu"]["secret"] == "********" and shown["alerts"]["dingtalk"]["secret"] == "********"
     assert shown["alerts"]["wecom"]["webhook"] == ""  # empty stays visibly empty: "not set"
     lines = done.stdout.splitlines()
-    assert "settle_s = 9.5  # from file" in lines
+    assert "orphan_timeout_min = 33.5  # from file" in lines
+    assert "settle_s = 0.3  # from LIPSYNCD_INTAKE_SETTLE_S" in lines
     assert "lease_s = 45.0  # from LIPSYNCD_WORKER_LEASE_S" in lines
     assert f'root = "{root}"  # from LIPSYNCD_ROOT' in lines
     as_json = json.loads(cli(root, "--config", str(cfg), "config", "--json").stdout)
-    assert as_json["intake.settle_s"] == {"value": 9.5, "from": "file"}
+    assert as_json["intake.orphan_timeout_min"] == {"value": 33.5, "from": "file"}
     assert as_json["alerts.feishu.webhook"]["value"] == "********"
