@@ -17,7 +17,7 @@ from pathlib import Path
 
 from daemon import __version__, output
 from daemon.core import logs
-from daemon.core.config import Config, load_config
+from daemon.core.config import ENGINES, Config, load_config
 from daemon.core.errors import EXIT_CONFIG, EXIT_FAULT, ConfigError, EnvironmentFault, is_out_of_space
 from daemon.core.lifecycle import StopNow
 from daemon.core.settings import unknown_env
@@ -37,7 +37,8 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     parser.add_argument("--root", metavar="PATH", default=default,
                         help="share root, overriding share.root (also $LIPSYNCD_ROOT)")
     parser.add_argument("--log-level", metavar="LEVEL", default=default,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override general.log_level")
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="override general.log_level (also $LIPSYNCD_LOG_LEVEL): DEBUG, INFO, WARNING or ERROR")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,20 +60,28 @@ def build_parser() -> argparse.ArgumentParser:
     add("up", "run intake, worker(s) and watchdog as child processes (demo / single box); Ctrl-C stops all")
     add("intake", "run the intake role: watch inbox/, accept or reject drops (for supervisord/systemd)")
     worker = add("worker", "run one worker: claim staged jobs and render them (one per GPU)")
-    worker.add_argument("--gpu", metavar="N", help="GPU index or UUID this worker uses (sets its name gpuN)")
-    worker.add_argument("--name", help="worker name in heartbeats and status (default: gpu<N>)")
+    worker.add_argument("--gpu", metavar="N", help="GPU this worker uses: an index in PCI bus order (as nvidia-smi "
+                                                   "numbers them) or a GPU-UUID; sets its name gpuN")
+    worker.add_argument("--name", metavar="NAME", help="worker name in heartbeats and status (default: gpu<N>)")
     add("watchdog", "run the watchdog role: detect stalls, alert chat robots, restart workers")
     status = add("status", "show queued, running, done and failed jobs")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--json", action="store_true",
+                        help="print the status snapshot (the same data as <root>/status.json) as JSON")
     submit = add("submit", "copy AUDIO and VIDEO into the inbox, then a ticket naming them")
-    submit.add_argument("audio", help="speech track (any audio, or a video whose sound is used)")
-    submit.add_argument("video", help="presenter video or still image")
-    submit.add_argument("--name", help="job name (default: the audio file's name)")
-    submit.add_argument("--engine", help="engine to use, if the operator allows it")
+    submit.add_argument("audio", metavar="AUDIO", help="speech track file (any audio, or a video whose sound is used)")
+    submit.add_argument("video", metavar="VIDEO", help="presenter video or still image file")
+    submit.add_argument("--name", metavar="NAME",
+                        help="job name, up to 40 characters kept (default: the audio file's name)")
+    submit.add_argument("--engine", choices=ENGINES,
+                        help="engine to render with, if intake.allowed_engines allows it (default: worker.engine)")
     submit.add_argument("--wait", action="store_true", help="show progress until done or failed; exit 1 on failure")
-    submit.add_argument("--timeout", type=float, default=0, help="with --wait: give up after N seconds")
+    submit.add_argument("--json", action="store_true",
+                        help="print one JSON object {ticket, jobs: [{id, state, path, ...}], timed_out} once intake "
+                             "has accepted the job (with --wait: once it finished) instead of text")
+    submit.add_argument("--timeout", type=float, default=0, metavar="SECONDS",
+                        help="with --wait or --json: give up after this many seconds, exit 1 (default: 0, never)")
     retry = add("retry", "move a failed job back into the queue")
-    retry.add_argument("job", help="job id (a folder name in failed/)")
+    retry.add_argument("job", metavar="JOB", help="job id (a folder name in failed/)")
     doctor = add("doctor", "check config, share, disk, metrics and outbox folders, process manager, ffmpeg, "
                            "worker stack, GPU, checkpoints and chat robots; one PASS/FAIL/SKIP line per check, "
                            "exit 1 if any failed; changes nothing unless --fix")
@@ -96,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print one shipped file to stdout instead (e.g. config.toml, "
                            "systemd/lipsyncd-worker@.service, supervisor/lipsyncd.conf)")
     probe = add("probe", "describe a media file the way the worker sees it")
-    probe.add_argument("file")
+    probe.add_argument("file", metavar="FILE", help="media file to probe (audio, video or still image)")
     return parser
 
 
