@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from daemon.core.errors import EXIT_CONFIG, EXIT_FAULT, ConfigError, Environment
 from daemon.core.lifecycle import StopNow
 from daemon.core.settings import unknown_env
 
-log = logging.getLogger("lipsyncd")
+log = logging.getLogger(__name__)
 
 Command = Callable[[Config, argparse.Namespace], int]
 # LIPSYNCD_* variables that are not config keys (LIPSYNCD_UP: set by `lipsyncd up` for its children)
@@ -154,7 +155,7 @@ def _run(argv: Sequence[str] | None) -> int:
     level = args.log_level or os.environ.get("LIPSYNCD_LOG_LEVEL") or config.general.log_level
     errors_log = None if args.command in ("status", "probe", "doctor", "submit", "config") else \
         _errors_log(config)
-    logs.setup(args.command, level, errors_log)
+    logs.setup(args.command, level, errors_log, host_name(config), logs.Rotation.of(config.general))
     for warning in unknown_env(Config, os.environ, ENV_NOT_SETTINGS):
         log.warning("%s", warning)
     try:
@@ -185,6 +186,10 @@ def _run(argv: Sequence[str] | None) -> int:
 
 
 def _errors_log(config: Config) -> Path | None:
-    # the root must exist (a mounted share); its .lipsyncd/logs/ is created on a role's very first start
+    # the root must exist (a mounted share); its .lipsyncd/logs/<host>/ is created on a role's first start
     root = Path(config.share.root)
-    return root / ".lipsyncd" / "logs" / "errors.log" if root.is_dir() else None
+    return logs.host_folder(root / ".lipsyncd", host_name(config)) / "errors.log" if root.is_dir() else None
+
+
+def host_name(config: Config) -> str:
+    return config.general.host_name or socket.gethostname()

@@ -21,7 +21,7 @@ from pathlib import Path
 from daemon.core import atomic
 from daemon.core.lifecycle import StopNow, Stopper
 
-log = logging.getLogger("lipsyncd.up")
+log = logging.getLogger(__name__)
 
 MAX_QUICK_FAILS = 5
 QUICK_S = 10.0

@@ -35,6 +35,9 @@ class GeneralConfig:
     language: str = setting("en", choices=("en", "zh"))
     log_level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     host_name: str = setting("")  # empty: the machine's host name
+    # this host's errors.log and alerts.jsonl (in .lipsyncd/logs/<host>/) rotate at this size...
+    log_max_mb: float = setting(10.0, min=0.01, max=10_000)
+    log_keep: int = setting(5, min=0, max=100)  # ...keeping this many old files (name.1 newest)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from daemon.intake.ledger import Ledger
 from daemon.intake.planner import Planner
 from daemon.intake.settle import Settler
 
-log = logging.getLogger("lipsyncd.intake")
+log = logging.getLogger(__name__)
 
 
 class Intake:

@@ -30,7 +30,7 @@ from daemon.core.state import JobGone, JobState
 from daemon.worker import claim, publish
 from daemon.worker.render import Interrupted, Progress, Renderer, RenderRequest
 
-log = logging.getLogger("lipsyncd.worker")
+log = logging.getLogger(__name__)
 
 RendererFor = Callable[[str], Renderer]
 
