@@ -7,12 +7,12 @@ variables, then `--root`/`LIPSYNCD_ROOT`. Every key is documented in the shipped
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from daemon.core import tomlpos
 from daemon.core.errors import ConfigError
 from daemon.core.settings import build, setting
 
@@ -237,9 +237,6 @@ class Config:
         return Path(self.share.root)
 
 
-_TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
-
-
 def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
     """--config, else LIPSYNCD_CONFIG, else the first default path that exists, else None (defaults)."""
     chosen = explicit or env.get("LIPSYNCD_CONFIG")
@@ -262,11 +259,8 @@ def read_toml(path: Path) -> dict[str, object]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        msg = str(exc)
-        pos = _TOML_POS.search(msg)
-        where = f"line {pos.group(1)}, column {pos.group(2)}" if pos else "unknown position"
-        reason = _TOML_POS.sub("", msg).strip()
-        raise ConfigError(f"{path}: TOML syntax error at {where}: {reason}") from None
+        reason, line, column = tomlpos.locate(str(exc), text)
+        raise ConfigError(f"{path}: TOML syntax error at line {line}, column {column}: {reason}") from None
 
 
 def load_config(explicit_path: str | None = None, root: str | None = None,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from daemon.core import tomlpos
 from daemon.core.errors import JobRejected
 
 if sys.version_info >= (3, 11):
@@ -29,7 +30,6 @@ ENGINE_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
     "wav2lip": {"composite": (str, ("feather", "paste")), "smooth": (bool, None)},
     "copy": {},
 }
-_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 _UNSAFE = re.compile(r"[^\w.\-]+")
 
 
@@ -87,9 +87,8 @@ def parse(raw: bytes, ticket: str, *, allowed_engines: tuple[str, ...], max_file
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        pos = _POS.search(str(exc))
-        raise JobRejected("ticket_syntax", ticket=ticket, detail=_POS.sub("", str(exc)).strip(),
-                          line=pos.group(1) if pos else "?", column=pos.group(2) if pos else "?") from None
+        detail, line, column = tomlpos.locate(str(exc), text)
+        raise JobRejected("ticket_syntax", ticket=ticket, detail=detail, line=line, column=column) from None
     if not data:
         raise JobRejected("ticket_empty", ticket=ticket)
     _check_keys(data, ticket)
