@@ -190,3 +190,60 @@ def test_a_metric_name_that_clashes_is_refused_by_the_registry_not_written(tmp_p
     with pytest.raises(ValueError):
         metrics.write_textfile(tmp_path, _busy_snapshot(), Clash)
     assert list(tmp_path.iterdir()) == []  # nothing half-made is left for node_exporter
+
+
+HOG = "import sys, time; block = bytearray(160 * 1024 * 1024); sys.stdout.write('ready\\n'); sys.stdout.flush(); " \
+      "time.sleep(120)"
+
+
+def test_worker_memory_counts_its_children_and_refuses_a_reused_pid() -> None:
+    import os
+    import sys
+
+    from daemon.core import lease
+    from daemon.sentinel.memory import resident_bytes
+
+    me, start = os.getpid(), lease.process_start(os.getpid())
+    assert start
+    alone = resident_bytes(me, start)
+    child = subprocess.Popen([sys.executable, "-c", HOG], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"  # its 160 MB are touched
+        with_child = resident_bytes(me, start)
+        assert alone and with_child and with_child - alone > 150 * 1024 * 1024
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    assert resident_bytes(me, start + 1) is None  # same pid, another start time: not our worker
+    assert resident_bytes(me, 0) is None  # a heartbeat without a start time proves nothing
+
+
+def test_the_textfile_and_watchdog_json_carry_this_hosts_worker_memory(tmp_path: Path) -> None:
+    import os
+
+    from daemon.core import lease
+
+    root = tmp_path / "share"
+    for folder in ("inbox", "staging", "processing", "done", "failed", ".lipsyncd/roles"):
+        (root / folder).mkdir(parents=True)
+    prom = tmp_path / "textfile"
+    prom.mkdir()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[share]\nroot = "{root}"\n[general]\nhost_name = "h1"\n'
+                   f'[watchdog]\ngpu_check = false\ntextfile_dir = "{prom}"\nintake_stale_s = 86400\n')
+    now = time.time()
+    heartbeat.write(root / ".lipsyncd", heartbeat.Heartbeat(  # this test process plays the worker
+        host="h1", worker="gpu0", pid=os.getpid(), pid_start=lease.process_start(os.getpid()) or 0.0,
+        phase="idle", progress_at=now, written_at=now))
+    role = Role(load_config(str(cfg), env={}), env={}, manager=Manager())
+    try:
+        role.start()
+        role.step()
+        role.lane.call(lambda: None, 5)
+    finally:
+        role.close()
+    got = samples((prom / "lipsyncd_watchdog.prom").read_text())
+    rss = got[("lipsyncd_worker_resident_memory_bytes", (("worker", "h1--gpu0"),))]
+    assert rss > 10 * 1024 * 1024
+    status = json.loads((root / ".lipsyncd" / "roles" / "watchdog.json").read_text())
+    assert status["share"]["beats"]["h1--gpu0"]["rss_bytes"] > 10 * 1024 * 1024

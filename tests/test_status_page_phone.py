@@ -115,3 +115,19 @@ def test_times_are_written_with_date_and_zone_without_a_browser(root: Path, tmp_
     for stamp in stamps:
         iso, shown = stamp.split('"', 1)[0], stamp.split(">", 1)[1].split("<", 1)[0]
         assert iso[-6:] in ("-05:00", "-04:00") and shown.endswith(f"UTC{iso[-6:]}") and shown[:4] == iso[:4]
+
+
+def test_worker_memory_the_watchdog_read_is_on_the_page_and_in_status(root: Path) -> None:
+    busy_share.build(root)
+    path = root / ".lipsyncd" / "roles" / "watchdog.json"
+    status = atomic.read_json(path)
+    status["share"] = {"beats": {"gpuhost--gpu0": {"rss_bytes": 2_500_000_000, "fps": 24.5}}}
+    atomic.write_json(path, status)
+    Board(root, "en", 5.0, 20).write()
+    page = (root / HTML).read_text()
+    workers = page.split('id="workers"', 1)[1].split("</table>", 1)[0]
+    assert "Memory (RAM)" in workers and "2.5 GB" in workers
+    text = subprocess.run([sys.executable, "-m", "daemon", "--root", str(root), "status"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "COLUMNS": "140"}).stdout
+    gpu0 = next(line for line in text.splitlines() if "gpuhost/gpu0" in line and "heartbeat" in line)
+    assert gpu0.rstrip().endswith("RAM 2.5 GB")

@@ -131,14 +131,17 @@ def _queue(snap: dict[str, Any], lang: str, now: float) -> str:
 
 def _workers(snap: dict[str, Any], lang: str, now: float) -> str:
     rows = []
+    beats = ((snap.get("watchdog") or {}).get("share") or {}).get("beats") or {}  # the watchdog's own host
     for w in snap.get("workers") or []:
         age = w.get("last_heartbeat_age_s")
         cls = "bad" if isinstance(age, (int, float)) and age > 300 else ""
         name = f'{w.get("host")}/{w.get("worker")}' + (f' · GPU {w["gpu"]}' if w.get("gpu") not in (None, "") else "")
+        rss = (beats.get(f'{w.get("host")}--{w.get("worker")}') or {}).get("rss_bytes")
         rows.append([e(name), e(_phase(lang, w.get("phase"))), e(w.get("job") or "–"),
-                     f'<span class="{cls}">{e(say(lang, "ago", d=duration(age, lang)))}</span>'])
+                     f'<span class="{cls}">{e(say(lang, "ago", d=duration(age, lang)))}</span>',
+                     f'<span class="num">{e(size(rss))}</span>'])
     headers = [(say(lang, "worker"), False), (say(lang, "phase"), False), (say(lang, "job"), True),
-               (say(lang, "heartbeat"), False)]
+               (say(lang, "heartbeat"), False), (say(lang, "ram"), True)]
     return _table(say(lang, "h_workers"), "workers", headers, rows, say(lang, "empty_workers"))
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.core import atomic
+from daemon.sentinel import memory
 from daemon.sentinel.survey import Survey
 
 
@@ -33,5 +34,6 @@ def figures(survey: Survey | None, host: str, now: float, finished: dict[str, in
             "intake_paused": bool((survey.intake or {}).get("paused")),
             "finished": dict(finished), "render_s_sum": round(render_s_sum, 3), "render_s_count": render_s_count,
             "beats": {f"{host}--{w}": {"fps": b.fps, "heartbeat_age_s": round(now - b.written_at, 1),
-                                       "progress_age_s": round(now - b.progress_at, 1)}
+                                       "progress_age_s": round(now - b.progress_at, 1),
+                                       "rss_bytes": memory.resident_bytes(b.pid, b.pid_start)}
                       for w, b in sorted(beats.items())}}
