@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from daemon import reaper
 from daemon.core import atomic
 from daemon.core.lifecycle import StopNow, Stopper
 
@@ -113,8 +114,7 @@ class Launcher:
             child.state = "stopped"
         if child.proc is not None:
             # a stalled child may be SIGSTOPped: SIGKILL works on stopped processes, SIGTERM would wait
-            child.proc.kill()
-            child.proc.wait()
+            reaper.kill_tree(child.proc)
             child.proc = None
             child.last_exit = -signal.SIGKILL
         child.next_start = 0.0
@@ -141,8 +141,7 @@ class Launcher:
                     child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     log.warning("%s did not stop in %.0f s: killing it", child.spec.name, STOP_GRACE_S)
-                    child.proc.kill()
-                    child.proc.wait()
+                    reaper.kill_tree(child.proc)
         except StopNow:
             self._kill_all()
             return 1
@@ -155,8 +154,7 @@ class Launcher:
     def _kill_all(self) -> None:
         for child in self.children:
             if child.proc is not None and child.proc.poll() is None:
-                child.proc.kill()
-                child.proc.wait()
+                reaper.kill_tree(child.proc)
 
 
 def role_argv(role: str, config_path: str | None, root: str, extra: Sequence[str] = ()) -> list[str]:
