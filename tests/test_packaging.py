@@ -3,6 +3,7 @@ stack, a worker says what it lacks, and `lipsyncd init` writes the shipped files
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,52 @@ def test_init_print_shows_one_shipped_file(tmp_path: Path) -> None:
     wrong = subprocess.run([sys.executable, "-m", "daemon", "init", "--print", "nope"], cwd=REPO,
                            capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and "supervisor/lipsyncd.conf" in wrong.stderr
+
+
+@pytest.mark.slow
+def test_a_wheel_in_a_fresh_venv_without_the_worker_extra_runs_intake_and_watchdog(
+        root: Path, media_dir: Path, tmp_path: Path) -> None:
+    """What an operator of an intake/watchdog host does: build the wheel, `pip install` it (base
+    dependencies only, from the package index), `lipsyncd init`, `doctor`, and run the roles."""
+    import zipfile
+
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "-o", str(dist), str(REPO)],
+                   check=True, capture_output=True, timeout=600)
+    (wheel,) = dist.glob("lipsyncd-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        meta = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert {"daemon/skel/config.toml", "daemon/skel/systemd/lipsyncd-worker@.service",
+            "daemon/skel/supervisor/lipsyncd.conf", "daemon/py.typed"} <= names
+    assert "License-Expression: MIT" in meta and any(n.endswith("licenses/LICENSE") for n in names)
+    assert 'Requires-Dist: torch>=2.1; extra == "worker"' in meta
+    assert not [line for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line
+                and any(heavy in line for heavy in ("torch", "numpy", "scikit-image", "ffmpeg-python"))]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=600)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    str(wheel)], check=True, timeout=600)
+    lipsyncd = venv / "bin" / "lipsyncd"
+    etc = tmp_path / "etc"
+    assert subprocess.run([str(lipsyncd), "init", str(etc)], capture_output=True, timeout=120).returncode == 0
+    assert (etc / "config.toml").read_text() == (REPO / "config.toml").read_text()
+    env = {k: v for k, v in env_for(root).items() if k != "PYTHONPATH"}
+    env["LIPSYNCD_WORKER_ENGINE"] = "warp"
+    doctor = subprocess.run([str(lipsyncd), "doctor", "--fix", "--json"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["share"]["status"] == "PASS" and checks["worker stack"]["status"] == "SKIP"
+    assert "torch" in checks["worker stack"]["detail"]
+    procs = [subprocess.Popen([str(lipsyncd), role], env={**env, "LIPSYNCD_WATCHDOG_GPU_CHECK": "false"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+             for role in ("intake", "watchdog")]
+    try:
+        drop_job(root, "lesson", media_dir / "a.wav", media_dir / "v.mp4")
+        wait_for(lambda: any((root / "staging").glob("lesson*")), 120, "the job accepted by the wheel's intake")
+        wait_for(lambda: (root / ".lipsyncd" / "roles" / "watchdog.json").is_file(), 120, "the watchdog's status")
+        assert all(p.poll() is None for p in procs)
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=60)
