@@ -127,8 +127,8 @@ def _dispatch(name: str) -> Command:
         return run_worker
     from daemon import configview, submit, tasks
 
-    return {"config": configview.show, "up": tasks.up, "status": tasks.status, "submit": submit.submit, "retry": tasks.retry,
-            "doctor": tasks.doctor, "probe": tasks.probe, "watchdog": tasks.watchdog}[name]
+    return {"config": configview.show, "up": tasks.up, "status": tasks.status, "submit": submit.submit,
+            "retry": tasks.retry, "doctor": tasks.doctor, "probe": tasks.probe, "watchdog": tasks.watchdog}[name]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,8 +53,8 @@ TEXTS: dict[str, dict[str, str]] = {
                 "failed/<任务>/error.txt 会说明原因和处理办法。",
         "ph_loading": "加载中", "ph_idle": "空闲", "ph_working": "工作中", "ph_finalizing": "收尾中",
         "ph_stopping": "停止中", "ph_render": "渲染中",
-        "ram": "内存", "picture": "预览", "shot_done_alt": "{job} 结果中的口型特写", "shot_failed_alt": "{job} 被分析的画面",
-        "shot_failed": "我们分析过的画面",
+        "ram": "内存", "picture": "预览", "shot_done_alt": "{job} 结果中的口型特写",
+        "shot_failed_alt": "{job} 被分析的画面", "shot_failed": "我们分析过的画面",
     },
 }
 

@@ -57,8 +57,9 @@ def require_a_face(job_dir: Path, engine: str, video: Path, stats: dict[str, Any
     if engine not in FACE_ENGINES or frames.frames <= 0 or stats.get("faces_missing") != frames.frames:
         return
     output.unlink(missing_ok=True)
-    times = [frames.source_frames / frames.fps * (i + 0.5) / TILES for i in range(TILES)] \
-        if frames.source_frames > 1 else [None]
+    times: list[float | None] = [frames.source_frames / frames.fps * (i + 0.5) / TILES for i in range(TILES)]
+    if frames.source_frames <= 1:
+        times = [None]  # a still: its one picture
     try:
         _write(job_dir, _strip_argv(media.ffmpeg, video, times), "the analysed frames")
     except _NOT_FATAL as exc:  # the reason stands without its picture
@@ -73,7 +74,7 @@ def write_done(job_dir: Path, result: Path, video: Path, stats: dict[str, Any], 
     try:
         boxes = _cached_boxes(facecache, video)
         picks = _picks(boxes, min(frames.frames, frames.source_frames or frames.frames))
-        if picks:
+        if picks and boxes is not None:
             argv = _mouths_argv(media.ffmpeg, result, frames, [(i, boxes[i]) for i in picks])
         else:
             first = boxes[0] if boxes is not None and len(boxes) and boxes[0][0] >= 0 else None
