@@ -28,7 +28,7 @@ def render(snap: dict[str, Any], root: str, width: int | None = None) -> str:
     state = ("no news from intake (is it running?)" if intake is None else
              f"PAUSED: {intake.get('pause_reason') or '?'}" if intake.get("paused") else "accepting drops")
     wait = snap.get("oldest_wait_s") or 0
-    out = [f"lipsyncd on {root} at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}",
+    out = [f"lipsyncd on {root} at {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(now))}",
            f"intake: {state}    disk: {size(disk.get('free_bytes'))} free",
            f"queued {counts.get('staging', 0)}" + (f" (oldest waiting {duration(wait, 'en')})" if wait else "")
            + f"   running {counts.get('processing', 0)}   done {counts.get('done', 0)}"
@@ -43,8 +43,10 @@ def render(snap: dict[str, Any], root: str, width: int | None = None) -> str:
                                                f"attempt {q.get('attempt', 1)}" if (q.get("attempt") or 1) > 1
                                                else ""] for i, q in enumerate(queued[:10], 1)], width, flex=1)
     out += inbox_section.text_lines(snap, now)
+    beats = ((snap.get("watchdog") or {}).get("share") or {}).get("beats") or {}  # memory: the watchdog's host
     out += _block("WORKERS", [[f"{w['host']}/{w['worker']}", w.get("phase") or "?", w.get("job") or "",
-                               f"heartbeat {duration(w.get('last_heartbeat_age_s'), 'en')} ago"]
+                               f"heartbeat {duration(w.get('last_heartbeat_age_s'), 'en')} ago",
+                               _memory(beats.get(f"{w['host']}--{w['worker']}"))]
                               for w in snap.get("workers") or []], width, flex=2)
     out += _block("RECENTLY FAILED", [[f["job"], f.get("message") or f.get("code") or "?"]
                                       for f in (snap.get("failed") or [])[:5]], width, flex=1)
@@ -58,6 +60,11 @@ def render(snap: dict[str, Any], root: str, width: int | None = None) -> str:
             + (f", last error {c.get('last_error')}" if c.get("state") != "ok" and c.get("last_error") else "") + ")"
             for n, c in sorted(channels.items()))]
     return "\n".join(out) + "\n"
+
+
+def _memory(beat: dict[str, Any] | None) -> str:
+    rss = (beat or {}).get("rss_bytes")
+    return f"RAM {size(rss)}" if number(rss) else ""
 
 
 def _block(title: str, rows: list[list[str]], width: int, flex: int = 0) -> list[str]:

@@ -1,199 +1,227 @@
 """`lipsyncd doctor`: one PASS/FAIL/WARN/SKIP line per check of this machine and share; exit 1 if any FAIL.
 
-Checks: config, share folders, free space, ffmpeg/ffprobe with the codecs and filters our command
-lines use, GPUs (NVML), engine checkpoints, chat robots; `--send-test-alert` sends each robot a message.
+Read-only unless `--fix` (which creates the share's missing folders and an outbox_dir). A check that
+needs another which failed is skipped and says so. `--json` prints the same verdicts for machines.
+A check is one function `(Context) -> str` returning its PASS text or raising Fail/Warn/Skip, plus one
+line in CHECKS; the media, GPU and checkpoint checks live in doctor_media.py, the process manager's in
+doctor_manager.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
+import json
 import logging
 import os
-import re
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon import doctor_manager, doctor_media, extras
 from daemon.core.config import Config, find_config_file
 from daemon.core.errors import LipsyncError
-from daemon.core.share import Share
+from daemon.core.share import INTERNAL, STATE_FOLDERS, Share
+from daemon.verdicts import Fail, Skip, Warn
 
-# what the worker's ffmpeg command lines need (daemon/worker/media/*): keep in step
-ENCODERS = ("libx264", "aac", "pcm_s16le", "pcm_f32le")
-DECODERS = ("h264", "hevc", "mpeg4", "aac", "mp3", "pcm_s16le", "png", "mjpeg")
-FILTERS = ("scale", "format", "fps", "setsar", "aresample")
-GPU_MIN_FREE = 1e9  # wav2lip in fp16 with a chunk of frames needs about this much GPU memory
-_CODEC_LINE = re.compile(r"^\s*[VASDFXB.]{6}\s+(\S+)")
-_FILTER_LINE = re.compile(r"^\s*[TSC.]{3}\s+(\S+)\s+\S+->\S+")
+__all__ = ["CHECKS", "Check", "Context", "Fail", "Skip", "Warn", "doctor"]
 
+@dataclass(frozen=True)
+class Context:
+    config: Config
+    args: argparse.Namespace
 
-class Skip(Exception):
-    """The check does not apply here; the message says why."""
+    @property
+    def fix(self) -> bool:
+        return bool(getattr(self.args, "fix", False))
 
-
-class Fail(Exception):
-    """The check failed; the message says what is wrong and what to do."""
-
-
-class Warn(Exception):
-    """The check passed with a caveat the operator should act on (a WARN line; not a failure)."""
+    @property
+    def root(self) -> Path:
+        return Path(self.config.share.root)
 
 
 @dataclass(frozen=True)
 class Check:
     name: str
-    run: Callable[[], str]
+    run: Callable[[Context], str]
+    needs: tuple[str, ...] = ()  # checks whose FAIL (or skip) makes this one meaningless
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str
+    status: str  # PASS, WARN, FAIL, SKIP
+    detail: str
 
 
 def doctor(config: Config, args: argparse.Namespace) -> int:
-    checks = [Check("config", lambda: _config(config, args)), Check("share", lambda: _share(config)),
-              Check("disk", lambda: _disk(config)),
-              Check("ffmpeg", lambda: _tool(config, "ffmpeg")), Check("ffprobe", lambda: _tool(config, "ffprobe")),
-              Check("ffmpeg codecs", lambda: _codecs(config)), Check("media box", lambda: _media_box(config)),
-              Check("gpu", lambda: _gpu(config)),
-              Check("wav2lip checkpoint", lambda: _checkpoint(config, "checkpoint", "check_checkpoint")),
-              Check("face detector checkpoint", lambda: _face_detector(config)),
-              Check("alert channels", lambda: _channels(config)),
-              Check("process manager", lambda: _process_manager(config))]
-    failed = sum(not _report(check.name, check.run) for check in checks)
+    ctx = Context(config, args)
+    as_json = bool(getattr(args, "json", False))
+    warnings = _warnings(ctx)
+    if not as_json:
+        for text in warnings:
+            print(f"WARN {text}", flush=True)
+    verdicts: dict[str, Verdict] = {}
+    for check in CHECKS:
+        verdicts[check.name] = verdict = _judge(check, ctx, verdicts)
+        if not as_json:
+            print(f"{verdict.status} {verdict.name}: {verdict.detail}", flush=True)
+    results = list(verdicts.values())
     if getattr(args, "send_test_alert", False):
-        failed += _send_test_alerts(config)
-    print(f"{'all checks passed' if not failed else f'{failed} check(s) FAILED'}")
+        results += _send_test_alerts(config, quiet=as_json)
+    failed = sum(v.status == "FAIL" for v in results)
+    if as_json:
+        json.dump({"ok": not failed, "failed": failed, "warnings": warnings, "fix": ctx.fix,
+                   "checks": [v.__dict__ for v in results]}, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        print("all checks passed" if not failed else f"{failed} check(s) FAILED")
     return 1 if failed else 0
 
 
-def _report(name: str, run: Callable[[], str]) -> bool:
+def _judge(check: Check, ctx: Context, done: dict[str, Verdict]) -> Verdict:
+    blocked = [n for n in check.needs if n in done and done[n].status not in ("PASS", "WARN")]
+    if blocked:
+        return Verdict(check.name, "SKIP", f"not checked: needs {', '.join(blocked)}, which did not pass")
     try:
-        print(f"PASS {name}: {run()}", flush=True)
+        return Verdict(check.name, "PASS", check.run(ctx))
     except Skip as exc:
-        print(f"SKIP {name}: {exc}", flush=True)
+        return Verdict(check.name, "SKIP", str(exc))
     except Warn as exc:
-        print(f"WARN {name}: {exc}", flush=True)
-    except (Fail, LipsyncError, OSError) as exc:
-        print(f"FAIL {name}: {exc}", flush=True)
-        return False
-    return True
+        return Verdict(check.name, "WARN", str(exc))
+    except (Fail, LipsyncError) as exc:
+        return Verdict(check.name, "FAIL", str(exc))
+    except OSError as exc:  # the reason in words and the path, not a raw "[Errno 2] ..."
+        where = f": {exc.filename}" if exc.filename else ""
+        return Verdict(check.name, "FAIL", f"{exc.strerror or exc}{where}")
 
 
-def _config(config: Config, args: argparse.Namespace) -> str:
-    path = find_config_file(getattr(args, "config", None), os.environ)
+def _warnings(ctx: Context) -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    return ["running as root: writability below is root's, not the service user's; run it as that user "
+            "(e.g. `sudo -u lipsyncd lipsyncd doctor`)" + (", and --fix as root gives new folders the share "
+                                                          "root's owner" if ctx.fix else "")]
+
+
+def _config(ctx: Context) -> str:
+    path = find_config_file(getattr(ctx.args, "config", None), os.environ)
     origin = str(path) if path else "built-in defaults (no config file)"
-    return f"valid ({origin}); share {config.share.root}, engine {config.worker.engine}, " \
-           f"language {config.general.language}"
+    c = ctx.config
+    return f"valid ({origin}); share {c.share.root}, engine {c.worker.engine}, language {c.general.language}"
 
 
-def _share(config: Config) -> str:
-    Share(Path(config.share.root)).prepare()  # raises ConfigError/ShareUnreachable with the reason
-    return "folders present, all on one filesystem, writable (a test file was renamed through each)"
+def _share(ctx: Context) -> str:
+    root = ctx.root
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise Fail(f"share.root = {root} {what}: mount the share there or set share.root (or --root / "
+                   "LIPSYNCD_ROOT) to the right folder")
+    if ctx.fix:
+        return _prepare(root)
+    names = (*STATE_FOLDERS, INTERNAL)
+    missing = [n for n in names if not (root / n).is_dir()]
+    if missing:
+        raise Fail(f"{', '.join(f'{n}/' for n in missing)} missing in {root}: start intake once as the service "
+                   "user, or run `lipsyncd doctor --fix` as that user, to create them")
+    dev = os.stat(root).st_dev
+    apart = [n for n in names if os.stat(root / n).st_dev != dev]
+    if apart:
+        raise Fail(f"{', '.join(apart)} on another filesystem than {root}: jobs move by rename, so every "
+                   "folder must be on one mount")
+    locked = [n for n in names if not os.access(root / n, os.W_OK | os.X_OK)]
+    if locked:
+        raise Fail(f"{', '.join(locked)} in {root} not writable by uid {os.geteuid()}: fix the share's "
+                   "permissions or run as its owner")
+    return f"folders present, on one filesystem, writable by uid {os.geteuid()} (read-only check; --fix also " \
+           "creates missing folders and proves a rename through each)"
 
 
-def _disk(config: Config) -> str:
-    st = os.statvfs(config.share.root)
-    free, pause = st.f_bavail * st.f_frsize, config.intake.pause_below_free_gb
+def _prepare(root: Path) -> str:
+    before = {p for p in (*STATE_FOLDERS, INTERNAL) if (root / p).exists()}
+    Share(root).prepare()  # raises ConfigError/ShareUnreachable with the reason
+    made = [p for p in (*STATE_FOLDERS, INTERNAL) if p not in before]
+    if made and os.geteuid() == 0:  # never leave root-owned folders the service user cannot write
+        owner = os.stat(root)
+        for name in made:
+            for path in [root / name, *(root / name).rglob("*")]:
+                os.chown(path, owner.st_uid, owner.st_gid)
+    return (f"created {', '.join(made)}; " if made else "") + \
+        "folders present, all on one filesystem, writable (a test file was renamed through each)"
+
+
+def _disk(ctx: Context) -> str:
+    st = os.statvfs(ctx.root)
+    free, pause = st.f_bavail * st.f_frsize, ctx.config.intake.pause_below_free_gb
     if pause and free < pause * 1e9:
         raise Fail(f"{free / 1e9:.1f} GB free, below intake.pause_below_free_gb = {pause:g}: intake is paused; "
                    "clear done/ or failed/ or add space")
     return f"{free / 1e9:.1f} GB free of {st.f_blocks * st.f_frsize / 1e9:.1f} GB (intake pauses below {pause:g} GB)"
 
 
-def _run_tool(tool: str, *argv: str) -> str:
-    from daemon.worker.media import process
-
-    done = process.run([process.resolve(tool), *argv], 30, capture_stdout=True)
-    if done.returncode != 0:
-        raise Fail(f"`{tool} {' '.join(argv)}` exited {done.returncode}: {done.stderr_tail.strip()[-200:]}")
-    return done.stdout.decode("utf-8", "replace")
-
-
-def _tool(config: Config, name: str) -> str:
-    tool = config.media.ffmpeg if name == "ffmpeg" else config.media.ffprobe
-    first = _run_tool(tool, "-hide_banner", "-version").splitlines()[:1]
-    from daemon.worker.media import process
-
-    return f"{process.resolve(tool)}: {first[0] if first else 'version unknown'}"
+def _writable_dir(key: str, value: str, purpose: str, fix: bool) -> str:
+    path = Path(value)
+    if fix and not path.exists():
+        path.mkdir(parents=True)
+    if not path.is_dir():
+        raise Fail(f"{key} = {path}: {'not a folder' if path.exists() else 'no such folder'}; {purpose}")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise Fail(f"{key} = {path}: not writable by uid {os.geteuid()}; {purpose}")
+    return f"{path} is writable by uid {os.geteuid()}"
 
 
-def _codecs(config: Config) -> str:
-    tool = config.media.ffmpeg
-    found = {"encoders": _names(_run_tool(tool, "-hide_banner", "-encoders"), _CODEC_LINE),
-             "decoders": _names(_run_tool(tool, "-hide_banner", "-decoders"), _CODEC_LINE),
-             "filters": _names(_run_tool(tool, "-hide_banner", "-filters"), _FILTER_LINE)}
-    wanted = {"encoders": ENCODERS, "decoders": DECODERS, "filters": FILTERS}
-    missing = {kind: [n for n in names if n not in found[kind]] for kind, names in wanted.items()}
-    if any(missing.values()):
-        what = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in missing.items() if names)
-        raise Fail(f"{tool} lacks {what}; install a full ffmpeg build (Debian/Ubuntu: apt-get install ffmpeg)")
-    return (f"encoders {', '.join(ENCODERS)}; decoders {', '.join(DECODERS)}; filters {', '.join(FILTERS)}: "
-            "all present")
+def _textfile_dir(ctx: Context) -> str:
+    value = ctx.config.watchdog.textfile_dir
+    if not value:
+        raise Skip("watchdog.textfile_dir is empty: no Prometheus textfile is written")
+    # node_exporter owns this folder: doctor never creates it, even with --fix
+    return _writable_dir("watchdog.textfile_dir", value, "the watchdog writes lipsyncd_watchdog.prom there for "
+                         "node_exporter's textfile collector", fix=False)
 
 
-def _media_box(config: Config) -> str:
-    """Which box media children get on this host (issue 20); an explicit media.sandbox that cannot
-    work here fails, "auto" reports what it found."""
-    from daemon.worker.media import box
-
-    return box.describe(config.media.sandbox, config.media.ffmpeg)
-
-
-def _names(listing: str, pattern: re.Pattern[str]) -> set[str]:
-    return {m.group(1) for line in listing.splitlines() if (m := pattern.match(line))}
+def _outbox_dir(ctx: Context) -> str:
+    value = ctx.config.alerts.outbox_dir
+    if not value:
+        raise Skip(f"alerts.outbox_dir is empty: alerts wait in {ctx.root / INTERNAL / 'outbox'} (checked with "
+                   "the share)")
+    return _writable_dir("alerts.outbox_dir", value, "the watchdog keeps unsent alerts there", fix=ctx.fix)
 
 
-def _gpu(config: Config) -> str:
-    engine = config.worker.engine
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception as exc:  # noqa: BLE001 - no library, no driver, no device: all mean "no GPU"
-        if engine == "wav2lip":
-            raise Fail(f"no GPU visible through NVML ({type(exc).__name__}); worker.engine = wav2lip would run "
-                       "on the CPU, many times slower than real time: fix the NVIDIA driver") from None
-        raise Skip(f"no GPU visible through NVML; not needed: worker.engine = {engine} runs on the CPU "
-                   "(wav2lip needs a GPU for speed)") from None
-    try:
-        lines, low = [], []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(handle)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            name = name.decode() if isinstance(name, bytes) else str(name)
-            lines.append(f"#{i} {name} {mem.free / 1e9:.1f} GB free of {mem.total / 1e9:.1f} GB")
-            if mem.free < GPU_MIN_FREE:
-                low.append(f"#{i}")
-    finally:
-        pynvml.nvmlShutdown()
-    if not lines:
-        raise Skip("NVML works but sees no GPU")
-    if low and engine == "wav2lip":
-        raise Fail(f"{'; '.join(lines)}: GPU {', '.join(low)} has less than {GPU_MIN_FREE / 1e9:g} GB free; "
-                   "another process holds its memory")
-    return "; ".join(lines)
+def _worker_stack(ctx: Context) -> str:
+    missing = extras.missing_worker_stack()
+    if missing:
+        raise Skip(f"{', '.join(missing)} not installed: this host can run intake and the watchdog, not a "
+                   f"worker; for a worker: {extras.INSTALL}")
+    return f"{', '.join(extras.WORKER.values())} importable: this host can run a worker"
 
 
-def _checkpoint(config: Config, key: str, hook: str) -> str:
-    path = getattr(config.engines.wav2lip, key)
-    needed = config.worker.engine == "wav2lip" and key == "checkpoint"
-    if not path:
-        if needed:
-            raise Fail(f"worker.engine = wav2lip but engines.wav2lip.{key} is empty: set it to the official "
-                       "Wav2Lip checkpoint (.pth)")
-        raise Skip(f"engines.wav2lip.{key} is empty")
-    if not Path(path).is_file():
-        raise Fail(f"engines.wav2lip.{key} = {path}: no such file")
-    if importlib.util.find_spec("daemon.worker.engines.wav2lip") is None:
-        raise Skip(f"{path} exists, but the wav2lip engine is not installed in this build; cannot load it")
-    engine = importlib.import_module("daemon.worker.engines.wav2lip")
-    check = getattr(engine, hook, None)
-    if check is None:
-        raise Skip(f"this wav2lip build has no {hook}() to load {path} with")
-    ok, detail = check(path)
-    if not ok:
-        raise Fail(str(detail))
-    return str(detail)
+def _channels(ctx: Context) -> str:
+    names = [getattr(r, "name", "?") for r in _robots(ctx.config)]
+    if not names:
+        raise Skip("no chat robot configured ([alerts.dingtalk] / wecom / feishu / webhook): alerts only go to "
+                   "the watchdog log")
+    return f"configured: {', '.join(names)} (use --send-test-alert to send each one a message)"
+
+
+CHECKS: list[Check] = [
+    Check("config", _config),
+    Check("share", _share),
+    Check("disk", _disk, needs=("share",)),
+    Check("metrics textfile", _textfile_dir),
+    Check("alert outbox", _outbox_dir),
+    Check("process manager", lambda c: doctor_manager.process_manager(c.config)),
+    Check("ffmpeg", lambda c: doctor_media.tool(c.config, "ffmpeg")),
+    Check("ffprobe", lambda c: doctor_media.tool(c.config, "ffprobe")),
+    Check("ffmpeg codecs", lambda c: doctor_media.codecs(c.config), needs=("ffmpeg",)),
+    Check("worker stack", _worker_stack),
+    Check("media box", lambda c: doctor_media.media_box(c.config), needs=("worker stack",)),
+    Check("gpu", lambda c: doctor_media.gpu(c.config)),
+    Check("wav2lip checkpoint", lambda c: doctor_media.checkpoint(c.config, "checkpoint", "check_checkpoint"),
+          needs=("worker stack",)),
+    Check("face detector checkpoint", lambda c: _face_detector(c.config), needs=("worker stack",)),
+    Check("alert channels", _channels),
+]
 
 
 def _face_detector(config: Config) -> str:
@@ -204,7 +232,7 @@ def _face_detector(config: Config) -> str:
         raise Warn("engines.wav2lip.face_detector_checkpoint is empty: wav2lip's face boxes will come from the "
                    "offline detector through a calibration toward S3FD's geometry that was never fitted, so "
                    "lip-sync quality may suffer; supply s3fd.pth (~86 MB) and set the key")
-    return _checkpoint(config, "face_detector_checkpoint", "check_detector")
+    return doctor_media.checkpoint(config, "face_detector_checkpoint", "check_detector")
 
 
 def _robots(config: Config) -> list[object]:
@@ -220,90 +248,32 @@ def _robots(config: Config) -> list[object]:
     return [courier.robot for courier in outbox.couriers]
 
 
-def _channels(config: Config) -> str:
-    names = [getattr(r, "name", "?") for r in _robots(config)]
-    if not names:
-        raise Skip("no chat robot configured ([alerts.dingtalk] / wecom / feishu / webhook): alerts only go to "
-                   "the watchdog log")
-    return f"configured: {', '.join(names)} (use --send-test-alert to send each one a message)"
-
-
 TEST_ALERT = {"en": ("lipsyncd test alert from {host}",
                      "Sent by `lipsyncd doctor --send-test-alert` on {host}: the {channel} channel works."),
               "zh": ("lipsyncd 测试告警（{host}）",
                      "由 {host} 上的 `lipsyncd doctor --send-test-alert` 发送：{channel} 通道工作正常。")}
 
 
-def _send_test_alerts(config: Config) -> int:
-    """One message per configured robot, sent now (no queue, no rate limit); returns how many failed."""
+def _send_test_alerts(config: Config, quiet: bool) -> list[Verdict]:
+    """One message per configured robot, sent now (no queue, no rate limit)."""
     from daemon.sentinel.channels import language
 
     host = config.general.host_name or socket.gethostname()
     title_t, text_t = TEST_ALERT.get(language(config), TEST_ALERT["en"])
-    robots = _robots(config)
-    if not robots:
-        print("SKIP test alert: no chat robot configured", flush=True)
-        return 0
-    failed = 0
-    for robot in robots:
+    out = []
+    for robot in _robots(config):
         name = getattr(robot, "name", "?")
         outcome = robot.send(title_t.format(host=host), text_t.format(host=host, channel=name))  # type: ignore[attr-defined]
         if outcome.delivery.value == "sent":
-            print(f"PASS test alert {name}: delivered", flush=True)
-            continue
-        failed += 1
-        hint = " (this host's clock is off: fix NTP)" if outcome.clock_skew else ""
-        print(f"FAIL test alert {name}: {outcome.delivery.value}, code {outcome.code}: {outcome.detail}{hint}",
-              flush=True)
-    return failed
-
-
-
-# --- the process manager the watchdog restarts workers through (issue 14) ------------------------------
-def _process_manager(config: Config, env: dict[str, str] | None = None) -> str:
-    """supervisord: its socket answers XML-RPC; systemd: polkit lets the service user restart a worker."""
-    import http.client
-    import subprocess
-    import xmlrpc.client
-
-    from daemon.sentinel.supervision import expand
-    from daemon.sentinel.supervisord import Supervisord
-
-    env = dict(os.environ) if env is None else env
-    cfg, kind = config.watchdog, config.watchdog.process_manager
-    url = env.get("SUPERVISOR_SERVER_URL") or cfg.supervisord_url
-    if kind == "auto":
-        sock = url[len("unix://"):] if url.startswith("unix://") else ""
-        kind = "supervisord" if env.get("SUPERVISOR_SERVER_URL") or (sock and os.path.exists(sock)) else \
-            "systemd" if os.path.isdir("/run/systemd/system") else "none"
-    if kind == "supervisord":
-        try:
-            state = Supervisord(url, cfg.supervisord_program, cfg.manager_timeout_s).proxy.supervisor.getState()
-        except (OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
-            raise Fail(f"supervisord at {url} does not answer: {exc}; start it, or point SUPERVISOR_SERVER_URL "
-                       "/ watchdog.supervisord_url at its socket") from None
-        return f"supervisord at {url} answers ({state.get('statename')})"
-    if kind != "systemd":
-        raise Skip(f"no process manager here (watchdog.process_manager = {cfg.process_manager})")
-    if os.geteuid() != 0:
-        raise Skip("run doctor as root to check that polkit lets the service user restart workers")
-    unit, user = expand(cfg.systemd_unit, "gpu0"), _service_user()
-    try:
-        # a process of the service user itself (not a root wrapper around it) is the polkit subject
-        with subprocess.Popen(["sleep", "30"], user=user, group=user) as probe:
-            try:
-                done = subprocess.run(["pkcheck", "--action-id", "org.freedesktop.systemd1.manage-units",
-                                       "--process", str(probe.pid), "--detail", "unit", unit,
-                                       "--detail", "verb", "restart"], capture_output=True, text=True, timeout=20)
-            finally:
-                probe.kill()
-    except (OSError, KeyError, subprocess.SubprocessError) as exc:
-        raise Fail(f"cannot ask polkit about user {user}: {exc}") from None
-    if done.returncode != 0:
-        raise Fail(f"polkit does not let {user} restart {unit} ({done.stderr.strip().splitlines()[-1:]}): install "
-                   "systemd/50-lipsyncd.rules (or the .pkla for polkit < 0.106); see scripts/install.sh")
-    return f"polkit lets {user} restart {unit}"
-
-
-def _service_user() -> str:
-    return os.environ.get("LIPSYNCD_SERVICE_USER", "lipsyncd")
+            out.append(Verdict(f"test alert {name}", "PASS", "delivered"))
+        else:
+            hint = f" ({outcome.hint})" if getattr(outcome, "hint", "") else \
+                " (this host's clock is off: fix NTP)" if outcome.clock_skew else ""
+            out.append(Verdict(f"test alert {name}", "FAIL",
+                               f"{outcome.delivery.value}, code {outcome.code}: {outcome.detail}{hint}"))
+    if not out:
+        out.append(Verdict("test alert", "SKIP", "no chat robot configured"))
+    if not quiet:
+        for v in out:
+            print(f"{v.status} {v.name}: {v.detail}", flush=True)
+    return out

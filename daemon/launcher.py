@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from daemon import reaper
 from daemon.core import atomic
 from daemon.core.lifecycle import PARENT_PID_ENV, StopNow, Stopper
 
-log = logging.getLogger("lipsyncd.up")
+log = logging.getLogger(__name__)
 
 MAX_QUICK_FAILS = 5
 QUICK_S = 10.0
@@ -116,8 +117,7 @@ class Launcher:
             child.state = "stopped"
         if child.proc is not None:
             # a stalled child may be SIGSTOPped: SIGKILL works on stopped processes, SIGTERM would wait
-            child.proc.kill()
-            child.proc.wait()
+            reaper.kill_tree(child.proc)
             child.proc = None
             child.last_exit = -signal.SIGKILL
         child.next_start = 0.0
@@ -144,8 +144,7 @@ class Launcher:
                     child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     log.warning("%s did not stop in %.0f s: killing it", child.spec.name, STOP_GRACE_S)
-                    child.proc.kill()
-                    child.proc.wait()
+                    reaper.kill_tree(child.proc)
         except StopNow:
             self._kill_all()
             return 1
@@ -158,8 +157,7 @@ class Launcher:
     def _kill_all(self) -> None:
         for child in self.children:
             if child.proc is not None and child.proc.poll() is None:
-                child.proc.kill()
-                child.proc.wait()
+                reaper.kill_tree(child.proc)
 
 
 def role_argv(role: str, config_path: str | None, root: str, extra: Sequence[str] = ()) -> list[str]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from daemon.console import bar
@@ -36,9 +38,13 @@ def submit(config: Config, args: argparse.Namespace) -> int:
     lines = [f'audio = "{names["audio"]}"', f'video = "{names["video"]}"', f'output = "{stem}.mp4"']
     if args.engine:
         lines.append(f'engine = "{args.engine}"')
-    atomic.write_text(inbox / f"{stem}.toml", "\n".join(lines) + "\n")  # the ticket goes last
+    ticket = inbox / f"{stem}.toml"
+    atomic.write_text(ticket, "\n".join(lines) + "\n")  # the ticket goes last
+    prefix = tickets.safe_stem(stem)
+    if getattr(args, "json", False):
+        return _report_json(root, ticket, prefix, args)
     print(f"submitted {stem}.toml to {inbox}")
-    return _wait(root, tickets.safe_stem(stem), args.timeout) if args.wait else 0
+    return _wait(root, prefix, args.timeout) if args.wait else 0
 
 
 def _copy_in(src: Path, dst: Path) -> None:
@@ -49,27 +55,65 @@ def _copy_in(src: Path, dst: Path) -> None:
 
 def _wait(root: Path, prefix: str, timeout: float) -> int:
     """Follow the job until done/ or failed/: one redrawn line on a terminal, a new line per change otherwise."""
-    started = time.monotonic()
     tty = sys.stdout.isatty()
     last = ""
+
+    def show(job: Job | None) -> None:
+        nonlocal last
+        line = _line(root, job)
+        if line == last:
+            return
+        if tty:
+            width = shutil.get_terminal_size((80, 24)).columns - 1
+            sys.stdout.write("\r" + line[:width].ljust(width))
+        else:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        last = line
+
+    job = _follow(root, prefix, timeout, _finished, show)
+    if tty and last:
+        print()
+    if job is None:
+        print(f"\nlipsyncd: gave up waiting after {timeout:.0f} s; the job continues", file=sys.stderr)
+        return 1
+    return _outcome(job)
+
+
+def _report_json(root: Path, ticket: Path, prefix: str, args: argparse.Namespace) -> int:
+    """--json: once intake has named the job (or, with --wait, once it finished), one JSON object."""
+    job = _follow(root, prefix, args.timeout, _finished if args.wait else lambda j: j is not None, None)
+    out: dict[str, object] = {"ticket": str(ticket), "jobs": [], "timed_out": job is None}
+    if job is not None:
+        report = job.report() or {}
+        entry: dict[str, object] = {"id": job.id, "state": job.state, "path": str(job.path)}
+        if job.state == JobState.DONE.value and report.get("output"):
+            entry["output"] = str(job.path / str(report["output"]))
+        if job.state == JobState.FAILED.value:
+            entry["code"], entry["message"] = report.get("code"), report.get("message")
+        out["jobs"] = [entry]
+    json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
+    print()
+    failed = job is None or (args.wait and job.state == JobState.FAILED.value)
+    return 1 if failed else 0
+
+
+def _finished(job: Job | None) -> bool:
+    return job is not None and job.state in (JobState.DONE.value, JobState.FAILED.value)
+
+
+def _follow(root: Path, prefix: str, timeout: float, enough: Callable[[Job | None], bool],
+            show: Callable[[Job | None], None] | None) -> Job | None:
+    """Poll the share for the job until `enough(job)`; None if `timeout` (seconds, 0 = none) ran out first."""
+    started = time.monotonic()
     while True:
         job = _find(root, prefix)
-        line = _line(root, job)
-        if line != last:
-            if tty:
-                width = shutil.get_terminal_size((80, 24)).columns - 1
-                sys.stdout.write("\r" + line[:width].ljust(width))
-            else:
-                sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-            last = line
-        if job is not None and job.state in (JobState.DONE.value, JobState.FAILED.value):
-            if tty:
-                print()
-            return _outcome(job)
+        if show is not None:
+            show(job)
+        if enough(job):
+            return job
         if timeout and time.monotonic() - started > timeout:
-            print(f"\nlipsyncd: gave up waiting after {timeout:.0f} s; the job continues", file=sys.stderr)
-            return 1
+            return None
         time.sleep(0.5)
 
 

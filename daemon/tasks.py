@@ -15,7 +15,7 @@ from daemon.core.lifecycle import Stopper
 from daemon.core.share import Share
 from daemon.core.state import JobState
 
-log = logging.getLogger("lipsyncd")
+log = logging.getLogger(__name__)
 
 
 def up(config: Config, args: argparse.Namespace) -> int:

@@ -5,12 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(ffmpeg espeak-ng sox python3-venv python3-dev bubblewrap)  # bubblewrap: the media box (issue 20)
-extras=""
+packages=(ffmpeg espeak-ng sox python3-venv python3-dev bubblewrap)  # bubblewrap: the media box
+extras="[worker]"  # the render stack; an intake/watchdog-only host can `pip install lipsyncd` alone
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(chromium tmux faketime e2fsprogs)
+  packages+=(chromium tmux faketime e2fsprogs prometheus)  # prometheus: promtool check metrics
   packages+=(samba smbclient smbnetfs rsync)  # the Samba intake tests (tests/field/test_samba_intake.py)
-  extras="[test]"
+  extras="[worker,test]"
 fi
 
 SUDO=""
@@ -22,7 +22,7 @@ done
 if ((${#missing[@]})); then
   echo "==> installing OS packages: ${missing[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [[ ! -x .venv/bin/python ]]; then

@@ -55,8 +55,9 @@ class Script:
 
 class ChatServer:
     def __init__(self, ding_keyword: str = "", feishu_signed: bool = True, ding_signed: bool = True,
-                 clock_skew_s: float = 0.0) -> None:
+                 clock_skew_s: float = 0.0, wecom_40058_above: int | None = None) -> None:
         self.ding_keyword, self.ding_signed, self.feishu_signed = ding_keyword, ding_signed, feishu_signed
+        self.wecom_40058_above = wecom_40058_above  # content bytes above which WeCom answers 40058
         self.clock_skew_s = clock_skew_s  # the server's clock minus ours
         self.received: list[Received] = []
         self.requests = 0
@@ -192,6 +193,8 @@ class ChatServer:
             return False, 44004, "empty content"
         if len(content.encode("utf-8")) > {"text": 2048, "markdown": 4096}[kind]:
             return False, 45002, "content size out of limit"
+        if self.wecom_40058_above is not None and len(content.encode("utf-8")) > self.wecom_40058_above:
+            return False, 40058, "invalid Request Parameter, hint: [content exceed max length]"
         if forced is not None:
             return False, forced[1], forced[2] if len(forced) > 2 else "forced"
         self.received.append(Received("wecom", body, time.time()))

@@ -129,18 +129,19 @@ def test_backoff_grows_and_resets(server: ChatServer, tmp_path: Path) -> None:
     assert courier.snapshot()["state"] == "ok"
 
 
-def test_dingtalk_throttle_code_backs_off_a_minute(server: ChatServer, tmp_path: Path) -> None:
+def test_dingtalk_throttle_code_waits_out_the_ten_minute_block(server: ChatServer, tmp_path: Path) -> None:
     clock = FakeClock()
     server.script.items.append(("code", 130101, "send too fast"))
     courier = Courier(DingTalkRobot(server.dingtalk_url, DING_SECRET, "lipsyncd", clock=clock), 15,
                       Store(tmp_path, None), clock=clock)
     courier.put(alert(1))
     courier.pump(clock())
-    assert courier.due_in(clock()) >= 60
-    clock.t += 59
-    assert courier.pump(clock()) is None
+    assert courier.due_in(clock()) >= 600  # DingTalk blocks the robot for 10 minutes after 20 a minute
+    clock.t += 599
+    assert courier.pump(clock()) is None and server.requests == 1  # nothing sent into the block
     clock.t += 2
     assert courier.pump(clock()).delivery is Delivery.SENT  # type: ignore[union-attr]
+    assert courier.snapshot()["state"] == "ok"
 
 
 def test_broken_channel_is_not_retried_forever_and_shows_clock_skew(server: ChatServer,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -66,8 +67,9 @@ def test_a_role_started_on_a_full_share_exits_as_an_environment_fault_not_a_bug(
     root = tiny_share / "share"
     root.mkdir()
     Share(root).prepare()
-    (root / ".lipsyncd" / "logs").mkdir(parents=True, exist_ok=True)
-    (root / ".lipsyncd" / "logs" / "errors.log").touch()
+    errors_log = root / ".lipsyncd" / "logs" / socket.gethostname() / "errors.log"  # this host's own
+    errors_log.parent.mkdir(parents=True, exist_ok=True)
+    errors_log.touch()
     with open(tiny_share / "ballast", "wb") as fh:  # fill the share to the last byte
         try:
             while True:

@@ -11,6 +11,8 @@ from pathlib import Path
 from chat_server import DING_SECRET, FEISHU_SECRET, ChatServer
 from conftest import REPO, env_for
 
+from daemon.core.share import Share
+
 
 def doctor(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "daemon", "doctor", *args], cwd=REPO, env=env_for(root, **env),
@@ -22,13 +24,14 @@ def lines(out: str) -> dict[str, str]:
     found = {}
     for line in out.splitlines():
         verdict, _, rest = line.partition(" ")
-        if verdict in ("PASS", "FAIL", "SKIP"):
+        if verdict in ("PASS", "FAIL", "SKIP", "WARN"):
             name, _, text = rest.partition(": ")
             found[name] = f"{verdict} {text}"
     return found
 
 
 def test_a_healthy_box_passes_every_check_and_exits_0(root: Path) -> None:
+    Share(root).prepare()
     done = doctor(root)
     assert done.returncode == 0, done.stdout + done.stderr
     got = lines(done.stdout)
@@ -39,11 +42,12 @@ def test_a_healthy_box_passes_every_check_and_exits_0(root: Path) -> None:
     assert got["gpu"].startswith(("PASS", "SKIP")) and ("runs on the CPU" in got["gpu"] or "GB free" in got["gpu"])
     assert got["wav2lip checkpoint"].startswith("SKIP") and "empty" in got["wav2lip checkpoint"]
     assert got["alert channels"].startswith("SKIP")
+    assert got["worker stack"].startswith("PASS")
     assert done.stdout.rstrip().endswith("all checks passed")
-    assert (root / "inbox").is_dir()  # the share check prepared the folders
 
 
 def test_missing_ffmpeg_fails_and_exits_1(root: Path) -> None:
+    Share(root).prepare()
     done = doctor(root, LIPSYNCD_MEDIA_FFMPEG="/nonexistent/ffmpeg")
     assert done.returncode == 1
     got = lines(done.stdout)
@@ -54,6 +58,7 @@ def test_missing_ffmpeg_fails_and_exits_1(root: Path) -> None:
 
 def test_an_ffmpeg_without_libx264_fails_naming_what_is_missing(root: Path, tmp_path: Path) -> None:
     """A real stand-in executable: the system ffmpeg with libx264 and the fps filter taken out of its lists."""
+    Share(root).prepare()
     fake = tmp_path / "ffmpeg-lite"
     fake.write_text('#!/bin/sh\nffmpeg "$@" | grep -v -E " (libx264|fps) "\n')
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
@@ -83,6 +88,7 @@ def test_a_checkpoint_path_that_does_not_exist_fails(root: Path, tmp_path: Path)
 
 
 def test_send_test_alert_reaches_every_robot_and_reports_a_broken_one(root: Path) -> None:
+    Share(root).prepare()
     chat = ChatServer(ding_keyword="lipsyncd").start()
     try:
         good = doctor(root, "--send-test-alert", LIPSYNCD_ALERTS_DINGTALK_WEBHOOK=chat.dingtalk_url,
@@ -116,3 +122,84 @@ def test_doctor_exits_78_on_a_bad_config(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "daemon", "--config", str(cfg), "doctor"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 78 and "status.interval_s" in done.stderr
+
+
+def test_doctor_changes_nothing_by_default_and_skips_what_depends_on_a_missing_share(tmp_path: Path) -> None:
+    empty = tmp_path / "share"
+    empty.mkdir()
+    done = doctor(empty)
+    assert done.returncode == 1
+    got = lines(done.stdout)
+    assert got["share"].startswith("FAIL") and "inbox/, staging/" in got["share"] and "--fix" in got["share"]
+    assert list(empty.iterdir()) == []  # read-only: not one folder created
+    missing = doctor(tmp_path / "not-mounted")
+    got = lines(missing.stdout)
+    assert got["share"] == f"FAIL share.root = {tmp_path / 'not-mounted'} does not exist: mount the share there " \
+                           "or set share.root (or --root / LIPSYNCD_ROOT) to the right folder"
+    assert got["disk"] == "SKIP not checked: needs share, which did not pass"  # not a raw errno
+    assert "Errno" not in missing.stdout
+
+
+def test_fix_creates_the_folders_with_the_share_owner_not_root(tmp_path: Path) -> None:
+    share = tmp_path / "share"
+    share.mkdir()
+    if os.geteuid() == 0:
+        os.chown(share, 65534, 65534)  # the service user's share, doctor run by root
+    done = doctor(share, "--fix")
+    assert done.returncode == 0, done.stdout
+    got = lines(done.stdout)
+    assert got["share"].startswith("PASS created inbox, staging, processing, done, failed, .lipsyncd")
+    if os.geteuid() == 0:
+        assert got["running as root"].startswith("WARN") and "share root's owner" in got["running as root"]
+        owners = {(p.stat().st_uid, p.stat().st_gid) for p in [*share.iterdir(), *(share / ".lipsyncd").rglob("*")]}
+        assert owners == {(65534, 65534)}
+    assert lines(doctor(share).stdout)["share"].startswith("PASS folders present")
+
+
+def test_textfile_and_outbox_folders_are_checked_and_only_the_outbox_is_made_by_fix(root: Path,
+                                                                                   tmp_path: Path) -> None:
+    Share(root).prepare()
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    outbox = tmp_path / "outbox" / "alerts"
+    done = doctor(root, LIPSYNCD_WATCHDOG_TEXTFILE_DIR=str(a_file), LIPSYNCD_ALERTS_OUTBOX_DIR=str(outbox))
+    got = lines(done.stdout)
+    assert got["metrics textfile"].startswith(f"FAIL watchdog.textfile_dir = {a_file}: not a folder")
+    assert got["alert outbox"].startswith(f"FAIL alerts.outbox_dir = {outbox}: no such folder")
+    assert not outbox.exists()
+    fixed = doctor(root, "--fix", LIPSYNCD_WATCHDOG_TEXTFILE_DIR=str(tmp_path), LIPSYNCD_ALERTS_OUTBOX_DIR=str(outbox))
+    got = lines(fixed.stdout)
+    assert got["metrics textfile"].startswith(f"PASS {tmp_path} is writable") and outbox.is_dir()
+    assert got["alert outbox"].startswith(f"PASS {outbox} is writable")
+
+
+def test_a_supervisord_socket_that_is_missing_or_dead_fails(root: Path, tmp_path: Path) -> None:
+    import socket
+
+    Share(root).prepare()
+    sock = tmp_path / "supervisor.sock"
+    env = {"LIPSYNCD_WATCHDOG_PROCESS_MANAGER": "supervisord", "LIPSYNCD_WATCHDOG_SUPERVISORD_URL": f"unix://{sock}"}
+    assert "no such socket" in lines(doctor(root, **env).stdout)["process manager"]
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock))
+    server.listen(1)
+    try:  # something listens there, but it is no supervisord: it never answers XML-RPC
+        got = lines(doctor(root, LIPSYNCD_WATCHDOG_MANAGER_TIMEOUT_S="2", **env).stdout)["process manager"]
+        assert got.startswith(f"FAIL supervisord at unix://{sock} does not answer"), got
+    finally:
+        server.close()
+    assert "cannot connect" in lines(doctor(root, **env).stdout)["process manager"]  # bound, nobody listening
+
+
+def test_doctor_json_has_every_verdict_for_machines(root: Path) -> None:
+    import json
+
+    Share(root).prepare()
+    done = doctor(root, "--json", LIPSYNCD_MEDIA_FFMPEG="/nonexistent/ffmpeg")
+    report = json.loads(done.stdout)  # nothing but the JSON object on stdout
+    assert done.returncode == 1 and report["ok"] is False and report["failed"] == 1
+    verdicts = {c["name"]: c for c in report["checks"]}
+    assert verdicts["ffmpeg"]["status"] == "FAIL" and "not found" in verdicts["ffmpeg"]["detail"]
+    assert verdicts["ffmpeg codecs"] == {"name": "ffmpeg codecs", "status": "SKIP",
+                                         "detail": "not checked: needs ffmpeg, which did not pass"}
+    assert verdicts["share"]["status"] == "PASS"

@@ -47,7 +47,7 @@ def test_a_failing_write_is_logged_once_and_retried(root: Path, caplog: pytest.L
     busy_share.build(root)
     (root / "STATUS.html").mkdir()  # something in the way: every write fails (IsADirectoryError)
     keeper = Housekeeper(config_for(root))
-    with caplog.at_level(logging.INFO, logger="lipsyncd.housekeeping"):
+    with caplog.at_level(logging.INFO, logger="daemon.housekeeping"):
         for _ in range(3):
             keeper.step()
         assert sum("could not write status page" in r.message for r in caplog.records) == 1

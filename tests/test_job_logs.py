@@ -46,7 +46,7 @@ def test_every_line_about_a_job_starts_with_its_id_and_warnings_reach_errors_log
         lines = (root / state / job / "job.log").read_text().splitlines()
         assert lines and all(line.startswith(f"{job}: ") for line in lines), lines
 
-    errors = (root / ".lipsyncd" / "logs" / "errors.log").read_text().splitlines()
+    errors = (root / ".lipsyncd" / "logs" / socket.gethostname() / "errors.log").read_text().splitlines()
     parsed = [HEADER.match(line) for line in errors]
     heads = [m for m in parsed if m is not None]
     assert heads and all(m.group(1) in ("WARNING", "ERROR", "CRITICAL") for m in heads)

@@ -209,7 +209,7 @@ def test_hundred_failures_make_one_batched_alert_and_all_reach_the_local_log(
     deliver(patrol, clock)
     [batch] = server.received
     assert batch.body["title"].startswith("100 job(s) failed")
-    journal = (root / ".lipsyncd" / "alerts.jsonl").read_text()
+    journal = (root / ".lipsyncd" / "logs" / "h1" / "alerts.jsonl").read_text()  # this host's own journal
     assert all(f"J{i:03d} (lesson): media_invalid: video {i} truncated" in journal for i in range(100))
     assert "OLD" not in journal
 
@@ -353,6 +353,10 @@ def test_status_file_and_textfile_metrics_are_written(tmp_path: Path, server: Ch
     assert status["workers"]["h1--gpu0"]["health"] == "healthy"
     assert status["channels"]["webhook"]["ok"] is True
     text = (prom / "lipsyncd_watchdog.prom").read_text()
-    assert 'lipsyncd_worker_healthy{worker="h1--gpu0",health="healthy"} 1' in text
-    assert "lipsyncd_share_reachable 1" in text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for f in text_string_to_metric_families(text) for s in f.samples}
+    assert got[("lipsyncd_worker_healthy", (("health", "healthy"), ("worker", "h1--gpu0")))] == 1
+    assert got[("lipsyncd_share_reachable", ())] == 1
     assert [p.name for p in prom.iterdir()] == ["lipsyncd_watchdog.prom"]  # no temp file left to scrape

@@ -7,12 +7,12 @@ variables, then `--root`/`LIPSYNCD_ROOT`. Every key is documented in the shipped
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from daemon.core import tomlpos
 from daemon.core.errors import ConfigError
 from daemon.core.settings import build, setting
 
@@ -37,6 +37,9 @@ class GeneralConfig:
     language: str = setting("en", choices=("en", "zh"))
     log_level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     host_name: str = setting("")  # empty: the machine's host name
+    # this host's errors.log and alerts.jsonl (in .lipsyncd/logs/<host>/) rotate at this size...
+    log_max_mb: float = setting(10.0, min=0.01, max=10_000)
+    log_keep: int = setting(5, min=0, max=100)  # ...keeping this many old files (name.1 newest)
 
 
 @dataclass(frozen=True)
@@ -246,9 +249,6 @@ class Config:
         return Path(self.share.root)
 
 
-_TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
-
-
 def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
     """--config, else LIPSYNCD_CONFIG, else the first default path that exists, else None (defaults)."""
     chosen = explicit or env.get("LIPSYNCD_CONFIG")
@@ -271,11 +271,8 @@ def read_toml(path: Path) -> dict[str, object]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        msg = str(exc)
-        pos = _TOML_POS.search(msg)
-        where = f"line {pos.group(1)}, column {pos.group(2)}" if pos else "unknown position"
-        reason = _TOML_POS.sub("", msg).strip()
-        raise ConfigError(f"{path}: TOML syntax error at {where}: {reason}") from None
+        reason, line, column = tomlpos.locate(str(exc), text)
+        raise ConfigError(f"{path}: TOML syntax error at line {line}, column {column}: {reason}") from None
 
 
 def load_config(explicit_path: str | None = None, root: str | None = None,

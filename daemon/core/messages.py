@@ -140,6 +140,14 @@ _CATALOG: dict[str, dict[str, tuple[str, str]]] = {
         "zh": ("本设备当前无法运行引擎 '{engine}'：{detail}。",
                "请在任务单中去掉 engine 以使用默认引擎，或联系管理员。"),
     },
+    "no_face": {
+        "en": ("No face was found in {name}: the lip-sync needs the presenter's face, seen from the front, "
+               "in the picture (preview.jpg shows the frames that were analysed).",
+               "Use a video or photo where the face is clearly visible, well lit and not too small, and drop "
+               "the job again."),
+        "zh": ("在 {name} 中没有找到人脸：口型同步需要画面中有正面的主讲人面部（preview.jpg 显示了分析过的画面）。",
+               "请换用面部清晰可见、光线充足且不过小的视频或照片，然后重新提交。"),
+    },
     "media_invalid": {
         "en": ("The file {name} cannot be used: {detail}.",
                "Re-export the file (H.264/AAC MP4 or WAV works everywhere) and drop the job again."),

@@ -157,3 +157,38 @@ def _from_env(text: str, kind: Any, path: tuple[str, ...], name: str) -> Any:
     except ValueError:
         raise ConfigError(f"{where} = {text!r}: must be {_describe(kind)}") from None
     return text
+
+
+def unknown_env(cls: type, env: Mapping[str, str], also: tuple[str, ...] = ()) -> list[str]:
+    """One warning per `LIPSYNCD_*` variable that names no setting (a typo is otherwise silently ignored)."""
+    known = {env_name(path) for path, _kind, _f in leaves(cls)} | set(also)
+    out = []
+    for name in sorted(n for n in env if n.startswith(ENV_PREFIX + "_") and n not in known):
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        out.append(f"environment variable {name} is not a lipsyncd setting and is ignored{hint}")
+    return out
+
+
+MASK = "********"
+
+
+def effective(section: Any, data: Mapping[str, Any], env: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any, str]]:
+    """(key path, value, origin) for every setting in `section`; secret values that are set are masked.
+
+    origin is "default", "file" or the environment variable's name, so an operator sees what won.
+    """
+    out = []
+    for path, _kind, f in leaves(type(section)):
+        value: Any = section
+        table: Any = data
+        for part in path:
+            value = getattr(value, part)
+            table = table.get(part, {}) if isinstance(table, Mapping) else {}
+        name = env_name(path)
+        # a key the file sets leaves `table` at its (scalar or list) value; a missing one at {}
+        origin = name if name in env else "default" if isinstance(table, Mapping) else "file"
+        if f.metadata.get("secret") and value:
+            value = MASK
+        out.append((path, value, origin))
+    return out

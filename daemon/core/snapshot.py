@@ -109,7 +109,13 @@ def _finished(job: Job) -> dict[str, Any]:
     return {"job": job.id, "batch": report.get("batch", ""), "code": report.get("code"),
             "message": report.get("message", ""), "todo": report.get("todo", ""),
             "output": report.get("output"), "finished_at": finished, "render_s": timings.get("render_s"),
-            "attempts": report.get("attempts")}
+            "attempts": report.get("attempts"), "preview": _preview(job)}
+
+
+def _preview(job: Job) -> str | None:
+    """The job's preview.jpg relative to the share root (where STATUS.html is), if it has one."""
+    path = job.path / "preview.jpg"
+    return f"{job.path.parent.name}/{job.path.name}/preview.jpg" if path.is_file() else None
 
 
 def _worker(beat: heartbeat.Heartbeat, now: float) -> dict[str, Any]:

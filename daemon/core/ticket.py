@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from daemon.core import messages
+from daemon.core import messages, tomlpos
 from daemon.core.errors import JobRejected
 
 if sys.version_info >= (3, 11):
@@ -31,10 +31,9 @@ ENGINE_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
     "wav2lip": {"composite": (str, ("feather", "paste")), "smooth": (bool, None)},
     "copy": {},
 }
-# framing keys (issue 16, upstream inference.py's --fps / --box / --crop): see _framing()
+# framing keys (upstream inference.py's --fps / --box / --crop): see _framing()
 FRAMING_KEYS = ("fps", "face_box", "crop")
 KEYS = KEYS + FRAMING_KEYS
-_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 _UNSAFE = re.compile(r"[^\w.\-]+")
 # control characters, invisible direction overrides and undecodable bytes (surrogate escapes of a file
 # name that is not UTF-8): escaped wherever a name is shown, so a producer sees what is really there
@@ -150,9 +149,9 @@ def _load(text: str, ticket: str) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        pos = _POS.search(str(exc))
-        raise JobRejected("ticket_syntax", ticket=ticket, detail=printable(_POS.sub("", str(exc)).strip()),
-                          line=pos.group(1) if pos else "?", column=pos.group(2) if pos else "?") from None
+        detail, line, column = tomlpos.locate(str(exc), text)
+        raise JobRejected("ticket_syntax", ticket=ticket, detail=printable(detail), line=line,
+                          column=column) from None
     except RecursionError:
         raise JobRejected("ticket_too_complex", ticket=ticket,
                           detail=f"it nests brackets or tables deeper than {MAX_DEPTH} levels") from None

@@ -1,17 +1,19 @@
 """The "waiting in inbox/" section of STATUS.html and `lipsyncd status`: every drop intake is holding
 back, what it waits for, since when, and when it will be rejected if nothing changes.
 
-Self-contained (its own texts, its own table markup with the page's CSS classes) so the page layout can
-change around it. Every value comes from producers' file names: escaped here, control characters were
-already escaped by intake.
+Self-contained (its own texts; the page's table markup, which stacks into cards on a phone) so the page
+layout can change around it. Every value comes from producers' file names: escaped here, control
+characters were already escaped by intake.
 """
 
 from __future__ import annotations
 
-import html
+import time
+from collections.abc import Callable
 from typing import Any
 
-from daemon.housekeeping.texts import clock, duration
+from daemon.housekeeping.layout import e, table, when
+from daemon.housekeeping.texts import duration, number
 
 TEXTS = {
     "en": {"title": "Waiting in inbox", "drop": "Drop", "waits": "Waiting for", "since": "Since",
@@ -50,34 +52,35 @@ def _reasons(wait: dict[str, Any], lang: str) -> list[str]:
     return out
 
 
-def _deadline(wait: dict[str, Any], lang: str, now: float) -> str:
+def _deadline(wait: dict[str, Any], lang: str, shown: Callable[[float], str], escape: bool) -> str:
+    """The orphan deadline in words; `shown(stamp)` writes its time (HTML <time> or plain text)."""
     code, at = wait.get("deadline_code"), wait.get("deadline")
     if code in ("files_missing", "media_incomplete") and isinstance(at, (int, float)):
-        return _t(lang, str(code), at=clock(at, now))
-    return _t(lang, "none")
+        words = _t(lang, str(code), at="\0")
+        return (e(words) if escape else words).replace("\0", shown(at))
+    return e(_t(lang, "none")) if escape else _t(lang, "none")
+
+
+def _plain(stamp: float | None) -> str:
+    """Date, time and zone for a terminal ("2026-12-01 14:32 UTC+08:00")."""
+    if not stamp or not number(stamp) or not 0 < stamp < 1e11:
+        return "–"
+    local = time.localtime(stamp)
+    offset = time.strftime("%z", local)
+    zone = "UTC" if offset in ("+0000", "-0000", "") else f"UTC{offset[:3]}:{offset[3:]}"
+    return time.strftime("%Y-%m-%d %H:%M", local) + f" {zone}"
 
 
 def html_section(snap: dict[str, Any], lang: str, now: float) -> str:
-    def e(value: object) -> str:
-        return html.escape("" if value is None else str(value), quote=True)
-
-    rows = waits(snap)
-    out = [f'<h2>{e(_t(lang, "title"))}</h2>']
-    if not rows:
-        return "".join(out) + f'<div class="empty" id="waiting-empty">{e(_t(lang, "empty"))}</div>'
-    out.append('<div class="wrap"><table id="waiting"><thead><tr>')
-    heads = [("drop", ""), ("waits", ""), ("since", "wide"), ("deadline", "")]
-    out += [f'<th class="{cls}">{e(_t(lang, key))}</th>' for key, cls in heads]
-    out.append("</tr></thead><tbody>")
-    for w in rows:
-        reasons = "<br>".join(e(r) for r in _reasons(w, lang))
+    rows = []
+    for w in waits(snap):
         since = w.get("since")
         ago = duration(now - since, lang) if isinstance(since, (int, float)) else "–"
-        out.append(f'<tr><td class="job">{e(w.get("drop"))}</td><td>{reasons}</td>'
-                   f'<td class="wide">{e(clock(since, now))} ({e(ago)})</td>'
-                   f'<td>{e(_deadline(w, lang, now))}</td></tr>')
-    out.append("</tbody></table></div>")
-    return "".join(out)
+        rows.append([e(w.get("drop")), "<br>".join(e(r) for r in _reasons(w, lang)),
+                     f"{when(since)} ({e(ago)})", _deadline(w, lang, when, escape=True)])
+    heads = [(_t(lang, "drop"), False), (_t(lang, "waits"), False), (_t(lang, "since"), True),
+             (_t(lang, "deadline"), False)]
+    return table(_t(lang, "title"), "waiting", heads, rows, _t(lang, "empty"), stack=True)
 
 
 def text_lines(snap: dict[str, Any], now: float) -> list[str]:
@@ -89,6 +92,7 @@ def text_lines(snap: dict[str, Any], now: float) -> list[str]:
     for w in rows:
         since = w.get("since")
         ago = duration(now - since, "en") if isinstance(since, (int, float)) else "?"
-        out.append(f"  {w.get('drop', '?')}  since {clock(since, now)} ({ago})  {_deadline(w, 'en', now)}")
+        out.append(f"  {w.get('drop', '?')}  since {_plain(since)} ({ago})  "
+                   f"{_deadline(w, 'en', _plain, escape=False)}")
         out += [f"      {r}" for r in _reasons(w, "en")]
     return out

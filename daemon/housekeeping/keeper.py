@@ -18,7 +18,7 @@ from daemon.core.errors import ShareUnreachable
 from daemon.housekeeping.board import Board
 from daemon.housekeeping.retention import Retention
 
-log = logging.getLogger("lipsyncd.housekeeping")
+log = logging.getLogger(__name__)
 
 
 class Housekeeper:

@@ -6,43 +6,18 @@ reaches the page is escaped: job names, batch names and messages come from produ
 
 from __future__ import annotations
 
-import html
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from daemon.housekeeping import inbox_section
-from daemon.housekeeping.texts import TEXTS, clock, duration, say, size
+from daemon.housekeeping.layout import CSS, LOCAL_TIME_JS, e, picture, when
+from daemon.housekeeping.layout import table as _table
+from daemon.housekeeping.texts import TEXTS, duration, say, size
 
-CSS = """
-:root{--bg:#f6f7f9;--card:#fff;--ink:#1d2330;--mute:#667085;--line:#e4e7ec;--ok:#12805c;--warn:#b54708;
---bad:#c01048;--bar:#2e6be6}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--ink);font:15px/1.45 system-ui,-apple-system,"Segoe UI",
-"PingFang SC","Microsoft YaHei","Noto Sans CJK SC",Roboto,sans-serif}
-main{max-width:1100px;margin:0 auto;padding:16px}
-h1{font-size:1.35em;margin:0 0 2px}h2{font-size:1.05em;margin:22px 0 8px}
-.sub{color:var(--mute);font-size:.88em}
-.banner{border-radius:8px;padding:10px 14px;margin:12px 0;font-weight:600}
-.banner.bad{background:#fde8ee;color:var(--bad)}.banner.warn{background:#fef0e6;color:var(--warn)}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:10px;margin-top:14px}
-.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:10px 12px}
-.card b{display:block;font-size:1.6em;line-height:1.2}.card span{color:var(--mute);font-size:.85em}
-.card.bad b{color:var(--bad)}.card.ok b{color:var(--ok)}.card.warn b{color:var(--warn)}
-.wrap{overflow-x:auto;background:var(--card);border:1px solid var(--line);border-radius:10px}
-table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:7px 10px;border-bottom:1px solid var(--line);vertical-align:top}
-th{font-size:.8em;color:var(--mute);font-weight:600;white-space:nowrap}
-tr:last-child td{border-bottom:0}
-td.job{font-weight:600;word-break:break-all;min-width:9em}
-.bar{height:8px;background:var(--line);border-radius:4px;min-width:90px;overflow:hidden}
-.bar i{display:block;height:100%;background:var(--bar)}
-.num{white-space:nowrap;font-variant-numeric:tabular-nums}
-.empty{color:var(--mute);padding:10px 12px;background:var(--card);border:1px dashed var(--line);border-radius:10px}
-.ok{color:var(--ok)}.warn{color:var(--warn)}.bad{color:var(--bad)}
-footer{color:var(--mute);font-size:.85em;margin:24px 0 8px}
-@media (max-width:640px){main{padding:10px}.wide{display:none}th,td{padding:6px 7px}body{font-size:14px}}
-"""
+# one section of the page: (snapshot, language, now) -> HTML; a new section is a function and a line here
+Section = Callable[[dict[str, Any], str, float], str]
 
 # reloads come from the meta tag; this only warns when the file itself stopped changing
 STALE_JS = """
@@ -50,11 +25,6 @@ STALE_JS = """
 var age=Date.now()/1000-g;if(age>%d){el.hidden=false;
 el.textContent=el.getAttribute('data-t').replace('{age}',Math.round(age/60)+' min');}})();
 """
-
-
-def e(value: object) -> str:
-    """Escape anything for HTML text and attribute values (quotes included)."""
-    return html.escape("" if value is None else str(value), quote=True)
 
 
 def render(snap: dict[str, Any], language: str = "en", refresh_s: float = 5.0) -> str:
@@ -65,15 +35,13 @@ def render(snap: dict[str, Any], language: str = "en", refresh_s: float = 5.0) -
             f'<meta http-equiv="refresh" content="{refresh}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<title>{e(say(lang, "title"))}</title><style>{CSS}</style></head><body><main>')
-    parts = [head, f'<h1>{e(say(lang, "title"))}</h1>',
-             f'<div class="sub">{e(say(lang, "updated", time=clock(now, now), n=refresh))}</div>',
+    updated = e(say(lang, "updated", time="\0", n=refresh)).replace("\0", when(now, seconds=True))
+    parts = [head, f'<h1>{e(say(lang, "title"))}</h1>', f'<div class="sub">{updated}</div>',
              f'<div id="stale" class="banner warn" hidden data-t="{e(say(lang, "stale", age="{age}"))}"></div>',
-             *_banners(snap, lang), _cards(snap, lang, now),
-             _running(snap, lang), _queue(snap, lang), inbox_section.html_section(snap, lang, now),
-             _workers(snap, lang), _gpus(snap, lang),
-             _failed(snap, lang, now), _done(snap, lang, now), _alerts(snap, lang),
+             *_banners(snap, lang), *(section(snap, lang, now) for section in SECTIONS),
              f'<footer>{e(say(lang, "help"))}</footer></main>',
-             f"<script>{STALE_JS % (json.dumps(now), max(60, refresh * 6))}</script></body></html>\n"]
+             f"<script>{STALE_JS % (json.dumps(now), max(60, refresh * 6))}{LOCAL_TIME_JS}</script>"
+             "</body></html>\n"]
     return "".join(parts)
 
 
@@ -123,23 +91,6 @@ def _cards(snap: dict[str, Any], lang: str, now: float) -> str:
     return "".join(out)
 
 
-def _table(title: str, section: str, headers: list[tuple[str, bool]], rows: list[list[str]],
-           empty: str) -> str:
-    """headers: (text, wide) where wide columns hide on phones; cells are already-escaped HTML."""
-    out = [f'<h2>{e(title)}</h2>']
-    if not rows:
-        out.append(f'<div class="empty" id="{section}-empty">{e(empty)}</div>')
-        return "".join(out)
-    cls = ["wide" if wide else "" for _t, wide in headers]
-    out.append(f'<div class="wrap"><table id="{section}"><thead><tr>')
-    out += [f'<th class="{c}">{e(t)}</th>' for (t, _w), c in zip(headers, cls, strict=True)]
-    out.append("</tr></thead><tbody>")
-    for row in rows:
-        out.append("<tr>" + "".join(f'<td class="{c}">{cell}</td>' for cell, c in zip(row, cls, strict=True)) + "</tr>")
-    out.append("</tbody></table></div>")
-    return "".join(out)
-
-
 def _phase(lang: str, phase: object) -> str:
     if not phase:
         return "–"
@@ -153,7 +104,7 @@ def _job_cell(row: dict[str, Any]) -> str:
     return f'{e(row.get("job"))}{tail}'
 
 
-def _running(snap: dict[str, Any], lang: str) -> str:
+def _running(snap: dict[str, Any], lang: str, now: float) -> str:
     rows = []
     for r in snap.get("running") or []:
         pct = r.get("percent")
@@ -171,7 +122,7 @@ def _running(snap: dict[str, Any], lang: str) -> str:
     return _table(say(lang, "h_running"), "running", headers, rows, say(lang, "empty_running"))
 
 
-def _queue(snap: dict[str, Any], lang: str) -> str:
+def _queue(snap: dict[str, Any], lang: str, now: float) -> str:
     rows = [[f'<span class="num">{i}</span>', _job_cell(q), e(duration(q.get("wait_s"), lang)),
              e(q.get("attempt") or 1)] for i, q in enumerate(snap.get("queued") or [], 1)]
     headers = [("#", False), (say(lang, "job"), False), (say(lang, "waiting"), False),
@@ -179,20 +130,23 @@ def _queue(snap: dict[str, Any], lang: str) -> str:
     return _table(say(lang, "h_queue"), "queue", headers, rows, say(lang, "empty_queue"))
 
 
-def _workers(snap: dict[str, Any], lang: str) -> str:
+def _workers(snap: dict[str, Any], lang: str, now: float) -> str:
     rows = []
+    beats = ((snap.get("watchdog") or {}).get("share") or {}).get("beats") or {}  # the watchdog's own host
     for w in snap.get("workers") or []:
         age = w.get("last_heartbeat_age_s")
         cls = "bad" if isinstance(age, (int, float)) and age > 300 else ""
         name = f'{w.get("host")}/{w.get("worker")}' + (f' · GPU {w["gpu"]}' if w.get("gpu") not in (None, "") else "")
+        rss = (beats.get(f'{w.get("host")}--{w.get("worker")}') or {}).get("rss_bytes")
         rows.append([e(name), e(_phase(lang, w.get("phase"))), e(w.get("job") or "–"),
-                     f'<span class="{cls}">{e(say(lang, "ago", d=duration(age, lang)))}</span>'])
+                     f'<span class="{cls}">{e(say(lang, "ago", d=duration(age, lang)))}</span>',
+                     f'<span class="num">{e(size(rss))}</span>'])
     headers = [(say(lang, "worker"), False), (say(lang, "phase"), False), (say(lang, "job"), True),
-               (say(lang, "heartbeat"), False)]
+               (say(lang, "heartbeat"), False), (say(lang, "ram"), True)]
     return _table(say(lang, "h_workers"), "workers", headers, rows, say(lang, "empty_workers"))
 
 
-def _gpus(snap: dict[str, Any], lang: str) -> str:
+def _gpus(snap: dict[str, Any], lang: str, now: float) -> str:
     gpus = (snap.get("watchdog") or {}).get("gpus") or []
     if not gpus:
         return ""  # no NVML on the watchdog's host: nothing to show, not an error
@@ -203,22 +157,31 @@ def _gpus(snap: dict[str, Any], lang: str) -> str:
 
 
 def _failed(snap: dict[str, Any], lang: str, now: float) -> str:
-    rows = [[_job_cell(f), e(f.get("message") or f.get("code") or "–"), e(f.get("todo") or ""),
-             e(clock(f.get("finished_at"), now))] for f in snap.get("failed") or []]
-    headers = [(say(lang, "job"), False), (say(lang, "reason"), False), (say(lang, "todo"), True),
-               (say(lang, "finished"), True)]
-    return _table(say(lang, "h_failed"), "failed", headers, rows, say(lang, "empty_failed"))
+    failed = snap.get("failed") or []
+    shots = any(f.get("preview") for f in failed)
+    rows = [[_job_cell(f), e(f.get("message") or f.get("code") or "–"), f'<span class="todo">{e(f.get("todo") or "")}'
+             "</span>", when(f.get("finished_at")),
+             *([picture(f.get("preview"), say(lang, "shot_failed_alt", job=f.get("job")),
+                        say(lang, "shot_failed"))] if shots else [])] for f in failed]
+    # what to do is what a producer came for: never a column that hides on a phone (rows stack instead)
+    headers = [(say(lang, "job"), False), (say(lang, "reason"), False), (say(lang, "todo"), False),
+               (say(lang, "finished"), False), *([(say(lang, "picture"), False)] if shots else [])]
+    return _table(say(lang, "h_failed"), "failed", headers, rows, say(lang, "empty_failed"), stack=True)
 
 
 def _done(snap: dict[str, Any], lang: str, now: float) -> str:
-    rows = [[_job_cell(d), e(d.get("output") or "–"), e(clock(d.get("finished_at"), now)),
-             e(duration(d.get("render_s"), lang))] for d in snap.get("done") or []]
-    headers = [(say(lang, "job"), False), (say(lang, "output"), True), (say(lang, "finished"), False),
-               (say(lang, "took"), True)]
-    return _table(say(lang, "h_done"), "done", headers, rows, say(lang, "empty_done"))
+    done = snap.get("done") or []
+    shots = any(d.get("preview") for d in done)
+    rows = [[_job_cell(d), *([picture(d.get("preview"), say(lang, "shot_done_alt", job=d.get("job")))]
+                             if shots else []),
+             e(d.get("output") or "–"), when(d.get("finished_at")), e(duration(d.get("render_s"), lang))]
+            for d in done]
+    headers = [(say(lang, "job"), False), *([(say(lang, "picture"), False)] if shots else []),
+               (say(lang, "output"), False), (say(lang, "finished"), False), (say(lang, "took"), False)]
+    return _table(say(lang, "h_done"), "done", headers, rows, say(lang, "empty_done"), stack=True)
 
 
-def _alerts(snap: dict[str, Any], lang: str) -> str:
+def _alerts(snap: dict[str, Any], lang: str, now: float) -> str:
     channels = (snap.get("watchdog") or {}).get("channels") or {}
     rows = []
     for name, ch in sorted(channels.items()):
@@ -232,3 +195,16 @@ def _alerts(snap: dict[str, Any], lang: str) -> str:
     headers = [(say(lang, "channel"), False), (say(lang, "phase"), False), (say(lang, "sent"), False),
                (say(lang, "failed_n"), True), (say(lang, "last_error"), True)]
     return _table(say(lang, "h_alerts"), "alerts", headers, rows, say(lang, "empty_alerts"))
+
+
+SECTIONS: list[Section] = [
+    _cards,
+    _running,
+    _queue,
+    inbox_section.html_section,
+    _workers,
+    _gpus,
+    _failed,
+    _done,
+    _alerts,
+]

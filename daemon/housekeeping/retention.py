@@ -23,7 +23,7 @@ from daemon.core import atomic
 from daemon.core.config import RetentionConfig
 from daemon.core.job import ERROR, REPORT
 
-log = logging.getLogger("lipsyncd.retention")
+log = logging.getLogger(__name__)
 
 PART = re.compile(r"^\..+\.a\d+\.part\.[A-Za-z0-9]+$")
 ATOMIC_TMP = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")

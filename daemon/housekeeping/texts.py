@@ -1,8 +1,7 @@
-"""What STATUS.html says, in English and Chinese, and how it writes durations and times."""
+"""What STATUS.html says, in English and Chinese, and how it writes durations and sizes."""
 
 from __future__ import annotations
 
-import time
 from typing import TypeGuard
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -29,6 +28,8 @@ TEXTS: dict[str, dict[str, str]] = {
                 "failed/<job>/error.txt explains why and what to do.",
         "ph_loading": "loading", "ph_idle": "idle", "ph_working": "working", "ph_finalizing": "finishing",
         "ph_stopping": "stopping", "ph_render": "rendering",
+        "ram": "Memory (RAM)", "picture": "Preview", "shot_done_alt": "mouth close-ups from the result of {job}",
+        "shot_failed_alt": "the frames of {job} that were analysed", "shot_failed": "the frames we looked at",
     },
     "zh": {
         "title": "lipsyncd 状态", "updated": "更新于 {time}；本页每 {n} 秒自动刷新。",
@@ -52,6 +53,8 @@ TEXTS: dict[str, dict[str, str]] = {
                 "failed/<任务>/error.txt 会说明原因和处理办法。",
         "ph_loading": "加载中", "ph_idle": "空闲", "ph_working": "工作中", "ph_finalizing": "收尾中",
         "ph_stopping": "停止中", "ph_render": "渲染中",
+        "ram": "内存", "picture": "预览", "shot_done_alt": "{job} 结果中的口型特写",
+        "shot_failed_alt": "{job} 被分析的画面", "shot_failed": "我们分析过的画面",
     },
 }
 
@@ -83,16 +86,6 @@ def duration(seconds: float | None, language: str) -> str:
     if total < 86400:
         return f"{total // 3600}{sep}{h} {total % 3600 // 60:02d}{sep}{mi}"
     return f"{total // 86400}{sep}{d} {total % 86400 // 3600}{sep}{h}"
-
-
-def clock(stamp: float | None, now: float) -> str:
-    """Local wall time of `stamp`: HH:MM today, else YYYY-MM-DD HH:MM."""
-    if not stamp or not number(stamp) or not 0 < stamp < 1e11:
-        return "–"
-    day = time.strftime("%Y-%m-%d", time.localtime(stamp))
-    if day == time.strftime("%Y-%m-%d", time.localtime(now)):
-        return time.strftime("%H:%M:%S", time.localtime(stamp))
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
 
 
 def size(n: float | None) -> str:

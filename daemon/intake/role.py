@@ -35,7 +35,7 @@ from daemon.intake.settle import Settler
 from daemon.intake.unclaimed import Sweeper
 from daemon.intake.waiting import Board, Wait
 
-log = logging.getLogger("lipsyncd.intake")
+log = logging.getLogger(__name__)
 assert reasons  # imported for its messages
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from daemon.core import logs
 from daemon.core.config import AlertsConfig, Config, read_toml
 from daemon.core.errors import ConfigError
 from daemon.sentinel.courier import Courier
@@ -72,10 +73,11 @@ def build_outbox(config: Config, host: str, lane: Lane | None,
     store = Store(Path(alerts.outbox_dir) if alerts.outbox_dir else internal / "outbox", lane)
     couriers = [Courier(robot, per_minute, store, language=language(config), **kw)  # type: ignore[arg-type]
                 for robot, per_minute in robots]
+    journal = logs.host_folder(internal, host) / "alerts.jsonl"  # one per host: hosts never share a file
     if not couriers:
         log.warning("no chat robot configured ([alerts.dingtalk] / wecom / feishu / webhook): "
-                    "alerts go to the log and %s only", internal / "alerts.jsonl")
-    return Outbox(couriers, store, internal / "alerts.jsonl", lane)
+                    "alerts go to the log and %s only", journal)
+    return Outbox(couriers, store, journal, lane, logs.Rotation.of(config.general))
 
 
 def language(config: Config) -> str:

@@ -43,6 +43,7 @@ class Health:
     last_error: str = ""
     last_code: str = ""
     clock_skew: bool = False
+    hint: str = ""  # the vendor code's advice for the operator (robots.Outcome.hint)
     last_sent_at: float | None = None
     failures: dict[str, int] = field(default_factory=dict)  # code → count, for metrics
 
@@ -105,11 +106,14 @@ class Courier:
         return batch
 
     def _compose(self, batch: list[Alert]) -> tuple[str, str]:
+        # alert texts are plain and carry producer-chosen names: escaped for the vendor's format here,
+        # where our own markup (the digest's list) is added after
+        esc = self.robot.escape
         if len(batch) == 1:
-            return batch[0].title, batch[0].text
-        lines = [f"- {cut_utf8(a.line(), DIGEST_LINE_BYTES)}" for a in batch]
+            return esc(batch[0].title), esc(batch[0].text)
+        lines = [f"- {esc(cut_utf8(a.line(), DIGEST_LINE_BYTES))}" for a in batch]
         worst = min(batch, key=lambda a: ["critical", "warning", "resolved"].index(a.severity.value))
-        return self.digest_title.format(count=len(batch), worst=worst.title), "\n".join(lines)
+        return esc(self.digest_title.format(count=len(batch), worst=worst.title)), "\n".join(lines)
 
     def _settle(self, batch: list[Alert], outcome: Outcome, now: float) -> None:
         h = self.health
@@ -139,9 +143,9 @@ class Courier:
                       outcome.detail, "; ".join(a.line() for a in batch))
         else:
             self._not_before = now + BROKEN_PROBE_S
-            h.state, h.clock_skew = "broken", outcome.clock_skew
-            hint = ("this host's clock is off by a lot: fix NTP/chrony" if outcome.clock_skew
-                    else "check the webhook/secret/keyword in the config")
+            h.state, h.clock_skew, h.hint = "broken", outcome.clock_skew, outcome.hint
+            hint = outcome.hint or ("this host's clock is off by a lot: fix NTP/chrony" if outcome.clock_skew
+                                    else "check the webhook/secret/keyword in the config")
             log.error("alert channel %s is misconfigured (%s %s): %s; %d alerts kept in the outbox",
                       self.name, outcome.code, outcome.detail, hint, len(self.pending))
 
@@ -157,7 +161,8 @@ class Courier:
         return {"ok": h.state == "ok", "state": h.state, "sent": h.sent, "failed": h.failed,
                 "rejected": h.rejected, "pending": pending,
                 "last_error": f"{h.last_code} {h.last_error}".strip(),
-                "clock_skew": h.clock_skew, "last_sent_at": h.last_sent_at, "failures": dict(h.failures)}
+                "clock_skew": h.clock_skew, "hint": h.hint, "last_sent_at": h.last_sent_at,
+                "failures": dict(h.failures)}
 
     # --- the courier's own thread ------------------------------------------------------------------
     def start(self) -> None:

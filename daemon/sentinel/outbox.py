@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from daemon.core import atomic
+from daemon.core import atomic, logs
 from daemon.sentinel.alert import Alert
 from daemon.sentinel.courier import Courier
 from daemon.sentinel.lane import Lane, guarded
@@ -71,16 +71,17 @@ class Store:
 
 class Outbox:
     def __init__(self, couriers: Sequence[Courier], store: Store, journal: Path | None,
-                 lane: Lane | None) -> None:
+                 lane: Lane | None, rotation: logs.Rotation | None = None) -> None:
         self.couriers, self.store, self.journal, self.lane = list(couriers), store, journal, lane
+        self.rotation = rotation or logs.Rotation()
 
     def put(self, alert: Alert) -> None:
         """Record the alert locally (complete, never cut or digested) and queue it on every robot."""
         log.warning("ALERT %s key=%s id=%s\n%s", alert.line()[:300], alert.key, alert.id, alert.text)
         if self.journal is not None:
             line = json.dumps(alert.to_json(), ensure_ascii=False) + "\n"
-            path = self.journal
-            self._run(lambda: _append(path, line), f"appending to {path}")
+            path, rotation = self.journal, self.rotation
+            self._run(lambda: logs.append(path, line, rotation), f"appending to {path}")
         for courier in self.couriers:
             courier.put(alert)
 
@@ -126,7 +127,3 @@ def _folder(path: Path) -> None:
         if not folder.is_dir():
             folder.mkdir()
 
-
-def _append(path: Path, line: str) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line)

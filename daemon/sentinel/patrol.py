@@ -305,8 +305,9 @@ class Patrol:
     def _channels(self, now: float) -> None:
         for name, health in self.outbox.health().items():
             broken = health["state"] == "broken"
-            hint = ("This host's clock is off: fix NTP/chrony; signatures are only valid within an hour."
-                    if health["clock_skew"] else "Check its webhook, secret and keyword in the config.")
+            hint = health.get("hint") or (
+                "This host's clock is off: fix NTP/chrony; signatures are only valid within an hour."
+                if health["clock_skew"] else "Check its webhook, secret and keyword in the config.")
             self._condition(f"channel:{name}", broken, "channel_broken", Severity.WARNING, now, channel=name,
                             error=health["last_error"] or "?", hint=hint)
 

@@ -12,10 +12,11 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, Protocol
 
@@ -44,6 +45,7 @@ class Outcome:
     detail: str = ""
     clock_skew: bool = False
     retry_after_s: float | None = None
+    hint: str = ""  # what the operator should check, when the code says more than "try again"
 
 
 class Robot(Protocol):
@@ -51,10 +53,46 @@ class Robot(Protocol):
 
     def send(self, title: str, text: str) -> Outcome: ...
 
+    def escape(self, text: str) -> str:
+        """`text` (ours, with producer-chosen names in it) made inert in this vendor's message format."""
+        ...
+
 
 TRANSIENT_CODES = {130101, 45009, 11232, -1, 99991400}
 MESSAGE_CODES = {460101, 101002, 45002, 40008, 44004, 9499}  # wrong for this message, not the robot
-BACKOFF_CODES = {130101: 60.0, 45009: 60.0}  # DingTalk blocks a robot ~10 min after 20/min
+# DingTalk 130101 "send too fast": past 20 messages a minute the robot is blocked for 10 minutes, and
+# every message sent meanwhile is refused; WeCom 45009 is its per-minute limit, free again within 60 s
+BACKOFF_CODES = {130101: 600.0, 45009: 60.0}
+WECOM_TOO_LONG = 40058  # WeCom's answer to content it cannot take: shorten it, then drop it; never "broken"
+WECOM_SHORTEN_TRIES = 3  # each try halves the content, down to WECOM_SHORTEST bytes
+WECOM_SHORTEST = 256
+FEISHU_SIGNATURE = 19021
+FEISHU_HINT = ("Feishu 19021 means the signature or the timestamp is wrong: check alerts.feishu.secret "
+               "against the bot's signing secret, and this host's clock (NTP/chrony); the timestamp must be "
+               "within an hour of Feishu's")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|<>~])")
+_MD_LIST = re.compile(r"^(\s*)([-+]|\d+\.)(?=\s)", re.M)  # "- x", "+ x", "1. x" at a line start
+
+
+def escape_markdown(text: str) -> str:
+    """CommonMark escapes (any ASCII punctuation may be backslash-escaped) for the characters that would
+    turn a name into emphasis, a link, a heading, a list or HTML, as DingTalk's markdown renders them."""
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_LIST.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], text)
+
+
+# WeCom's and Feishu's formats document no escape character, and read <@user> / <at user_id=...> as
+# mentions (<@all> pings the whole group): the specials become their full-width look-alikes instead
+_FULL_WIDTH = str.maketrans({"*": "＊", "_": "＿", "[": "［", "]": "］", "`": "｀", "<": "＜", ">": "＞",
+                             "#": "＃", "~": "～", "|": "｜"})
+
+
+def escape_full_width(text: str) -> str:
+    return text.translate(_FULL_WIDTH)
+
+
+def _no_mentions(text: str) -> str:
+    return text.translate({ord("<"): "＜", ord(">"): "＞"})
 
 
 def dingtalk_sign(secret: str, now: float) -> tuple[str, str]:
@@ -84,6 +122,9 @@ class _Poster:
         self.session.trust_env = True
         self._hidden = sorted({s for s in [url, *secrets, *_url_tokens(url)] if len(s) >= 4},
                               key=len, reverse=True)
+
+    def escape(self, text: str) -> str:
+        return text  # plain JSON: the receiver decides how to show it
 
     def redact(self, text: str) -> str:
         for secret in self._hidden:
@@ -159,8 +200,22 @@ class DingTalkRobot(_Poster):
             url += ("&" if "?" in url else "?") + f"timestamp={stamp}&sign={sign}"
         return self.post(url, body)
 
+    def escape(self, text: str) -> str:
+        return escape_markdown(text)
+
     def is_clock_skew(self, code: int, message: str) -> bool:
         return code == 310000 and "timestamp" in message.lower()
+
+    def verdict(self, code: int, message: str, retry_after: float | None) -> Outcome:
+        outcome = super().verdict(code, message, retry_after)
+        if code != 310000:
+            return outcome
+        low = message.lower()  # 310000 is every security check; the message says which one failed
+        hint = ("this host's clock is off: fix NTP/chrony" if "timestamp" in low else
+                "check alerts.dingtalk.secret against the robot's signing secret" if "sign" in low else
+                "set alerts.dingtalk.keyword to one of the robot's keywords" if "keyword" in low else
+                "this host's address is not in the robot's IP allowlist" if "ip" in low else "")
+        return replace(outcome, hint=hint)
 
 
 class WeComRobot(_Poster):
@@ -175,8 +230,23 @@ class WeComRobot(_Poster):
 
     def send(self, title: str, text: str) -> Outcome:
         content = f"**{title}**\n{text}" if self.msgtype == "markdown" else f"{title}\n{text}"
-        body = {"msgtype": self.msgtype, self.msgtype: {"content": cut_utf8(content, self.limit_bytes)}}
-        return self.post(self.url, body)
+        limit = self.limit_bytes
+        for _try in range(WECOM_SHORTEN_TRIES + 1):
+            body = {"msgtype": self.msgtype, self.msgtype: {"content": cut_utf8(content, limit)}}
+            outcome = self.post(self.url, body)
+            if outcome.code != str(WECOM_TOO_LONG):
+                if _try and outcome.delivery is Delivery.SENT:
+                    log.warning("wecom answered %d (content too long): sent shortened to %d bytes",
+                                WECOM_TOO_LONG, limit)
+                return outcome
+            limit = min(limit, len(content.encode("utf-8"))) // 2
+            if limit < WECOM_SHORTEST:
+                break
+        return Outcome(Delivery.REJECTED, str(WECOM_TOO_LONG), f"{outcome.detail}: refused even shortened; "
+                       "this message is dropped (the channel stays in use)")
+
+    def escape(self, text: str) -> str:
+        return escape_full_width(text) if self.msgtype == "markdown" else _no_mentions(text)
 
 
 class FeishuRobot(_Poster):
@@ -195,8 +265,13 @@ class FeishuRobot(_Poster):
             body["timestamp"], body["sign"] = feishu_sign(self.secret, self.clock())
         return self.post(self.url, body, code_key="code")
 
-    def is_clock_skew(self, code: int, message: str) -> bool:
-        return code == 19021  # "sign match fail or timestamp is not within one hour"
+    def escape(self, text: str) -> str:
+        return _no_mentions(text)  # a text message: no markup, but <at user_id="all"> pings everyone
+
+    def verdict(self, code: int, message: str, retry_after: float | None) -> Outcome:
+        if code == FEISHU_SIGNATURE:  # "sign match fail or timestamp is not within one hour": either one
+            return Outcome(Delivery.BROKEN, str(code), message, clock_skew=True, hint=FEISHU_HINT)
+        return super().verdict(code, message, retry_after)
 
 
 class JsonWebhook(_Poster):

@@ -21,7 +21,7 @@ from daemon.core.config import Config, load_config
 from daemon.core.errors import EXIT_CONFIG, ConfigError
 from daemon.core.lifecycle import follow_parent
 from daemon.core.notify import Notifier
-from daemon.sentinel import status, wording
+from daemon.sentinel import metrics, status, wording
 from daemon.sentinel.alert import Severity
 from daemon.sentinel.channels import build_outbox, language
 from daemon.sentinel.gpu import NvmlProbe
@@ -83,7 +83,7 @@ class Role:
             self._status_write = self.lane.submit(lambda: status.write_json(internal, snapshot))
         if self.config.watchdog.textfile_dir:
             try:
-                status.write_textfile(Path(self.config.watchdog.textfile_dir), snapshot)
+                metrics.write_textfile(Path(self.config.watchdog.textfile_dir), snapshot)
             except OSError as exc:
                 log.warning("cannot write metrics to %s: %s", self.config.watchdog.textfile_dir, exc)
         return survey is not None

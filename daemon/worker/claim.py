@@ -18,7 +18,7 @@ from daemon.core.job import Job
 from daemon.core.share import Share
 from daemon.core.state import JobGone, JobState
 
-log = logging.getLogger("lipsyncd.worker")
+log = logging.getLogger(__name__)
 
 
 @dataclass

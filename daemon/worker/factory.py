@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
+from daemon.core import logs
 from daemon.core.config import Config
 from daemon.core.errors import ConfigError, JobRejected
 from daemon.core.share import INTERNAL
 from daemon.worker import role
-from daemon.worker.render import Renderer
+from daemon.worker.render import Renderer, RenderRequest
 
 
 class Renderers:
@@ -38,8 +40,23 @@ class Renderers:
             from daemon.worker.engines.registry import load_engine
             from daemon.worker.pipeline import ChunkedRenderer
 
-            self._loaded[name] = ChunkedRenderer(self.config, self.internal, load_engine(name, self.config))
+            self._loaded[name] = _JobScoped(ChunkedRenderer(self.config, self.internal,
+                                                            load_engine(name, self.config)))
         return self._loaded[name]
+
+
+class _JobScoped:
+    """A renderer whose log records, from any of its threads (face pass, read-ahead), carry the job id."""
+
+    def __init__(self, inner: Renderer) -> None:
+        self.inner = inner
+
+    def render(self, request: RenderRequest, *args: Any, **kwargs: Any) -> Any:
+        with logs.job(request.job_id):
+            return self.inner.render(request, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 def pin_gpu(gpu: str | None) -> None:

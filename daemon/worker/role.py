@@ -27,10 +27,10 @@ from daemon.core.lifecycle import Stopper, run_until_stopped
 from daemon.core.notify import Notifier
 from daemon.core.share import Share
 from daemon.core.state import JobGone, JobState
-from daemon.worker import claim, publish
+from daemon.worker import claim, preview, publish
 from daemon.worker.render import Interrupted, Progress, Renderer, RenderRequest
 
-log = logging.getLogger("lipsyncd.worker")
+log = logging.getLogger(__name__)
 
 RendererFor = Callable[[str], Renderer]
 
@@ -131,6 +131,7 @@ class Worker:
         request.workdir.mkdir(exist_ok=True)
         self.beat("working", job.id)
         stats = self.renderer_for(spec.engine).render(request, self._progress(job, attempt), self.stop.is_set)
+        preview.require_a_face(job.path, spec.engine, request.video, stats, self.config.media, part)
         self.beat("finalizing", job.id)
         stats.update(publish.verify(part, self.config.media.ffprobe, self.config.media.probe_timeout_s))
         final = job.path / spec.output
@@ -139,6 +140,7 @@ class Worker:
         except FileNotFoundError:
             # our folder was renamed away under us: a takeover after our lease expired
             raise JobLost(f"{job.id}: the job folder moved while we published (taken over)") from None
+        preview.write_done(job.path, final, request.video, stats, self.share.internal / "facecache", self.config.media)
         self._finish(job, spec, attempt, note, started, stats)
 
     def _finish(self, job: Job, spec: JobSpec, attempt: int, note: JobLog, started: float,
