@@ -133,14 +133,14 @@ class Appliance:
     """`lipsyncd up` on a fresh share with the wav2lip engine; `submit` runs one job to the end."""
 
     def __init__(self, work: Path, ckpt: Path, env: dict[str, str]) -> None:
-        self.root = work / "share"
-        self.root.mkdir(parents=True)
+        work.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(dir=work, prefix="share-"))  # a fresh share every time
         self.env = dict(os.environ, LIPSYNCD_ROOT=str(self.root), LIPSYNCD_WORKER_ENGINE="wav2lip",
                         LIPSYNCD_ENGINES_WAV2LIP_CHECKPOINT=str(ckpt), LIPSYNCD_INTAKE_SETTLE_S="0.3",
                         LIPSYNCD_INTAKE_SETTLE_SCANS="2", LIPSYNCD_INTAKE_SCAN_INTERVAL_S="0.1",
                         LIPSYNCD_WORKER_POLL_INTERVAL_S="0.1", LIPSYNCD_INTAKE_PAUSE_BELOW_FREE_GB="0",
                         LIPSYNCD_INTAKE_RESUME_ABOVE_FREE_GB="0", **env)
-        self.log = open(work / "up.log", "wb")
+        self.log = open(self.root.with_suffix(".log"), "wb")
         self.up = subprocess.Popen(["lipsyncd", "up"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         self.wait_idle(1)

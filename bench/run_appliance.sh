@@ -29,19 +29,22 @@ if [[ $PART == *lanes* ]]; then
   mkdir -p $W
   python3 -c "import sys; sys.path[:0] = ['bench']; from pathlib import Path; import appliance as a; \
 a.inputs(Path('$W'), 60, {720, 1080}, 0)"
-  for h in 720 1080; do
-    timeout 100 python3 bench/encode_lanes.py $W/face$h.mp4 --repeat 2 2>&1 | tee -a "$OUT/lanes.log"
+  for h in ${LANE_HEIGHTS:-720 1080}; do
+    # shellcheck disable=SC2086 # LANES is a list on purpose
+    timeout ${TLANES:-100} python3 bench/encode_lanes.py $W/face$h.mp4 --repeat 2 ${LANES:+--configs $LANES} 2>&1 \
+      | tee -a "$OUT/lanes.log"
   done
 fi
 if [[ $PART == *15* ]]; then
   timeout ${T15:-420} python3 bench/appliance.py --out "$OUT/appliance.json" --workdir $W \
     --cases ${CASES:-warm720 new720 noface720 warm1080 new1080 long720} --repeat ${REPEAT:-3} ${ENVS:+--env $ENVS} \
     2>&1 | tee "$OUT/appliance.log"
-  cp $W/run/up.log "$OUT/up15.log" 2>/dev/null
+  cat $W/run/share-*.log > "$OUT/up15.log" 2>/dev/null
 fi
 if [[ $PART == *19* ]]; then
   timeout ${T19:-330} python3 bench/shared_gpu.py --out "$OUT/shared.json" --workers 1 2 4 --jobs ${JOBS:-12} \
-    --workdir /tmp/shared 2>&1 | tee "$OUT/shared.log"
+    --workdir $W 2>&1 | tee "$OUT/shared.log"
+  tail -c 200000 $W/w4/share-*.log > "$OUT/up19.log" 2>/dev/null
 fi
 if [[ $PART == *rss* ]]; then
   timeout ${TRSS:-200} python3 bench/memory.py --minutes 30 --baseline 1 --height 720 --engine warp \

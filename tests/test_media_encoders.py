@@ -77,8 +77,8 @@ def test_stop_with_chunks_in_flight_then_resume_gives_the_same_result(tmp_path: 
 def test_the_split_adapts_to_the_core_count() -> None:
     auto = MediaConfig()
     assert cores.split(auto, 2) == cores.Split(1, 0, 1)  # CI and laptops: one x264 with its own threads
-    assert cores.split(auto, 16) == cores.Split(4, 4, 4)
-    assert cores.split(auto, 8) == cores.Split(2, 4, 2)
+    assert cores.split(auto, 16) == cores.Split(4, 0, 8)
+    assert cores.split(auto, 8) == cores.Split(2, 0, 4)
     assert cores.split(auto, 64).encoders == cores.MAX_ENCODERS
     fixed = MediaConfig(encoders=3, encoder_threads=2, face_threads=5)
     assert cores.split(fixed, 16) == cores.Split(3, 2, 5)

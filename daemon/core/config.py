@@ -92,7 +92,7 @@ class MediaConfig:
     pipe_bytes: int = setting(1 << 20, min=65536, max=1 << 24)
     face_every: int = setting(5, min=1, max=100)  # detect every N frames, interpolate between
     face_max_side: int = setting(320, min=96, max=2048)  # detection runs on frames scaled to this
-    face_threads: int = setting(0, min=0, max=64)  # parallel face-pass segments; 0 = a quarter of the CPUs, <= 8
+    face_threads: int = setting(0, min=0, max=64)  # parallel face-pass segments; 0 = half the CPUs, <= 8
     # x264 children encoding consecutive chunks side by side, and threads each (0 = from the core count)
     encoders: int = setting(0, min=0, max=32)
     encoder_threads: int = setting(0, min=0, max=128)

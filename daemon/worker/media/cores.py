@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from daemon.core.config import MediaConfig
 
-CORES_PER_ENCODER = 4  # below this many cores per child x264 loses more to pipeline fill than it gains
+CORES_PER_ENCODER = 4  # one more child per this many cores
 MAX_ENCODERS = 4  # each in-flight encoder holds up to half a chunk of raw frames (memory)
 MIN_CORES_FOR_LANES = 8  # small boxes (CI, laptops): one encoder with x264's own thread count
 
@@ -20,7 +20,7 @@ MIN_CORES_FOR_LANES = 8  # small boxes (CI, laptops): one encoder with x264's ow
 @dataclass(frozen=True)
 class Split:
     encoders: int  # x264 children running at once, one chunk each
-    encoder_threads: int  # x264 threads per child; 0 = x264's own choice (1.5 x cores)
+    encoder_threads: int  # x264 threads per child; 0 = x264's own choice (1.5 x cores, shared)
     face_threads: int  # face-pass segments analysed at once
 
 
@@ -36,7 +36,11 @@ def split(cfg: MediaConfig, cpus: int | None = None) -> Split:
     cpus = cpus or usable_cpus()
     auto_lanes = 1 if cpus < MIN_CORES_FOR_LANES else min(MAX_ENCODERS, cpus // CORES_PER_ENCODER)
     encoders = cfg.encoders or auto_lanes
-    threads = cfg.encoder_threads or (0 if encoders == 1 else max(1, cpus // encoders))
+    # every child keeps x264's own thread count (1.5 x cores): while K run the kernel shares the cores
+    # among them, and the last chunk of a job, alone at the end, still gets all of them. K x (cores / K)
+    # threads left that chunk on a quarter of the box: 0.6-0.8 s of encoding after the last frame of a
+    # 60 s 720p job on the H200 box (bench/RESULTS.md, issue 15)
+    threads = cfg.encoder_threads
     # x264 leaves cores idle between frames (lookahead, entropy coding): the face pass fits in there
-    faces = cfg.face_threads or max(1, min(8, cpus // 4))
+    faces = cfg.face_threads or max(1, min(8, cpus // 2))
     return Split(encoders, threads, faces)
