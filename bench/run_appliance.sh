@@ -21,7 +21,7 @@ cd "$SRC" || exit 1
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   echo "cpus: $(nproc)"; free -g | head -2; lscpu | grep -E 'Model name|^CPU\(s\)'
   ffmpeg -version | head -1; python3 -c 'import torch; print("torch", torch.__version__)'
-  git -C "$SRC" log --oneline -1 2>/dev/null || cat "$SRC/.commit" 2>/dev/null
+  cat "$SRC/.commit" 2>/dev/null || git -C "$SRC" log --oneline -1
 } > "$OUT/machine.txt" 2>&1
 PART=${1:-lanes+15}
 W=/tmp/appl
