@@ -1,8 +1,8 @@
 """The chunked renderer: probe → plan → speech features once → per chunk: decode, faces, engine, encode.
 
 Decoding, rendering and encoding overlap (a reader thread, this thread, a writer thread per encoder
-child, several chunks encoding at once) and memory is a fixed pool of batches whatever the length (decode pipe and encode pipe in between; the speech track
-is a memory map read in blocks). Each chunk ends a durable segment, so a new attempt on the same
+child, several chunks encoding at once) and memory is a fixed pool of batches whatever the length
+(decode pipe and encode pipes in between; the speech track is a memory map read in blocks). Each chunk ends a durable segment, so a new attempt on the same
 workdir resumes from the last finished chunk and muxes an identical-length result with the exact audio.
 """
 
