@@ -73,3 +73,41 @@ def test_smoothing_interpolates_between_samples_and_keeps_gaps() -> None:
     assert boxes[5].tolist() == pytest.approx([10, 0, 20, 10])  # next to sample 1, its neighbour missing
     assert (boxes[7:14] == -1).all()  # between two missing samples: no face
     assert boxes[16:].tolist() == [[40, 0, 50, 10]] * 4
+
+
+def _portrait_samples(blank: int, faces: int) -> np.ndarray:
+    """`blank` grey samples of a faceless wall, then `faces` of the astronaut (face ~46 px) on it."""
+    from skimage import data, transform
+
+    rng = np.random.default_rng(7)
+    wall = (96 + 8 * rng.standard_normal((blank + faces, 256, 320))).clip(0, 255).astype(np.uint8)
+    head = (transform.resize(data.astronaut().mean(axis=2), (256, 256)) * 1.0).astype(np.uint8)
+    wall[blank:, :, 32:288] = head
+    return wall
+
+
+def test_no_face_stretch_is_sampled_sparser_and_a_face_after_it_keeps_every_box(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from daemon.worker import faces
+
+    searches: list[int] = []
+    real = faces._search
+    monkeypatch.setattr(faces, "_search", lambda gray: searches.append(1) or real(gray))
+    frames = _portrait_samples(blank=44, faces=20)
+    analyse = faces._lbp_analyser()
+    got = np.concatenate([analyse(frames[a:a + faces.LBP_BATCH]) for a in range(0, 64, faces.LBP_BATCH)])
+    assert np.isnan(got[:44]).all()
+    assert not np.isnan(got[44:]).any()  # skipped samples before the first face found are filled back
+    assert min(iou(b, EXPECTED + [32, 0, 32, 0]) for b in got[44:]) > 0.5
+    # every sample was a whole-picture search before: 44 of them on the wall alone
+    assert len(searches) <= 12, len(searches)
+
+
+def test_half_resolution_search_finds_a_large_face_and_refines_it_at_full_size() -> None:
+    from skimage import data, transform
+
+    from daemon.worker.faces import detect
+
+    big = transform.resize(data.astronaut().mean(axis=2) / 255.0, (512, 512))  # face ~93 px
+    box = detect(big)
+    assert box is not None and iou(box, np.array([175, 70, 268, 163], float)) > 0.5

@@ -100,6 +100,9 @@ class MediaConfig:
     face_every: int = setting(5, min=1, max=100)  # detect every N frames, interpolate between
     face_max_side: int = setting(320, min=96, max=2048)  # detection runs on frames scaled to this
     face_threads: int = setting(0, min=0, max=64)  # parallel face-pass segments; 0 = half the CPUs, <= 8
+    # x264 children encoding consecutive chunks side by side, and threads each (0 = from the core count)
+    encoders: int = setting(0, min=0, max=32)
+    encoder_threads: int = setting(0, min=0, max=128)
     loop: str = setting("pingpong", choices=("pingpong", "wrap"))  # video shorter than audio
     # issue 20: the box media children run in (worker/media/box.py); 0 MB = derived from the picture size
     sandbox: str = setting("auto", choices=("auto", "bwrap", "unshare", "limits"))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from daemon.core.config import MediaConfig
+from daemon.worker.media.cores import split
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import MediaInfo
 
@@ -68,11 +69,8 @@ def final_rows(prefix: int, wanted: int, every: int, count: int) -> int:
 
 
 def face_threads(cfg: MediaConfig) -> int:
-    """media.face_threads, or (0) half the CPUs this process may use, 1 to 8."""
-    if cfg.face_threads:
-        return cfg.face_threads
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-    return max(1, min(8, cpus // 2))
+    """media.face_threads, or (0) the share of the cores the encoders leave (media/cores.py), 1 to 8."""
+    return split(cfg).face_threads
 
 
 def segments(wanted: int, threads: int) -> list[tuple[int, int]]:

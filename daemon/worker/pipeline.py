@@ -1,14 +1,15 @@
 """The chunked renderer: probe → plan → speech features once → per chunk: decode, faces, engine, encode.
 
-Decoding, rendering and encoding overlap (a reader thread, this thread, a writer thread) and memory
-is four batches of frames whatever the length (decode pipe and encode pipe in between; the speech track
-is a memory map read in blocks). Each chunk ends a durable segment, so a new attempt on the same
+Decoding, rendering and encoding overlap (a reader thread, this thread, a writer thread per encoder
+child, several chunks encoding at once) and memory is a fixed pool of batches whatever the length
+(decode pipe and encode pipes in between; the speech track is a memory map read in blocks). Each chunk ends a durable segment, so a new attempt on the same
 workdir resumes from the last finished chunk and muxes an identical-length result with the exact audio.
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import logging
 import time
@@ -32,6 +33,7 @@ from daemon.worker.media.decoder import FrameSource, read_model_audio
 from daemon.worker.media.plan import Plan, make_plan
 from daemon.worker.media.preflight import check_decoded_audio, preflight
 from daemon.worker.media.probe import MediaInfo
+from daemon.worker.media.cores import split
 from daemon.worker.media.readahead import ReadAhead
 from daemon.worker.render import Interrupted, Progress, ProgressFn, RenderRequest, StopFn
 
@@ -151,16 +153,19 @@ class ChunkedRenderer:
             "normalised": _notes(job.video), "engine": self.engine.name,
             "warnings": [] if plan.face_box else list(getattr(self.engine, "warnings", ())),  # wav2lip: no S3FD
             "render_fps": round(rendered / timings["render"], 2) if timings.get("render") else None,
+            "cpu_split": dataclasses.asdict(split(self.cfg)),
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
         }
 
     def _chunks(self, job: _Job, progress: ProgressFn, should_stop: StopFn) -> int:
-        """Three threads: the reader decodes ahead, this one renders, the writer feeds the encoder."""
+        """The reader decodes ahead, this thread renders, one writer per encoder child feeds it a chunk."""
         plan, request, timings = job.plan, job.request, job.timings
         if job.first >= plan.chunks:
             return 0
         batch = max(1, min(self.cfg.batch_frames, self.engine.max_batch()))
-        encoder = enc.SegmentEncoder(self.cfg, plan, request.workdir, job.first, batch)
+        cores = split(self.cfg)
+        encoder = enc.SegmentEncoder(self.cfg, plan, request.workdir, job.first, batch, cores.encoders,
+                                     cores.encoder_threads)
         reader = ReadAhead(FrameSource(self.cfg, job.video, plan), _spans(plan, job.first, batch),
                            encoder.buffer)
         started, done = time.monotonic(), 0
@@ -194,6 +199,7 @@ class ChunkedRenderer:
         finally:
             reader.close()
             timings["decode_waited_for_encoder"] += reader.waited_for_buffers
+            timings["waited_for_encoders"] += encoder.waited_for_lanes
         return done
 
     def _batch(self, job: _Job, start: int, buf: np.ndarray) -> None:

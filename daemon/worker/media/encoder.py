@@ -1,4 +1,4 @@
-"""The output side: one x264 encoder child per attempt cutting one MP4 segment per chunk, then the mux.
+"""The output side: x264 encoder children, one MP4 segment per chunk and several at once, then the mux.
 
 Segments are the durable resume points (a segment is complete when it probes with exactly its chunk's
 frame count). The speech track is encoded to AAC 48 kHz, cut at the audio's length, while the video
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from daemon.core.config import MediaConfig
 from daemon.core.errors import EnvironmentFault
 from daemon.worker.media import box, process
+from daemon.worker.media.lane import Lane
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import MediaInfo
 
@@ -40,10 +42,8 @@ def gop(chunk_frames: int, longest: int = 250) -> int:
     return best if best >= 50 else chunk_frames
 
 
-def encode_argv(cfg: MediaConfig, plan: Plan, workdir: Path, first_chunk: int) -> list[str]:
-    start, _ = plan.chunk_range(first_chunk)
-    remaining = plan.frames - start
-    cuts = [str(n) for n in range(plan.chunk_frames, remaining, plan.chunk_frames)]
+def encode_argv(cfg: MediaConfig, plan: Plan, workdir: Path, chunk: int, threads: int = 0) -> list[str]:
+    """One x264 child for one chunk: raw yuv420p on stdin → workdir/seg_NNNNN.mp4."""
     keyint = gop(plan.chunk_frames)
     argv = [process.resolve(cfg.ffmpeg), *_QUIET, "-y",
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{plan.width}x{plan.height}",
@@ -51,39 +51,41 @@ def encode_argv(cfg: MediaConfig, plan: Plan, workdir: Path, first_chunk: int) -
             "-c:v", "libx264", "-preset", cfg.x264_preset, "-crf", str(cfg.crf), "-pix_fmt", "yuv420p",
             # every chunk starts on a keyframe, so each segment decodes on its own: a fixed GOP that
             # divides the chunk (-force_key_frames did the same 12 % slower, bench/RESULTS.md)
-            "-x264-params", f"keyint={keyint}:min-keyint={keyint}:scenecut=0",
-            "-f", "segment", "-segment_format", "mp4", "-reset_timestamps", "1",
-            "-segment_start_number", str(first_chunk)]
-    if cuts:
-        argv += ["-segment_frames", ",".join(cuts)]
-    return [*argv, str(workdir / "seg_%05d.mp4")]
+            "-x264-params", f"keyint={keyint}:min-keyint={keyint}:scenecut=0"]
+    if threads:
+        argv += ["-threads", str(threads)]
+    return [*argv, "-f", "mp4", "file:" + str(segment_path(workdir, chunk))]
 
 
 class SegmentEncoder:
-    """Feeds yuv420p frames to one encoder child from a writer thread.
+    """Encodes consecutive chunks with up to `media.encoders` x264 children side by side.
 
-    Encoding a batch overlaps decoding and rendering the next one (they ran one after another before:
-    the pipeline took 1.9× a plain transcode instead of ~1.3×, bench/RESULTS.md). The caller fills
-    `buffer()`s and `submit()`s them; `finish()` drains the queue, then closes stdin so the last segment
-    completes. Memory stays `buffers` batches, whatever the length: with the decode-ahead reader one is
-    being decoded, one waits, one is rendered and one is encoded.
+    One x264 is what bound the render loop (the reader waited 2.4–4.4 s per minute of video for it,
+    bench/RESULTS.md), and its threads scale poorly past a few cores; every chunk is a closed-GOP segment
+    of its own, so K children with a share of the cores each encode K chunks at once. The caller fills
+    `buffer()`s and `submit()`s them in frame order (a batch never crosses a chunk's end); each chunk's
+    lane writes at its child's pace, so a chunk whose encoder is still busy keeps its frames queued while
+    the next chunk renders: the buffer pool holds about half a chunk per extra encoder (cores.py).
+    `finish()` waits for every segment; a stop between chunks leaves only whole segments.
     """
 
     def __init__(self, cfg: MediaConfig, plan: Plan, workdir: Path, first_chunk: int, batch: int,
-                 buffers: int = 4) -> None:
-        self.plan = plan
-        self.child = process.Child(encode_argv(cfg, plan, workdir, first_chunk), stdin=True,
-                                   pipe_size=cfg.pipe_bytes, name="ffmpeg-encode",
-                                   box=box.for_encoder(cfg, plan, workdir))
-        self.child.__enter__()
-        self.timeout_s = 60 + cfg.timeout_factor * plan.audio_s
+                 encoders: int = 1, threads: int = 0) -> None:
+        self.cfg, self.plan, self.workdir = cfg, plan, workdir
+        self.encoders, self.threads = max(1, encoders), threads
+        self.chunk_timeout_s = 60 + cfg.timeout_factor * plan.chunk_frames * plan.fps_den / plan.fps_num
+        self._next = first_chunk
+        self._lanes: list[Lane] = []  # oldest first; the last one may still want frames
         self._free: queue.Queue[np.ndarray] = queue.Queue()
-        for _ in range(buffers):
+        for _ in range(self.pool_size(plan.chunk_frames, batch, self.encoders)):
             self._free.put(np.empty((batch, plan.frame_bytes), np.uint8))
-        self._todo: queue.Queue[np.ndarray | None] = queue.Queue()
-        self._error: BaseException | None = None
-        self._writer = threading.Thread(target=self._write_loop, name="ffmpeg-encode-writer", daemon=True)
-        self._writer.start()
+        self.waited_for_lanes = 0.0  # seconds submit() waited for an encoder to finish its chunk
+
+    @staticmethod
+    def pool_size(chunk_frames: int, batch: int, encoders: int) -> int:
+        """Batches in memory: four for decode / wait / render / encode, plus half a chunk per extra lane
+        (a lane takes its chunk at 1/K of the render rate, so on average half of it is still queued)."""
+        return 4 + (encoders - 1) * -(-chunk_frames // (2 * batch))
 
     def buffer(self, stop: threading.Event | None = None) -> np.ndarray | None:
         """A free (batch, frame_bytes) buffer to fill; waits while the others are queued or being
@@ -97,49 +99,47 @@ class SegmentEncoder:
         return None
 
     def submit(self, frames: np.ndarray) -> None:
-        """Queue `frames` (a leading slice of a `buffer()`) for the encoder; the buffer comes back free."""
+        """Queue `frames` (a leading slice of a `buffer()`) for the chunk they belong to."""
         self._check()
-        self._todo.put(frames)
+        if not self._lanes or not self._lanes[-1].wants_frames:
+            self._open_lane()
+        self._lanes[-1].put(frames)
 
     def finish(self) -> None:
-        """Drain, close stdin and wait: never terminate an encoder on the success path (moov)."""
-        self._todo.put(None)
-        self._writer.join()
-        self._check()
-        try:
-            self.child.stdin.close()
-        except BrokenPipeError:
-            pass
-        code = self.child.wait(self.timeout_s)
-        if code != 0:
-            raise EnvironmentFault(f"the encoder failed (exit {code}): {self._tail()}")
+        """Wait for every lane; a chunk fed only in part (a stop mid-chunk) ends short and is redone."""
+        for lane in self._lanes:
+            lane.close_early()
+        while self._lanes:
+            self._lanes.pop(0).join()
 
     def abort(self) -> None:
-        self._todo.put(None)
-        self.child.close(force=True)  # a writer blocked in write() gets a broken pipe and ends
-        self._writer.join(timeout=10)
+        for lane in self._lanes:
+            lane.abort()
+        self._lanes.clear()
 
-    def _write_loop(self) -> None:
-        while (frames := self._todo.get()) is not None:
-            try:
-                if self._error is None:
-                    self.child.stdin.write(frames.data.cast("B"))
-            except BaseException as exc:  # handed to the caller's thread by _check()
-                self._error = exc
-            finally:
-                self._free.put(frames if frames.base is None else frames.base)
+    def _open_lane(self) -> None:
+        """Start the next chunk's child, after the oldest lane is done if all K are busy."""
+        waiting = time.monotonic()
+        while len(self._lanes) >= self.encoders:
+            self._lanes.pop(0).join()
+        self._lanes = [lane for lane in self._lanes if not self._reaped(lane)]
+        self.waited_for_lanes += time.monotonic() - waiting
+        start, end = self.plan.chunk_range(self._next)
+        argv = encode_argv(self.cfg, self.plan, self.workdir, self._next, self.threads)
+        self._lanes.append(Lane(argv, self._next, end - start, self.cfg.pipe_bytes, self.chunk_timeout_s,
+                                self._free, box.for_encoder(self.cfg, self.plan, self.workdir)))
+        self._next += 1
+
+    @staticmethod
+    def _reaped(lane: Lane) -> bool:
+        if lane.running:
+            return False
+        lane.join()  # raises if its segment failed
+        return True
 
     def _check(self) -> None:
-        error = self._error
-        if error is None:
-            return
-        if isinstance(error, (OSError, ValueError)):  # broken or closed pipe: the encoder died
-            code = self.child.wait(10)
-            raise EnvironmentFault(f"the encoder stopped (exit {code}): {self._tail()}") from None
-        raise error
-
-    def _tail(self) -> str:
-        return " ".join(self.child.stderr_tail().strip().splitlines()[-2:])[:300]
+        for lane in self._lanes:
+            lane.check()
 
 
 def count_frames(cfg: MediaConfig, path: Path) -> int | None:
@@ -193,8 +193,8 @@ class AudioTrack:
 def mux(cfg: MediaConfig, plan: Plan, workdir: Path, audio: Path, output: Path) -> None:
     """Concatenate all segments and the finished AAC track (both stream copies) into `output`."""
     listing = workdir / "segments.txt"
-    # explicit durations: the first segment of an encoder run starts at the B-frame delay, and without
-    # them concat would open a gap of that delay at every resume point (audio drift)
+    # explicit durations: every segment (its own encoder run) starts at the B-frame delay, and without
+    # them concat would open a gap of that delay at every segment boundary (audio drift)
     lines = []
     for i in range(plan.chunks):
         start, end = plan.chunk_range(i)

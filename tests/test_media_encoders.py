@@ -1,0 +1,89 @@
+"""Several x264 children encoding consecutive chunks at once: the result is the one-encoder result."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import mediagen as g
+import numpy as np
+import pytest
+from renderkit import assert_in_sync, audio_seconds, config, render
+
+from daemon.core.config import MediaConfig
+from daemon.worker.media import cores
+from daemon.worker.media.encoder import SegmentEncoder
+from daemon.worker.render import Interrupted
+
+CHUNK = 10
+W, H = 96, 64
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> tuple[Path, Path]:
+    return g.tone(tmp_path / "speech.wav", 2.3), g.clip(tmp_path / "v.mp4", seconds=2.4, size=f"{W}x{H}")
+
+
+def lanes(encoders: int, **media: object):  # type: ignore[no-untyped-def]
+    return config(chunk_frames=CHUNK, batch_frames=4, encoders=encoders, encoder_threads=1, **media)
+
+
+def keyframes(segment: Path) -> list[str]:
+    return subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=flags",
+                           "-of", "csv=p=0", str(segment)], capture_output=True, text=True, check=True).stdout.split()
+
+
+def test_three_encoders_give_every_frame_in_order_with_a_keyframe_per_segment(
+        tmp_path: Path, inputs: tuple[Path, Path]) -> None:
+    audio, video = inputs
+    (tmp_path / "one").mkdir()
+    (tmp_path / "three").mkdir()
+    one = render(tmp_path / "one", audio, video, cfg=lanes(1))
+    three = render(tmp_path / "three", audio, video, cfg=lanes(3))
+    assert three.stats["cpu_split"]["encoders"] == 3 and one.stats["cpu_split"]["encoders"] == 1
+    frames = three.stats["frames"]
+    assert int(three.video["nb_read_packets"]) == int(one.video["nb_read_packets"]) == frames == 57
+    assert_in_sync(three, audio_seconds(audio), 25.0)
+    ref, got = g.decode_gray(one.path, W, H).astype(int), g.decode_gray(three.path, W, H).astype(int)
+    assert ref.shape == got.shape == (frames, H, W)
+    # same settings, one thread each: frame i of one equals frame i of the other, never a neighbour
+    diffs = np.abs(got[:, None] - ref[None]).mean(axis=(2, 3))
+    assert (diffs.argmin(axis=1) == np.arange(frames)).all() and diffs.diagonal().max() < 1.0
+    for i in range(three.stats["chunks"]):
+        flags = keyframes(tmp_path / "three" / "work" / f"seg_{i:05d}.mp4")
+        assert len(flags) == min(CHUNK, frames - i * CHUNK) and flags[0].startswith("K"), (i, flags)
+
+
+def test_stop_with_chunks_in_flight_then_resume_gives_the_same_result(tmp_path: Path,
+                                                                      inputs: tuple[Path, Path]) -> None:
+    audio, video = inputs
+    checks = iter([False, False, False, True])
+    with pytest.raises(Interrupted):
+        render(tmp_path, audio, video, cfg=lanes(3), should_stop=lambda: next(checks))
+    work = tmp_path / "work"
+    assert sorted(p.name for p in work.glob("seg_*.mp4")) == [f"seg_{i:05d}.mp4" for i in range(3)]
+    # a killed worker can leave a later chunk whole and an earlier one cut off: resume keeps the prefix
+    (work / "seg_00001.mp4").write_bytes((work / "seg_00001.mp4").read_bytes()[:300])
+    resumed = render(tmp_path, audio, video, cfg=lanes(3))
+    assert resumed.stats["resumed_from"] == 1
+    assert resumed.stats["frames_rendered"] == resumed.stats["frames"] - CHUNK
+    assert int(resumed.video["nb_read_packets"]) == resumed.stats["frames"]
+    assert_in_sync(resumed, audio_seconds(audio), 25.0)
+    (tmp_path / "clean").mkdir()
+    clean = render(tmp_path / "clean", audio, video, cfg=lanes(3))
+    assert np.abs(g.decode_gray(resumed.path, W, H).astype(int) - g.decode_gray(clean.path, W, H)).mean() < 1.0
+
+
+def test_the_split_adapts_to_the_core_count() -> None:
+    auto = MediaConfig()
+    assert cores.split(auto, 2) == cores.Split(1, 0, 1)  # CI and laptops: one x264 with its own threads
+    assert cores.split(auto, 16) == cores.Split(4, 0, 8)
+    assert cores.split(auto, 8) == cores.Split(2, 0, 4)
+    assert cores.split(auto, 64).encoders == cores.MAX_ENCODERS
+    fixed = MediaConfig(encoders=3, encoder_threads=2, face_threads=5)
+    assert cores.split(fixed, 16) == cores.Split(3, 2, 5)
+
+
+def test_the_frame_pool_grows_by_half_a_chunk_per_extra_encoder() -> None:
+    assert SegmentEncoder.pool_size(250, 16, 1) == 4
+    assert SegmentEncoder.pool_size(250, 16, 4) == 4 + 3 * 8
