@@ -1,4 +1,5 @@
-"""The render plan of one job: output geometry and rate, frame count, chunks, and the source frame map.
+"""The render plan of one job: output geometry and rate (a ticket's crop and fixed face box included),
+frame count, chunks, and the source frame map.
 
 Output length is the audio's, always: frames = round(audio seconds × fps). When the video is shorter
 it loops (ping-pong or wrap); when longer it is trimmed. The plan is pure arithmetic on probe results,
