@@ -21,7 +21,7 @@ class Heartbeat:
     host: str
     worker: str  # e.g. "gpu0"; unique per host
     pid: int
-    pid_start: float  # process start time (seconds since boot, from /proc) to detect pid reuse
+    pid_start: float  # process start time (epoch seconds, psutil create_time) to detect pid reuse
     phase: str
     job: str | None = None
     chunk: int = 0
