@@ -99,3 +99,17 @@ def test_manager_names_map_to_workers_and_back() -> None:
     assert expand("lipsyncd-worker:lipsyncd-worker-{n}", "gpu3") == "lipsyncd-worker:lipsyncd-worker-3"
     assert worker_from("lipsyncd-worker:lipsyncd-worker-{n}", "lipsyncd-worker:lipsyncd-worker-3") == "gpu3"
     assert worker_from("lipsyncd-worker@{n}.service", "lipsyncd-intake.service") is None
+
+
+def test_a_worker_restarted_mid_job_has_its_start_up_grace_until_it_renders() -> None:
+    restart_at = NOW - 400  # we restarted it; its new process resumed the job and is still preparing
+    resumed = replace(beat("working", 350, 1), pid=11, written_at=NOW - 1, step="prepare")
+    verdict = judge(resumed, None, running(11, 399), LIMITS, NOW, restart_at)
+    assert verdict.health is Health.HEALTHY and verdict.grace, "judged by the chunk limit while resuming"
+    late = judge(resumed, None, running(11, 399), LIMITS, NOW + 600, restart_at)  # past loading + chunk
+    assert late.health is Health.STALLED and late.quiet_s == pytest.approx(400)
+    rendering = replace(resumed, step="render")  # its first batch is done: the chunk limit applies again
+    verdict = judge(rendering, None, running(11, 399), LIMITS, NOW, restart_at)
+    assert verdict.health is Health.STALLED and not verdict.grace
+    not_ours = judge(resumed, None, running(11, 399), LIMITS, NOW)  # a start we did not order: no grace
+    assert not_ours.health is Health.STALLED

@@ -30,6 +30,7 @@ class Heartbeat:
     frames_total: int = 0
     fps: float = 0.0
     eta_s: float | None = None
+    step: str = ""  # the job's step while working: probe, prepare, render (a batch or chunk done), finalize
     progress_at: float = field(default_factory=time.time)  # wall time of the last real progress
     written_at: float = field(default_factory=time.time)
     extra: dict[str, Any] = field(default_factory=dict)

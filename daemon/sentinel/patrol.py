@@ -137,7 +137,9 @@ class Patrol:
                      verdict.quiet_s, verdict.limit_s)
         action = ""
         if verdict.health is Health.HEALTHY:
-            watch.looped, watch.restart_at = False, None
+            watch.looped = False
+            if not verdict.grace:  # the restarted process has rendered: the next stall is a new one
+                watch.restart_at = None
         elif verdict.health is Health.STALLED and not watch.looped:
             window = self.cfg.restart_window_min * 60
             watch.restarts = [t for t in watch.restarts if now - t < window]
@@ -152,21 +154,27 @@ class Patrol:
     def _restart(self, watch: Watch, verdict: Verdict, survey: Survey, now: float) -> str:
         reason = (f"watchdog: {verdict.reason}, no progress for {verdict.quiet_s:.0f} s "
                   f"(limit {verdict.limit_s:.0f} s)")
+        # the job's history hears of the order first: the restarted worker's recovery reads it to count
+        # this as a stall restart, not a crash (worker/restarts.py), and must not race it
+        self._record_restart(watch, verdict, survey, "watchdog_restart")
         ok = self.manager.restart(watch.worker, reason)
         watch.restarts.append(now)
         watch.restarts_total += 1
         watch.restart_at = now
-        folder = survey.processing.get(verdict.job) if verdict.job else None
-        if folder is not None:
-            fields = {"by": "watchdog", "worker": watch.worker, "phase": verdict.phase,
-                      "quiet_s": round(verdict.quiet_s, 1), "limit_s": verdict.limit_s,
-                      "manager": self.manager.kind, "requested": ok}
-            self.lane.post(lambda: history.append(folder, "watchdog_restart", **fields), f"job {verdict.job} history")
         if ok:
             return f"Restart requested through {self.manager.kind}."
+        self._record_restart(watch, verdict, survey, "watchdog_restart_refused")
         if self.manager.kind == "none":
             return "No process manager configured: restart it by hand."
         return f"Restart through {self.manager.kind} FAILED: see the watchdog log."
+
+    def _record_restart(self, watch: Watch, verdict: Verdict, survey: Survey, event: str) -> None:
+        folder = survey.processing.get(verdict.job) if verdict.job else None
+        if folder is None:
+            return
+        fields = {"by": "watchdog", "worker": watch.worker, "phase": verdict.phase,
+                  "quiet_s": round(verdict.quiet_s, 1), "limit_s": verdict.limit_s, "manager": self.manager.kind}
+        self.lane.post(lambda: history.append(folder, event, **fields), f"job {verdict.job} history")
 
     def _worker_alerts(self, watch: Watch, verdict: Verdict, action: str, now: float) -> None:
         stall_key, gone_key = f"stall:{watch.key}", f"gaveup:{watch.key}"

@@ -23,7 +23,7 @@ from daemon.core.history import JobLog
 from daemon.core.job import Job
 from daemon.core.share import Share
 from daemon.core.state import JobGone, JobState
-from daemon.worker import publish, quarantine
+from daemon.worker import publish, quarantine, restarts
 
 log = logging.getLogger("lipsyncd.worker")
 
@@ -101,28 +101,47 @@ def recover(share: Share, ident: lease.Identity, max_attempts: int, lease_s: flo
 
 
 def requeue_after_crash(job: Job, max_attempts: int, language: str) -> Job:
+    """Put an orphan back in the queue, or fail it when its attempts are used up, with the true reason.
+
+    A watchdog-ordered restart (a stall) and a crash are counted apart (restarts.py): `max_attempts`
+    stalls fail the job as "no progress" (the machine's trouble), `max_attempts` crashes as "the worker
+    stopped unexpectedly"; neither claims the input is bad."""
     problem = quarantine.spec_problem(job)
     if problem is not None:  # a non-job claimed before a crash: no attempt will make it readable
         moved = quarantine.quarantine(job, problem, language)
         if moved is None:
             raise JobGone(f"{job.id}: moved by another worker")
         return moved
-    attempt = job.attempt()
+    attempt, stalls = job.attempt(), restarts.stalls(job)
+    order = restarts.ended_by_watchdog(job)
+    if order is not None:
+        stalls += 1
     note = JobLog(job.id, job.path, log)
-    if attempt >= max_attempts:
-        spec = job.spec()
-        report.write_failure(job.path, job_id=job.id, code="worker_died", params={"count": attempt},
-                             language=language, inputs={"audio": spec.audio, "video": spec.video},
-                             attempts=attempt, batch=spec.batch)
-        moved = state.move(job, JobState.FAILED, f"worker died {attempt} times")
-        note.where = moved.path
-        note.error("the worker died %d times on this job: moved to failed/", attempt)
-        return moved
-    job.set_attempt(attempt + 1)
-    moved = state.move(job, JobState.STAGING, f"orphaned (owner {job.owner} gone); attempt {attempt + 1}")
+    crashes = attempt - stalls
+    if stalls >= max_attempts and order is not None:
+        params = {"count": stalls, "quiet": f"{order.quiet_s:.0f}", "limit": f"{order.limit_s:.0f}"}
+        return _fail_orphan(job, restarts.STALLED, params, attempt, note, language,
+                            f"restarted {stalls} times for making no progress")
+    if crashes >= max_attempts and order is None:
+        return _fail_orphan(job, "worker_died", {"count": crashes}, attempt, note, language,
+                            f"worker died {crashes} times")
+    restarts.next_attempt(job, attempt + 1, stalls)
+    why = "restarted by the watchdog (no progress)" if order is not None else f"owner {job.owner} gone"
+    moved = state.move(job, JobState.STAGING, f"orphaned ({why}); attempt {attempt + 1}")
     note.where = moved.path
-    note.warning("owner %s is gone: back to staging/ for attempt %d of %d", job.owner, attempt + 1,
-                 max_attempts)
+    note.warning("%s: back to staging/ for attempt %d (%d stall restarts, %d crashes of %d allowed each)",
+                 why, attempt + 1, stalls, crashes, max_attempts)
+    return moved
+
+
+def _fail_orphan(job: Job, code: str, params: dict[str, object], attempt: int, note: JobLog, language: str,
+                 why: str) -> Job:
+    spec = job.spec()
+    report.write_failure(job.path, job_id=job.id, code=code, params=params, language=language,
+                         inputs={"audio": spec.audio, "video": spec.video}, attempts=attempt, batch=spec.batch)
+    moved = state.move(job, JobState.FAILED, why)
+    note.where = moved.path
+    note.error("%s: moved to failed/", why)
     return moved
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import shutil
 import threading
@@ -165,7 +166,16 @@ class Worker:
         note.info("done in %.1f s: %s", time.time() - started, spec.output)
 
     def _progress(self, job: Job, attempt: int) -> Callable[[Progress], None]:
+        pacer = progress.Pacer()
+        rate: list[Progress] = []  # the last news with a rate: a batch's news carries its fps and ETA on
+
         def on_progress(p: Progress) -> None:
+            if not pacer.due((p.phase, p.chunk)):
+                return  # a batch within a chunk, less than a second after the last news
+            if p.fps:
+                rate[:] = [p]
+            elif rate and p.phase == "render":
+                p = dataclasses.replace(p, fps=rate[0].fps, eta_s=rate[0].eta_s)
             if not lease.touch(job.path):
                 raise JobLost(f"{job.id}: our lease is gone (taken over by another worker)")
             try:
@@ -173,7 +183,8 @@ class Worker:
                                                          p.frames_total, p.fps, p.eta_s, p.phase))
             except OSError as exc:  # news for people, not state: never fail a job over it
                 log.warning("%s: could not write progress.json: %s", job.id, exc)
-            self.beat("working", job.id, p)
+            # muxing and checking the result is no chunk: it has the finalizing limit, not the chunk limit
+            self.beat("finalizing" if p.phase == "finalize" else "working", job.id, p)
             self.notifier.alive(f"{job.id}: chunk {p.chunk}/{p.chunks}")
 
         return on_progress
@@ -221,7 +232,7 @@ class Worker:
         fields: dict[str, Any] = {}
         if p is not None:
             fields = {"chunk": p.chunk, "chunks": p.chunks, "frames_done": p.frames_done,
-                      "frames_total": p.frames_total, "fps": p.fps, "eta_s": p.eta_s}
+                      "frames_total": p.frames_total, "fps": p.fps, "eta_s": p.eta_s, "step": p.phase}
         beat = heartbeat.Heartbeat(host=self.ident.host, worker=self.ident.worker, pid=self.ident.pid,
                                    pid_start=self.ident.pid_start, phase=phase, job=job,
                                    extra={"gpu": self.gpu} if self.gpu else {}, **fields)
