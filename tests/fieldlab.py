@@ -99,6 +99,7 @@ class Lab:
     def close(self) -> None:
         for mount in self.mounts:
             mount.close()
+        self.mounts.clear()
         pidfile = self.folder / "ssh" / "sshd.pid"
         try:
             os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)

@@ -128,3 +128,23 @@ def test_a_dead_mount_mid_job_is_the_shares_fault_and_the_job_is_taken_over_afte
     assert _claims(folder) == ["claimed by far/gpu0", "claimed by near/gpu0"]
     assert entries(root / "failed") == [] and entries(root / "processing") == []
     assert "taken over" not in roles.log_of(near_worker).replace("taken over from a dead or expired owner", "")
+
+
+def test_on_a_fuse_mount_a_folder_on_another_filesystem_is_named_at_start(
+        root: Path, tmp_path: Path, roles: Roles, lab: fieldlab.Lab) -> None:
+    """Through sshfs every folder reports one st_dev and the server's EXDEV arrives as EPERM: the start-up
+    rename probe must still say which folder is on another filesystem, not blame permissions."""
+    (root / "done").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(root / "done")], check=True)
+    try:
+        mnt = tmp_path / "far"
+        lab.mount(root, mnt)
+        assert os.stat(mnt / "done").st_dev == os.stat(mnt).st_dev  # what the st_dev check sees
+        worker = roles.start("worker", env=env_for(mnt, LIPSYNCD_GENERAL_HOST_NAME="far"))
+        assert worker.wait(timeout=120) == 78
+        said = roles.log_of(worker)
+        assert "into done/ was refused (Operation not permitted) although both folders are writable" in said
+        assert "on another filesystem than" in said and "must be writable" not in said
+    finally:
+        lab.close()
+        subprocess.run(["umount", "-l", str(root / "done")], check=False)
