@@ -148,3 +148,29 @@ def test_on_a_fuse_mount_a_folder_on_another_filesystem_is_named_at_start(
     finally:
         lab.close()
         subprocess.run(["umount", "-l", str(root / "done")], check=False)
+
+
+def test_a_poison_folder_seen_through_a_skewed_mount_is_quarantined_once_and_jobs_flow(
+        root: Path, tmp_path: Path, media_dir: Path, roles: Roles, lab: fieldlab.Lab) -> None:
+    mnt = tmp_path / "far"
+    lab.mount(root, mnt, SKEW_S)
+    near, far = _hosts(root, mnt)
+    roles.start("intake", env=near)
+    wait_for(lambda: (root / "staging").is_dir(), 30, "share folders")
+    poison = root / "staging" / "half-copied"
+    (poison / "inputs").mkdir(parents=True)
+    (poison / "inputs" / "talk.wav").write_bytes((media_dir / "talk.wav").read_bytes())
+    made_at = time.time()
+    drop_job(root, "fine", media_dir / "a.wav", media_dir / "v.mp4")
+    workers = [roles.start("worker", env=far), roles.start("worker", env=near)]
+    wait_for(lambda: (root / "failed" / "half-copied").is_dir() and len(entries(root / "done")) == 1, 180,
+             "the poison folder in failed/ and the real job in done/")
+    folder = root / "failed" / "half-copied"
+    assert "is not a job the appliance accepted: it has no job.json" in (folder / "error.txt").read_text()
+    moves = [e for e in _events(folder) if e.get("event") == "moved"]
+    assert [e["to"] for e in moves] == ["processing", "failed"], moves  # claimed once, quarantined once
+    quarantined_after = float(str(moves[-1]["t"])) - made_at
+    assert quarantined_after >= LEASE_S - 1.5, f"quarantined {quarantined_after:.1f} s after it appeared"
+    assert (folder / "inputs" / "talk.wav").read_bytes() == (media_dir / "talk.wav").read_bytes()
+    assert [w.poll() for w in workers] == [None, None]
+    assert entries(root / "staging") == [] and entries(root / "processing") == []

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 from daemon.core import history
 from daemon.core.config import Config
+from daemon.core.heartbeat import Heartbeat
 from daemon.sentinel import status, wording
 from daemon.sentinel.alert import Severity, cut_utf8
+from daemon.sentinel.cpu import CpuMeter
 from daemon.sentinel.gpu import GpuLost, NvmlProbe
 from daemon.sentinel.incidents import Change, IncidentBook
 from daemon.sentinel.lane import Lane
@@ -49,6 +51,7 @@ class Patrol:
         self.root, self.host, self.language, self.gpu, self.clock = config.root, host, language, gpu, clock
         self.limits = Limits.from_config(config.watchdog)
         self.surveyor = Surveyor(config.root)
+        self.cpu = CpuMeter()  # a quiet worker still using CPU is slow, not stalled
         self.book = IncidentBook(config.alerts.renotify_min * 60)
         self.watches: dict[str, Watch] = {}
         self.titles: dict[str, str] = {}  # open incident key → the title it was raised with
@@ -124,8 +127,15 @@ class Patrol:
             watch = self.watches.setdefault(worker, Watch(f"{self.host}--{worker}", worker))
             beat = beats.get(worker)
             log_mtime = survey.log_mtimes.get(beat.job) if beat is not None and beat.job else None
-            verdict = judge(beat, log_mtime, self.manager.view(worker), self.limits, now, watch.restart_at)
+            busy = self._cpu_share(watch, beat, now)
+            verdict = judge(beat, log_mtime, self.manager.view(worker), self.limits, now, watch.restart_at, busy)
             self._act(watch, verdict, survey, now)
+
+    def _cpu_share(self, watch: Watch, beat: Heartbeat | None, now: float) -> float | None:
+        """The share of a CPU the worker's process tree used over the last half chunk limit (this host's)."""
+        if beat is None or beat.phase != "working":
+            return None
+        return self.cpu.recent_share(watch.key, beat.pid, beat.pid_start, now, self.limits.chunk / 2)
 
     def _act(self, watch: Watch, verdict: Verdict, survey: Survey, now: float) -> None:
         before = watch.verdict.health if watch.verdict else None
@@ -250,8 +260,7 @@ class Patrol:
 
     def _intake(self, survey: Survey, now: float) -> None:
         mtime = survey.intake_mtime
-        # intake.json's mtime is set by the share server's clock like our "now" on a single host; on
-        # several hosts keep intake_stale_s well above any clock skew
+        # intake.json's mtime is stamped by the share's clock; the survey moved it onto ours
         # a missing intake.json counts from our own start, so starting before intake is no incident
         stale = now - (mtime if mtime is not None else self.started_at) > self.cfg.intake_stale_s
         detail = "never written" if mtime is None else f"pid {(survey.intake or {}).get('pid', '?')}"

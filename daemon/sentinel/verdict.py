@@ -13,6 +13,14 @@ from daemon.core.heartbeat import Heartbeat
 from daemon.sentinel.supervision import ProgramState, ProgramView
 
 
+# A quiet working worker that still uses CPU is slow, not stuck (sentinel/cpu.py) — up to this many
+# times its limit, after which it is restarted whatever it is doing (a loop that never reports progress
+# is a stall too). BUSY_MIN_SHARE: the share of one CPU over the recent window (half the limit) that
+# counts as working; a SIGSTOPped, deadlocked or share-blocked worker uses none.
+BUSY_LIMIT_FACTOR = 3.0
+BUSY_MIN_SHARE = 0.02
+
+
 class Health(Enum):
     HEALTHY = "healthy"
     STARTING = "starting"  # a (re)started process has not reported yet, within the loading limit
@@ -52,8 +60,9 @@ class Verdict:
 
 
 def judge(beat: Heartbeat | None, log_mtime: float | None, program: ProgramView | None, limits: Limits,
-          now: float, restart_at: float | None = None) -> Verdict:
-    """The verdict on one worker at `now`; `restart_at` is when the watchdog last asked for a restart."""
+          now: float, restart_at: float | None = None, cpu_share: float | None = None) -> Verdict:
+    """The verdict on one worker at `now`; `restart_at` is when the watchdog last asked for a restart,
+    `cpu_share` the share of one CPU the worker used lately (None: unknown)."""
     if program is not None:
         if program.gave_up:
             return Verdict(Health.GAVE_UP, program.detail or program.state.value)
@@ -83,6 +92,9 @@ def judge(beat: Heartbeat | None, log_mtime: float | None, program: ProgramView 
     else:
         last = max(beat.progress_at, beat.written_at, log_mtime or 0.0)
     quiet = max(0.0, now - last)
+    if quiet > limit and beat.phase == "working" and cpu_share is not None and cpu_share >= BUSY_MIN_SHARE \
+            and quiet <= limit * BUSY_LIMIT_FACTOR:
+        return Verdict(Health.HEALTHY, "working_busy", beat.phase, beat.job, quiet, limit, grace)
     if quiet > limit:
         return Verdict(Health.STALLED, f"{beat.phase}_stalled", beat.phase, beat.job, quiet, limit, grace)
     return Verdict(Health.HEALTHY, beat.phase, beat.phase, beat.job, quiet, limit, grace)
