@@ -3,8 +3,9 @@
 It restarts a child that dies (with back-off; after `MAX_QUICK_FAILS` start failures in a row the
 child is FATAL, like supervisord; a start failure is a death before the child reported READY=1 on
 its own notify socket, see readiness.py — a worker that was ready and worked is never one),
-restarts a child on request (a `control/restart-<name>` file, which is how the watchdog asks us), publishes the children's states in `control/up.json`, and on Ctrl-C or
-SIGTERM stops them all: SIGTERM first, SIGKILL after the grace period or on a second signal.
+restarts a child on request (a `control/restart-<name>` file, which is how the watchdog asks us),
+publishes the children's states in `control/up.json`, and on Ctrl-C or SIGTERM stops them all:
+SIGTERM first, SIGKILL after the grace period or on a second signal.
 """
 
 from __future__ import annotations
