@@ -1,9 +1,11 @@
 """`lipsyncd up`: intake, the workers and the watchdog as child processes, for demos and single boxes.
 
-It restarts a child that dies (with back-off; after `MAX_QUICK_FAILS` quick failures in a row the
-child is FATAL, like supervisord), restarts a child on request (a `control/restart-<name>` file, which
-is how the watchdog asks us), publishes the children's states in `control/up.json`, and on Ctrl-C or
-SIGTERM stops them all: SIGTERM first, SIGKILL after the grace period or on a second signal.
+It restarts a child that dies (with back-off; after `MAX_QUICK_FAILS` start failures in a row the
+child is FATAL, like supervisord; a start failure is a death before the child reported READY=1 on
+its own notify socket, see readiness.py — a worker that was ready and worked is never one),
+restarts a child on request (a `control/restart-<name>` file, which is how the watchdog asks us),
+publishes the children's states in `control/up.json`, and on Ctrl-C or SIGTERM stops them all:
+SIGTERM first, SIGKILL after the grace period or on a second signal.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from pathlib import Path
 from daemon import reaper
 from daemon.core import atomic
 from daemon.core.lifecycle import PARENT_PID_ENV, StopNow, Stopper
+from daemon.readiness import ReadyChannel
 
 log = logging.getLogger(__name__)
 
 MAX_QUICK_FAILS = 5
-QUICK_S = 10.0
 STOP_GRACE_S = 30.0
 
 
@@ -46,6 +48,8 @@ class _Child:
     started_at: float = 0.0
     next_start: float = 0.0
     last_exit: int | None = None
+    ready: bool = False  # the running process said READY=1
+    channel: ReadyChannel | None = None
 
 
 class Launcher:
@@ -67,6 +71,7 @@ class Launcher:
 
     def step(self, now: float) -> None:
         for child in self.children:
+            self._listen(child)
             self._reap(child, now)
             self._honour_restart_request(child)
             if child.proc is None and child.state != "fatal" and now >= child.next_start:
@@ -77,6 +82,7 @@ class Launcher:
         # LIPSYNCD_UP tells the watchdog child that restarts go through our control files
         env = dict(os.environ, LIPSYNCD_UP="1", **child.spec.env)
         env[PARENT_PID_ENV] = str(os.getpid())  # the child asks for a SIGTERM when we die
+        env["NOTIFY_SOCKET"] = self._fresh_channel(child).env_value
         # its own session and group: a terminal's Ctrl-C (SIGINT to the foreground group) reaches us alone,
         # and we send the one SIGTERM; in our group the child would count that SIGTERM as a second signal
         child.proc = subprocess.Popen(child.spec.argv, env=env, start_new_session=True)
@@ -89,20 +95,38 @@ class Launcher:
         if child.proc is None or child.proc.poll() is None:
             return
         code = child.proc.returncode
+        self._listen(child)  # a READY=1 sent just before it died still counts
         child.proc, child.last_exit = None, code
-        quick = now - child.started_at < QUICK_S
+        quick = not child.ready  # died before it was up: a start failure, however long that took
         child.quick_fails = child.quick_fails + 1 if quick else 0
         if code == 78:
             child.state = "fatal"
             log.error("%s stopped with a configuration error (exit 78): not restarting", child.spec.name)
         elif child.quick_fails >= MAX_QUICK_FAILS:
             child.state = "fatal"
-            log.error("%s failed %d times in a row right after starting: giving up", child.spec.name,
+            log.error("%s failed %d times in a row before it was ready: giving up", child.spec.name,
                       child.quick_fails)
         else:
             child.state = "backoff"
             child.next_start = now + min(30.0, float(child.quick_fails))
             log.warning("%s exited with %s; restarting", child.spec.name, code)
+
+    # --- readiness (crash loops are judged by it) --------------------------------------------------
+    @staticmethod
+    def _fresh_channel(child: _Child) -> ReadyChannel:
+        """The child's notify socket, emptied of anything an earlier process of it sent."""
+        if child.channel is None:
+            child.channel = ReadyChannel(child.spec.name)
+        child.channel.heard_ready()
+        child.ready = False
+        return child.channel
+
+    @staticmethod
+    def _listen(child: _Child) -> None:
+        if child.proc is not None and child.channel is not None and child.channel.heard_ready():
+            if not child.ready:
+                log.info("%s is ready (pid %d)", child.spec.name, child.proc.pid)
+            child.ready = True
 
     def _honour_restart_request(self, child: _Child) -> None:
         request = self.control / f"restart-{child.spec.name}"
@@ -124,7 +148,7 @@ class Launcher:
 
     def _publish(self) -> None:
         children = {c.spec.name: {"pid": c.proc.pid if c.proc else None, "state": c.state, "starts": c.starts,
-                                  "last_exit": c.last_exit} for c in self.children}
+                                  "last_exit": c.last_exit, "ready": c.ready} for c in self.children}
         try:
             atomic.write_json(self.control / "up.json", {"pid": os.getpid(), "written_at": time.time(),
                                                          "children": children}, fsync=False)

@@ -125,7 +125,7 @@ def test_stall_restarts_alerts_once_writes_history_and_reports_recovery(
     assert "J1" in stalled.body["text"] and "Restart requested" in stalled.body["text"]
     lane.call(lambda: None, 5)  # the history line is written on the share lane
     [line] = [json.loads(x) for x in (job_dir / "history.jsonl").read_text().splitlines()]
-    assert (line["event"], line["worker"], line["requested"]) == ("watchdog_restart", "gpu0", True)
+    assert (line["event"], line["worker"], line["quiet_s"], line["limit_s"]) == ("watchdog_restart", "gpu0", 400, 300)
     # while the new process loads, the old heartbeat is not judged again: no second restart or alert
     for _ in range(5):
         clock.t += 10

@@ -99,3 +99,71 @@ def test_manager_names_map_to_workers_and_back() -> None:
     assert expand("lipsyncd-worker:lipsyncd-worker-{n}", "gpu3") == "lipsyncd-worker:lipsyncd-worker-3"
     assert worker_from("lipsyncd-worker:lipsyncd-worker-{n}", "lipsyncd-worker:lipsyncd-worker-3") == "gpu3"
     assert worker_from("lipsyncd-worker@{n}.service", "lipsyncd-intake.service") is None
+
+
+def test_a_worker_restarted_mid_job_has_its_start_up_grace_until_it_renders() -> None:
+    restart_at = NOW - 400  # we restarted it; its new process resumed the job and is still preparing
+    resumed = replace(beat("working", 350, 1), pid=11, written_at=NOW - 1, step="prepare")
+    verdict = judge(resumed, None, running(11, 399), LIMITS, NOW, restart_at)
+    assert verdict.health is Health.HEALTHY and verdict.grace, "judged by the chunk limit while resuming"
+    late = judge(resumed, None, running(11, 399), LIMITS, NOW + 600, restart_at)  # past loading + chunk
+    assert late.health is Health.STALLED and late.quiet_s == pytest.approx(400)
+    rendering = replace(resumed, step="render")  # its first batch is done: the chunk limit applies again
+    verdict = judge(rendering, None, running(11, 399), LIMITS, NOW, restart_at)
+    assert verdict.health is Health.STALLED and not verdict.grace
+    not_ours = judge(resumed, None, running(11, 399), LIMITS, NOW)  # a start we did not order: no grace
+    assert not_ours.health is Health.STALLED
+
+
+def test_a_quiet_worker_still_using_cpu_is_slow_not_stalled_up_to_three_limits() -> None:
+    quiet = beat("working", 400)
+    assert judge(quiet, None, running(), LIMITS, NOW, cpu_share=0.0).health is Health.STALLED  # stopped
+    assert judge(quiet, None, running(), LIMITS, NOW, cpu_share=None).health is Health.STALLED  # no evidence
+    busy = judge(quiet, None, running(), LIMITS, NOW, cpu_share=0.15)  # a fair share of an overloaded box
+    assert (busy.health, busy.reason) == (Health.HEALTHY, "working_busy")
+    looping = judge(beat("working", 901), None, running(), LIMITS, NOW, cpu_share=1.0)
+    assert looping.health is Health.STALLED, "a worker that burns CPU without progress forever is a stall"
+    assert judge(beat("loading", 601), None, running(), LIMITS, NOW, cpu_share=1.0).health is Health.STALLED
+
+
+def test_cpu_meter_reports_the_recent_share_of_a_cpu_only() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from daemon.sentinel.cpu import CpuMeter, tree_cpu_s
+
+    me = os.getpid()
+    meter = CpuMeter()
+    t0 = time.monotonic()
+    assert meter.recent_share("k", me, 0.0, t0, window=0.3) is None  # no sample that old yet
+    t = time.process_time()
+    while time.process_time() - t < 0.4:  # burn 0.4 s of CPU in this process
+        pass
+    share = meter.recent_share("k", me, 0.0, time.monotonic(), window=0.3)
+    assert share is not None and share > 0.05  # well above BUSY_MIN_SHARE, even on a loaded box
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(1.0)  # past its start-up
+        meter.recent_share("s", sleeper.pid, 0.0, time.monotonic(), window=0.3)
+        time.sleep(0.4)
+        idle = meter.recent_share("s", sleeper.pid, 0.0, time.monotonic(), window=0.3)
+        assert idle is not None and idle < 0.02  # a sleeping process: below BUSY_MIN_SHARE
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert tree_cpu_s(me, 12345.0) is None  # another process's start time: not ours
+    stopped = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.kill(stopped.pid, signal.SIGSTOP)
+        wait = time.monotonic() + 10
+        while psutil.Process(stopped.pid).status() != psutil.STATUS_STOPPED and time.monotonic() < wait:
+            time.sleep(0.05)
+        assert tree_cpu_s(stopped.pid, 0.0) is None, "a SIGSTOPped worker must never look busy"
+    finally:
+        stopped.kill()
+        stopped.wait()

@@ -42,10 +42,25 @@ def _worker_pid(root: Path) -> int | None:
     return child.get("pid") if child.get("state") == "running" else None
 
 
+def _rendering_pid(root: Path) -> int | None:
+    """The running worker's pid once its own heartbeat says it rendered a batch of the job (not earlier:
+    on a loaded machine the watchdog may rightly restart a worker that is slow to start)."""
+    pid = _worker_pid(root)
+    for path in (root / ".lipsyncd" / "workers").glob("*--gpu0.json"):
+        try:
+            beat = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if pid is not None and beat.get("pid") == pid and beat.get("step") == "render":
+            return pid
+    return None
+
+
 def _stall_mid_job(root: Path, media: Path) -> tuple[int, float]:
     drop_job(root, "talk", media / "talk.wav", media / "talk.mp4")
-    wait_for(lambda: any(rendering(j) for j in (root / "processing").glob("*@*")), 60, "the worker to render")
-    pid = _worker_pid(root)
+    wait_for(lambda: any(rendering(j) for j in (root / "processing").glob("*@*")) and _rendering_pid(root), 90,
+             "the worker to render")
+    pid = _rendering_pid(root)
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)
     return pid, time.monotonic()

@@ -133,3 +133,67 @@ def test_up_restarts_a_child_on_request(root: Path, roles: Roles) -> None:
     os.killpg(up.pid, signal.SIGTERM)
     assert up.wait(timeout=60) == 0
     shutil.rmtree(control, ignore_errors=True)
+
+
+def _launcher_until(launcher: object, done: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:  # type: ignore[operator]
+        launcher.step(time.monotonic())  # type: ignore[attr-defined]
+        time.sleep(0.05)
+
+
+def test_crash_loops_are_judged_by_readiness_not_by_a_stopwatch(tmp_path: Path) -> None:
+    """A child that dies before READY=1 is a start failure (FATAL after 5); one that said READY=1 and
+    then died — however soon — is not, and is restarted every time."""
+    import sys
+
+    from daemon.core.lifecycle import Stopper
+    from daemon.launcher import MAX_QUICK_FAILS, ChildSpec, Launcher
+
+    ready_then_die = ("from daemon.core.notify import Notifier; import sys, time; "
+                      "assert Notifier().ready('up'); time.sleep(0.2); sys.exit(70)")
+    specs = [ChildSpec("worked", [sys.executable, "-c", ready_then_die]),
+             ChildSpec("broken", [sys.executable, "-c", "import sys; sys.exit(70)"])]
+    (tmp_path / "control").mkdir()
+    launcher = Launcher(specs, tmp_path / "control", Stopper())
+    worked, broken = launcher.children
+    try:
+        _launcher_until(launcher, lambda: broken.state == "fatal" and worked.starts > MAX_QUICK_FAILS + 2, 120)
+    finally:
+        launcher._kill_all()
+    assert broken.state == "fatal" and broken.starts == MAX_QUICK_FAILS
+    assert worked.state != "fatal" and worked.starts > MAX_QUICK_FAILS + 2, (worked.state, worked.starts)
+    assert worked.quick_fails == 0
+    published = json.loads((tmp_path / "control" / "up.json").read_text())["children"]
+    assert published["broken"]["state"] == "fatal" and published["worked"]["state"] != "fatal"
+
+
+def test_a_worker_killed_during_real_work_again_and_again_is_restarted_every_time(root: Path, media_dir: Path,
+                                                                                  roles: Roles) -> None:
+    """Six SIGKILLs, each once the worker is ready and on a job (7-10 s after its start on this machine
+    unloaded, which the old 10 s stopwatch counted as start failures): `up` keeps restarting it."""
+    env = env_for(root, LIPSYNCD_WORKER_MAX_ATTEMPTS="20")
+    up = roles.start("up", env=env)
+    control = root / ".lipsyncd" / "control"
+    wait_for(lambda: (control / "up.json").exists(), 30, "up.json")
+    digests = drop_many(root, media_dir, 16)
+
+    def worker() -> dict[str, object]:
+        return json.loads((control / "up.json").read_text())["children"]["worker-gpu0"]
+
+    killed: list[int] = []
+    for _ in range(6):
+        wait_for(lambda: worker()["ready"] and worker()["pid"] not in (None, *killed)
+                 and any((root / "processing").iterdir()), 60, "a ready worker on a job")
+        pid = int(str(worker()["pid"]))
+        for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        killed.append(pid)
+    wait_for(lambda: len(entries(root / "done")) + len(entries(root / "failed")) >= 16, 300, "all 16 jobs")
+    assert worker()["state"] != "fatal"
+    check_outcome(root, digests, 16)
+    os.killpg(up.pid, signal.SIGTERM)
+    assert up.wait(timeout=60) == 0

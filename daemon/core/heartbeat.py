@@ -21,7 +21,7 @@ class Heartbeat:
     host: str
     worker: str  # e.g. "gpu0"; unique per host
     pid: int
-    pid_start: float  # process start time (seconds since boot, from /proc) to detect pid reuse
+    pid_start: float  # process start time (epoch seconds, psutil create_time) to detect pid reuse
     phase: str
     job: str | None = None
     chunk: int = 0
@@ -30,6 +30,7 @@ class Heartbeat:
     frames_total: int = 0
     fps: float = 0.0
     eta_s: float | None = None
+    step: str = ""  # the job's step while working: probe, prepare, render (a batch or chunk done), finalize
     progress_at: float = field(default_factory=time.time)  # wall time of the last real progress
     written_at: float = field(default_factory=time.time)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -1,8 +1,13 @@
 """Claims on jobs in processing/: who holds it (host, pid + start time, boot id) and since when.
 
-The lease file's mtime is refreshed by its owner and judged against the share's own clock (a probe
-file's mtime), never a local clock, so skewed hosts agree. A pid alone is not an identity (pids are
-reused), so liveness on this host compares the process start time too.
+The owner renews its lease by *writing* to the lease file, so the file server stamps the mtime with its
+own clock; `os.utime()` would send the client's "now" (sshfs and Linux CIFS do), and a host whose clock
+is 200 s behind would renew leases that look 200 s old. Ages are judged against the share's own clock
+(`Share.now()`, a probe file's server-stamped mtime), never a local one, so skewed hosts agree.
+
+A pid alone is not an identity (pids are reused), so liveness on this host compares the process start
+time too (psutil's create_time). A renewal that fails because the share is away raises ShareUnreachable:
+that says nothing about who holds the job.
 """
 
 from __future__ import annotations
@@ -14,8 +19,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
+
 from daemon.core import atomic
+from daemon.core.errors import ShareUnreachable, is_unreachable
 from daemon.core.job import LEASE
+
+START_TOLERANCE_S = 0.05  # create_time is derived from clock ticks since boot: equal within a tick
 
 
 @dataclass(frozen=True)
@@ -45,33 +55,24 @@ def boot_id() -> str:
 
 
 def process_start(pid: int) -> float | None:
-    """Start time of `pid` in clock ticks since boot (from /proc), or None if it does not exist."""
+    """When `pid` started (seconds since the epoch, from psutil), or None if it does not exist."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name may contain spaces and parentheses: split after the last ')'
-    fields = stat[stat.rfind(")") + 2:].split()
-    try:
-        return float(fields[19])
-    except (IndexError, ValueError):
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return None
 
 
 def alive(pid: int, pid_start: float) -> bool:
     """True if the process that wrote a lease on this host still runs (same pid and start time)."""
-    start = process_start(pid)
-    if start is None:
-        return False
-    if pid_start and start != pid_start:
-        return False  # the pid was reused by another process
     try:
-        state = Path(f"/proc/{pid}/stat").read_text()
-        if state[state.rfind(")") + 2:].startswith(("Z", "X")):
-            return False  # a zombie does no work
-    except OSError:
+        proc = psutil.Process(pid)
+        if pid_start and abs(proc.create_time() - pid_start) > START_TOLERANCE_S:
+            return False  # the pid was reused by another process
+        return proc.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)  # a zombie does no work
+    except (psutil.NoSuchProcess, ValueError):
         return False
-    return True
+    except psutil.AccessDenied:
+        return True  # it exists; another user's process we may not inspect
 
 
 def write(job_dir: Path, ident: Identity, attempt: int) -> None:
@@ -89,12 +90,26 @@ def read(job_dir: Path) -> dict[str, object] | None:
 
 
 def touch(job_dir: Path) -> bool:
-    """Refresh the lease; False if it is gone (the job was taken over or moved)."""
+    """Renew the lease; False if it is gone (the job was taken over or moved).
+
+    Renewal rewrites the file's first byte in place: a write, so the file server stamps the mtime on
+    its own clock (see the module docstring). The content does not change, so readers never see a mix.
+    """
     try:
-        os.utime(job_dir / LEASE)
+        fd = os.open(job_dir / LEASE, os.O_RDWR)
+        try:
+            first = os.pread(fd, 1, 0)
+            os.pwrite(fd, first or b"{", 0)
+        finally:
+            os.close(fd)
         return True
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        if is_unreachable(exc):
+            raise ShareUnreachable(f"the share is unreachable: cannot renew the lease of {job_dir.name} "
+                                   f"({exc.strerror})") from exc
+        raise
 
 
 def age(job_dir: Path, share_now: float, use_lease: bool = True) -> float | None:

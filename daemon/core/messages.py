@@ -117,10 +117,13 @@ _CATALOG: dict[str, dict[str, tuple[str, str]]] = {
                "之前的结果在 done/{original}/ 中。如需重新生成，请修改文件或任务单。"),
     },
     "worker_died": {
-        "en": ("The worker stopped unexpectedly {count} times while working on this job.",
-               "The input may trigger a fault; check the media plays correctly, or ask the operator."),
-        "zh": ("处理此任务时工作进程意外停止了 {count} 次。",
-               "输入文件可能有问题，请确认能正常播放，或联系管理员。"),
+        "en": ("The worker stopped unexpectedly {count} times while working on this job (it was not "
+               "restarted for a stall; the reason is in the worker's log).",
+               "Ask the operator to look at the worker's log. If other jobs finish normally on the same "
+               "worker, this input may be what triggers the fault: check that it plays correctly."),
+        "zh": ("处理此任务时工作进程意外停止了 {count} 次（不是因为没有进展而被重启；原因见工作进程日志）。",
+               "请联系管理员查看工作进程日志。如果同一工作进程上的其他任务都能正常完成，"
+               "可能是此输入触发了故障：请确认它能正常播放。"),
     },
     "input_vanished": {
         "en": ("The file {name} disappeared while the job was being accepted.",

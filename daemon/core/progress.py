@@ -1,6 +1,8 @@
 """A running job's progress: `processing/<job>/progress.json` (chunk i/N, %, fps, ETA), replaced atomically.
 
-The worker writes it after every chunk; status pages, `lipsyncd status` and `submit --wait` read it.
+The worker writes it as rendering advances — after every chunk and, paced by `Pacer`, within a chunk
+(every batch, at most once per EVERY_S) — so that "no progress" means none; status pages,
+`lipsyncd status` and `submit --wait` read it.
 It is history of the current attempt, not state: a missing or stale file only means "no news yet".
 """
 
@@ -13,6 +15,22 @@ from typing import Any
 from daemon.core import atomic
 
 PROGRESS = "progress.json"
+EVERY_S = 1.0  # news within a chunk at most this often: one lease write + two small files each time
+
+
+class Pacer:
+    """Lets news through when its step changes (a new chunk, a new phase) or EVERY_S has passed."""
+
+    def __init__(self, every_s: float = EVERY_S) -> None:
+        self.every_s = every_s
+        self._last: tuple[object, float] | None = None
+
+    def due(self, step: object, now: float | None = None) -> bool:
+        t = time.monotonic() if now is None else now
+        if self._last is not None and self._last[0] == step and t - self._last[1] < self.every_s:
+            return False
+        self._last = (step, t)
+        return True
 
 
 def record(job_id: str, attempt: int, chunk: int, chunks: int, frames_done: int, frames_total: int,

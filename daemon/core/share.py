@@ -70,7 +70,10 @@ class Share:
             path.write_bytes(b"probe\n")
             for name in (*STATE_FOLDERS, INTERNAL):
                 nxt = self.root / name / token
-                os.rename(path, nxt)
+                try:
+                    os.rename(path, nxt)
+                except PermissionError as exc:
+                    raise ConfigError(_refused_rename(path.parent, nxt.parent, exc)) from None
                 path = nxt
         except OSError as exc:
             if exc.errno == errno.EXDEV:
@@ -95,3 +98,32 @@ class Share:
         with open(probe, "wb") as fh:
             fh.write(b"t")
         return os.stat(probe).st_mtime
+
+
+def _refused_rename(source: Path, dest: Path, exc: OSError) -> str:
+    """Why a rename between two share folders was refused: a folder we cannot write, or — when both
+    take a new file — two filesystems on the file server. A FUSE or network mount (sshfs, some SMB
+    servers) reports one st_dev for every folder and turns the server's EXDEV into EPERM/EACCES, so
+    the st_dev check cannot see it and the errno alone would wrongly blame permissions."""
+    for folder in (source, dest):
+        if not _takes_a_new_file(folder):
+            return (f"a test rename from {source.name}/ into {dest.name}/ was refused ({exc.strerror}): "
+                    f"{folder} is not writable by this user (uid {os.getuid()}); fix its permissions or run "
+                    "as the share's owner")
+    return (f"a test rename from {source.name}/ into {dest.name}/ was refused ({exc.strerror}) although both "
+            f"folders are writable: {dest} is on another filesystem than {source} on the file server (a "
+            "separate mount or disk there; FUSE and network mounts report that as a refusal). Jobs move "
+            f"by rename, so make {dest.name}/ a plain folder on the same filesystem as the rest of the share")
+
+
+def _takes_a_new_file(folder: Path) -> bool:
+    probe = folder / f".lipsyncd-write-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    try:
+        probe.write_bytes(b"w")
+    except OSError:
+        return False
+    try:
+        probe.unlink()
+    except OSError:
+        pass
+    return True

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 from daemon.core import history
 from daemon.core.config import Config
+from daemon.core.heartbeat import Heartbeat
 from daemon.sentinel import status, wording
 from daemon.sentinel.alert import Severity, cut_utf8
+from daemon.sentinel.cpu import CpuMeter
 from daemon.sentinel.gpu import GpuLost, NvmlProbe
 from daemon.sentinel.incidents import Change, IncidentBook
 from daemon.sentinel.lane import Lane
@@ -51,6 +53,7 @@ class Patrol:
         self.root, self.host, self.language, self.gpu, self.clock = config.root, host, language, gpu, clock
         self.limits = Limits.from_config(config.watchdog)
         self.surveyor = Surveyor(config.root)
+        self.cpu = CpuMeter()  # a quiet worker still using CPU is slow, not stalled
         self.book = IncidentBook(config.alerts.renotify_min * 60)
         self.watches: dict[str, Watch] = {}
         self.titles: dict[str, str] = {}  # open incident key → the title it was raised with
@@ -126,8 +129,15 @@ class Patrol:
             watch = self.watches.setdefault(worker, Watch(f"{self.host}--{worker}", worker))
             beat = beats.get(worker)
             log_mtime = survey.log_mtimes.get(beat.job) if beat is not None and beat.job else None
-            verdict = judge(beat, log_mtime, self.manager.view(worker), self.limits, now, watch.restart_at)
+            busy = self._cpu_share(watch, beat, now)
+            verdict = judge(beat, log_mtime, self.manager.view(worker), self.limits, now, watch.restart_at, busy)
             self._act(watch, verdict, survey, now)
+
+    def _cpu_share(self, watch: Watch, beat: Heartbeat | None, now: float) -> float | None:
+        """The share of a CPU the worker's process tree used over the last half chunk limit (this host's)."""
+        if beat is None or beat.phase != "working":
+            return None
+        return self.cpu.recent_share(watch.key, beat.pid, beat.pid_start, now, self.limits.chunk / 2)
 
     def _act(self, watch: Watch, verdict: Verdict, survey: Survey, now: float) -> None:
         before = watch.verdict.health if watch.verdict else None
@@ -139,7 +149,9 @@ class Patrol:
                      verdict.quiet_s, verdict.limit_s)
         action = ""
         if verdict.health is Health.HEALTHY:
-            watch.looped, watch.restart_at = False, None
+            watch.looped = False
+            if not verdict.grace:  # the restarted process has rendered: the next stall is a new one
+                watch.restart_at = None
             self._refusals_over(watch, now)
         elif verdict.health is Health.STALLED and not watch.looped:
             window = self.cfg.restart_window_min * 60
@@ -155,19 +167,18 @@ class Patrol:
     def _restart(self, watch: Watch, verdict: Verdict, survey: Survey, now: float) -> str:
         reason = (f"watchdog: {verdict.reason}, no progress for {verdict.quiet_s:.0f} s "
                   f"(limit {verdict.limit_s:.0f} s)")
+        # the job's history hears of the order first: the restarted worker's recovery reads it to count
+        # this as a stall restart, not a crash (worker/restarts.py), and must not race it
+        self._record_restart(watch, verdict, survey, "watchdog_restart")
         ok = self.manager.restart(watch.worker, reason)
+        if not ok:  # no restart happened: the worker's recovery must not count one
+            self._record_restart(watch, verdict, survey, "watchdog_restart_refused")
         if not ok and self.manager.kind != "none":
             return self._restart_refused(watch, verdict, now)
         self._refusals_over(watch, now)
         watch.restarts.append(now)
         watch.restarts_total += 1
         watch.restart_at = now
-        folder = survey.processing.get(verdict.job) if verdict.job else None
-        if folder is not None:
-            fields = {"by": "watchdog", "worker": watch.worker, "phase": verdict.phase,
-                      "quiet_s": round(verdict.quiet_s, 1), "limit_s": verdict.limit_s,
-                      "manager": self.manager.kind, "requested": ok}
-            self.lane.post(lambda: history.append(folder, "watchdog_restart", **fields), f"job {verdict.job} history")
         if ok:
             return f"Restart requested through {self.manager.kind}."
         return "No process manager configured: restart it by hand."
@@ -198,6 +209,14 @@ class Patrol:
             watch.retry.accepted()
         if self.book.is_open(f"restartfail:{watch.key}"):
             self._condition(f"restartfail:{watch.key}", False, "restart_failed", Severity.CRITICAL, now)
+
+    def _record_restart(self, watch: Watch, verdict: Verdict, survey: Survey, event: str) -> None:
+        folder = survey.processing.get(verdict.job) if verdict.job else None
+        if folder is None:
+            return
+        fields = {"by": "watchdog", "worker": watch.worker, "phase": verdict.phase,
+                  "quiet_s": round(verdict.quiet_s, 1), "limit_s": verdict.limit_s, "manager": self.manager.kind}
+        self.lane.post(lambda: history.append(folder, event, **fields), f"job {verdict.job} history")
 
     def _worker_alerts(self, watch: Watch, verdict: Verdict, action: str, now: float) -> None:
         stall_key, gone_key = f"stall:{watch.key}", f"gaveup:{watch.key}"
@@ -273,8 +292,7 @@ class Patrol:
 
     def _intake(self, survey: Survey, now: float) -> None:
         mtime = survey.intake_mtime
-        # intake.json's mtime is set by the share server's clock like our "now" on a single host; on
-        # several hosts keep intake_stale_s well above any clock skew
+        # intake.json's mtime is stamped by the share's clock; the survey moved it onto ours
         # a missing intake.json counts from our own start, so starting before intake is no incident
         stale = now - (mtime if mtime is not None else self.started_at) > self.cfg.intake_stale_s
         detail = "never written" if mtime is None else f"pid {(survey.intake or {}).get('pid', '?')}"

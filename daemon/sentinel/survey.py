@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from daemon.core import atomic, heartbeat
+from daemon.core.errors import is_unreachable
 from daemon.core.heartbeat import Heartbeat
+from daemon.core.share import Share
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,13 @@ class Surveyor:
     def take(self) -> Survey:
         # the first stat raises on an unreachable share, before anything else is read
         os.stat(self.root)
+        skew = self._share_ahead_s()
         processing, log_mtimes = self._processing()
+        # file times are stamped by the share's clock, heartbeats and `now` by ours: compare like with like
+        log_mtimes = {job: mtime - skew for job, mtime in log_mtimes.items()}
         queued, oldest = self._staging()
         intake, intake_mtime = self._intake()
+        intake_mtime = intake_mtime - skew if intake_mtime is not None else None
         failed = self._failed()
         done_names = {e.name for e in _entries(self.root / "done")}
         counts = {"inbox": _inbox_count(self.root / "inbox"), "staging": queued, "processing": len(processing),
@@ -69,6 +75,15 @@ class Surveyor:
         return Survey(time.time(), heartbeat.read_all(self.internal), processing, log_mtimes,
                       failed, queued, oldest, _free_bytes(self.root), intake, intake_mtime,
                       counts=counts, new_done=self._done(done_names))
+
+    def _share_ahead_s(self) -> float:
+        """How far the share's clock is ahead of ours (a probe file's server-stamped mtime); 0 if unknown."""
+        try:
+            return Share(self.root).now() - time.time()
+        except OSError as exc:
+            if is_unreachable(exc):
+                raise
+            return 0.0  # e.g. a read-only share for this user: judge as if the clocks agreed
 
     def _done(self, names: set[str]) -> list[FinishedJob]:
         """Jobs that reached done/ since the last pass, with their render time (for the metrics)."""

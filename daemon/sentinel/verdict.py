@@ -13,6 +13,14 @@ from daemon.core.heartbeat import Heartbeat
 from daemon.sentinel.supervision import ProgramState, ProgramView
 
 
+# A quiet working worker that still uses CPU is slow, not stuck (sentinel/cpu.py) — up to this many
+# times its limit, after which it is restarted whatever it is doing (a loop that never reports progress
+# is a stall too). BUSY_MIN_SHARE: the share of one CPU over the recent window (half the limit) that
+# counts as working; a SIGSTOPped, deadlocked or share-blocked worker uses none.
+BUSY_LIMIT_FACTOR = 3.0
+BUSY_MIN_SHARE = 0.02
+
+
 class Health(Enum):
     HEALTHY = "healthy"
     STARTING = "starting"  # a (re)started process has not reported yet, within the loading limit
@@ -48,11 +56,13 @@ class Verdict:
     job: str | None = None
     quiet_s: float = 0.0  # seconds since the last sign of life
     limit_s: float = 0.0
+    grace: bool = False  # judged with the start-up grace of a process we restarted (see _restart_grace)
 
 
 def judge(beat: Heartbeat | None, log_mtime: float | None, program: ProgramView | None, limits: Limits,
-          now: float, restart_at: float | None = None) -> Verdict:
-    """The verdict on one worker at `now`; `restart_at` is when the watchdog last asked for a restart."""
+          now: float, restart_at: float | None = None, cpu_share: float | None = None) -> Verdict:
+    """The verdict on one worker at `now`; `restart_at` is when the watchdog last asked for a restart,
+    `cpu_share` the share of one CPU the worker used lately (None: unknown)."""
     if program is not None:
         if program.gave_up:
             return Verdict(Health.GAVE_UP, program.detail or program.state.value)
@@ -69,17 +79,34 @@ def judge(beat: Heartbeat | None, log_mtime: float | None, program: ProgramView 
     if beat is None:
         return Verdict(Health.UNKNOWN, "no_heartbeat")
     limit = limits.for_phase(beat.phase)
+    grace = _restart_grace(beat, restart_at)
     if beat.phase == "working":
         # written_at may move without progress (lease refresh); only progress and the job log count
         last = max(beat.progress_at, log_mtime or 0.0)
+        if grace:
+            # restarted by us mid-job, it resumes (probe, speech, faces) before its first chunk: the chunk
+            # limit counts from the end of its start-up grace, or a busy machine is restarted in a loop
+            last = max(last, (restart_at or 0.0) + limits.loading)
     elif beat.phase == "idle":
         last = beat.written_at  # an idle worker re-writes its heartbeat every poll
     else:
         last = max(beat.progress_at, beat.written_at, log_mtime or 0.0)
     quiet = max(0.0, now - last)
+    if quiet > limit and beat.phase == "working" and cpu_share is not None and cpu_share >= BUSY_MIN_SHARE \
+            and quiet <= limit * BUSY_LIMIT_FACTOR:
+        return Verdict(Health.HEALTHY, "working_busy", beat.phase, beat.job, quiet, limit, grace)
     if quiet > limit:
-        return Verdict(Health.STALLED, f"{beat.phase}_stalled", beat.phase, beat.job, quiet, limit)
-    return Verdict(Health.HEALTHY, beat.phase, beat.phase, beat.job, quiet, limit)
+        return Verdict(Health.STALLED, f"{beat.phase}_stalled", beat.phase, beat.job, quiet, limit, grace)
+    return Verdict(Health.HEALTHY, beat.phase, beat.phase, beat.job, quiet, limit, grace)
+
+
+def _restart_grace(beat: Heartbeat, restart_at: float | None) -> bool:
+    """True while the process started by our last restart has not rendered yet (its start-up grace).
+
+    It ends with the first rendered batch (`step` "render"), or when the worker goes idle or finishes."""
+    if restart_at is None or beat.written_at < restart_at:
+        return False  # not restarted by us, or the heartbeat is still the old process's
+    return beat.phase in ("loading", "working") and beat.step != "render"
 
 
 def _start_of_current_process(beat: Heartbeat | None, program: ProgramView | None,

@@ -184,6 +184,9 @@ class ChunkedRenderer:
                         first, frames = reader.get()
                     self._batch(job, first, frames)
                     encoder.submit(frames)
+                    # news finer than a chunk, so "no progress" means none (the worker paces the writes)
+                    progress(Progress(phase="render", chunk=i, chunks=plan.chunks, frames_done=first + len(frames),
+                                      frames_total=plan.frames))
                 done += end - start
                 _trim_heap()
                 timings["render"] = elapsed = max(time.monotonic() - started, 1e-6)

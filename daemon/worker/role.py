@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import shutil
 import threading
@@ -20,14 +21,15 @@ from typing import Any
 
 from daemon.core import heartbeat, lease, progress, report, state
 from daemon.core.config import Config
-from daemon.core.errors import EnvironmentFault, JobLost, JobRejected, is_out_of_space
+from daemon.core.errors import (EnvironmentFault, JobLost, JobRejected, ShareUnreachable, is_out_of_space,
+                                 is_unreachable)
 from daemon.core.history import JobLog
 from daemon.core.job import WORK, Job, JobSpec
 from daemon.core.lifecycle import Stopper, run_until_stopped
 from daemon.core.notify import Notifier
 from daemon.core.share import Share
 from daemon.core.state import JobGone, JobState
-from daemon.worker import claim, preview, publish
+from daemon.worker import claim, preview, publish, quarantine
 from daemon.worker.render import Interrupted, Progress, Renderer, RenderRequest
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,8 @@ class Worker:
         self.renderer_for = renderer_for
         self.ident = ident
         self.stop = stop
-        self.queue = claim.Queue(share.root)
+        # a non-job in staging/ must have been quiet for a lease period: a copy in progress is left alone
+        self.queue = claim.Queue(share.root, share.now, config.worker.lease_s)
         self.language = config.general.language
         self.notifier = Notifier()
         self._next_takeover = time.monotonic()  # start() recovers first; then every lease_s / 4
@@ -74,6 +77,10 @@ class Worker:
             log.warning("%s: taken over from a dead or expired owner; now in %s/", job.id, job.state)
 
     def process(self, job: Job) -> None:
+        problem = quarantine.spec_problem(job)
+        if problem is not None:
+            quarantine.quarantine(job, problem, self.language)
+            return
         note = JobLog(job.id, job.path, log)
         spec = job.spec()
         attempt = job.attempt()
@@ -101,8 +108,9 @@ class Worker:
                 with _disk_faults():
                     self._render_and_publish(job, spec, attempt, note, started)
             except Exception:
-                # a takeover pulls the inputs from under us: whatever failed then is not the job's fault
-                publish.raise_if_taken_over(job.path, self.ident)
+                # a dead share or a takeover pulls the inputs from under us: whatever failed then is not
+                # the job's fault (ShareUnreachable or JobLost replace it)
+                claim.raise_if_lost(job.path, self.ident, (job.path / spec.audio, job.path / spec.video))
                 raise
         except Interrupted:
             self._requeue(job, note, "stop requested: put back in the queue")
@@ -163,7 +171,16 @@ class Worker:
         note.info("done in %.1f s: %s", time.time() - started, spec.output)
 
     def _progress(self, job: Job, attempt: int) -> Callable[[Progress], None]:
+        pacer = progress.Pacer()
+        rate: list[Progress] = []  # the last news with a rate: a batch's news carries its fps and ETA on
+
         def on_progress(p: Progress) -> None:
+            if not pacer.due((p.phase, p.chunk)):
+                return  # a batch within a chunk, less than a second after the last news
+            if p.fps:
+                rate[:] = [p]
+            elif rate and p.phase == "render":
+                p = dataclasses.replace(p, fps=rate[0].fps, eta_s=rate[0].eta_s)
             if not lease.touch(job.path):
                 raise JobLost(f"{job.id}: our lease is gone (taken over by another worker)")
             try:
@@ -171,13 +188,22 @@ class Worker:
                                                          p.frames_total, p.fps, p.eta_s, p.phase))
             except OSError as exc:  # news for people, not state: never fail a job over it
                 log.warning("%s: could not write progress.json: %s", job.id, exc)
-            self.beat("working", job.id, p)
+            # muxing and checking the result is no chunk: it has the finalizing limit, not the chunk limit
+            self.beat("finalizing" if p.phase == "finalize" else "working", job.id, p)
             self.notifier.alive(f"{job.id}: chunk {p.chunk}/{p.chunks}")
 
         return on_progress
 
     def _requeue(self, job: Job, note: JobLog, why: str) -> None:
-        if self._move(job, JobState.STAGING, why, note):
+        try:
+            moved = self._move(job, JobState.STAGING, why, note)
+        except ShareUnreachable as exc:
+            # nobody took the job: it stays claimed under a lease nobody renews, so another host takes
+            # it over after lease_s, or our own recovery puts it back once the share answers again
+            log.error("%s: the share is unreachable (%s): the job stays in processing/; another worker "
+                      "takes it over after worker.lease_s = %g s", job.id, exc, self.config.worker.lease_s)
+            return
+        if moved:
             note.warning("%s", why)
 
     def _fail(self, job: Job, spec: JobSpec, attempt: int, note: JobLog, code: str, params: dict[str, Any],
@@ -211,7 +237,7 @@ class Worker:
         fields: dict[str, Any] = {}
         if p is not None:
             fields = {"chunk": p.chunk, "chunks": p.chunks, "frames_done": p.frames_done,
-                      "frames_total": p.frames_total, "fps": p.fps, "eta_s": p.eta_s}
+                      "frames_total": p.frames_total, "fps": p.fps, "eta_s": p.eta_s, "step": p.phase}
         beat = heartbeat.Heartbeat(host=self.ident.host, worker=self.ident.worker, pid=self.ident.pid,
                                    pid_start=self.ident.pid_start, phase=phase, job=job,
                                    extra={"gpu": self.gpu} if self.gpu else {}, **fields)
@@ -232,6 +258,17 @@ def _disk_faults() -> Iterator[None]:
         raise
 
 
+@contextlib.contextmanager
+def share_faults() -> Iterator[None]:
+    """An OSError that means "the share is not answering" is the environment's fault (exit 70)."""
+    try:
+        yield
+    except OSError as exc:
+        if is_unreachable(exc):
+            raise ShareUnreachable(f"the share is unreachable: {exc.strerror}: {exc.filename}") from exc
+        raise
+
+
 class _LeaseKeeper:
     """Refreshes the lease while a long chunk runs; a SIGSTOPped worker stops refreshing with it."""
 
@@ -242,9 +279,15 @@ class _LeaseKeeper:
         self._thread.start()
 
     def _run(self, every_s: float) -> None:
+        warned = False
         while not self._stop.wait(every_s):
-            if not lease.touch(self._dir):
-                return
+            try:
+                if not lease.touch(self._dir):
+                    return
+            except (OSError, ShareUnreachable) as exc:  # the share is away: keep trying, it may come back
+                if not warned:
+                    log.warning("%s: cannot renew the lease: %s", self._dir.name.split("@", 1)[0], exc)
+                warned = True
 
     def stop(self) -> None:
         self._stop.set()
@@ -263,7 +306,8 @@ def run(config: Config, args: argparse.Namespace, renderer_for: RendererFor) -> 
     log.info("worker %s ready on %s", name, share.root)
     worker.notifier.ready(f"worker {name} ready")
     try:
-        run_until_stopped(worker.step, config.worker.poll_interval_s, stop)
+        with share_faults():
+            run_until_stopped(worker.step, config.worker.poll_interval_s, stop)
     finally:
         worker.notifier.stopping()
         worker.beat("stopping")

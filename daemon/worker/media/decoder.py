@@ -12,6 +12,7 @@ import functools
 import io
 import logging
 import math
+import os
 import threading
 import typing
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from daemon.core import messages
 from daemon.core.config import MediaConfig
-from daemon.core.errors import EnvironmentFault, JobRejected
+from daemon.core.errors import EnvironmentFault, JobRejected, ShareUnreachable, is_unreachable
 from daemon.worker.media import box, process
 from daemon.worker.media import commandline as cl
 from daemon.worker.media.commandline import Filter, chain_text
@@ -221,12 +222,32 @@ class FrameSource:
         tail = stream.child.stderr_tail().strip().splitlines()[-1:] if stream else []
         log.warning("%s: decoded %d of %d frames; ffmpeg said: %s", self.info.path.name, reached, expected,
                     tail)
+        _still_readable(self.info.path, self.info.size)  # a vanished share is not a cut-off file
         if reached == 0:  # not one picture: an unsupported codec or garbage, not a cut-off file
             codec = self.info.video.codec if self.info.video else "unknown"
             raise JobRejected("media_unreadable", name=self.info.path.name,
                               detail=f"its picture ({codec}) cannot be decoded by this appliance")
         raise JobRejected("video_truncated", name=self.info.path.name, got=reached, expected=expected,
                           size=f"{self.info.size / 1e6:.1f} MB")
+
+
+def _still_readable(path: Path, size: int) -> None:
+    """EnvironmentFault unless `path` still reads at its last byte with the size it was probed with.
+
+    A decoder also ends early when the share under it dies (EIO, ENOTCONN...) or when the file is
+    changed under us: neither is the producer's file being cut off, and neither may fail the job."""
+    try:
+        with open(path, "rb") as fh:
+            now = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, now - 1))
+            fh.read(1)
+    except OSError as exc:
+        if is_unreachable(exc):
+            raise ShareUnreachable(f"the share is unreachable: {path.name} cannot be read "
+                                   f"({exc.strerror})") from exc
+        raise EnvironmentFault(f"{path.name} cannot be read any more: {exc.strerror}") from exc
+    if size and now != size:
+        raise EnvironmentFault(f"{path.name} changed size while the job ran ({size} → {now} bytes)")
 
 
 def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: float) -> tuple[int, int]:
