@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import media  # noqa: E402
 from bench_wav2lip_gpu import presenter_png, speech_wav, talking_head  # noqa: E402
 
+
 def ff(*args: str | Path) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *map(str, args)], check=True)
 

@@ -25,7 +25,7 @@ BROKEN = '[share]\nroot = "{root}"\n\n[worker]\nengine = "copy"\npoll_interval_s
 
 
 def _record(lab: object, scenario: str, **figures: object) -> None:
-    line = {"manager": getattr(lab, "kind"), "scenario": scenario, "at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    line = {"manager": lab.kind, "scenario": scenario, "at": time.strftime("%Y-%m-%d %H:%M:%S"),
             **figures}
     with RESULTS.open("a") as fh:
         fh.write(json.dumps(line) + "\n")
@@ -177,8 +177,8 @@ def test_broken_config_stops_intake_and_workers_and_the_watchdog_alerts(lab: Sys
         # an exit within startsecs is a failed start to supervisord whatever its code (exitcodes= does not
         # apply): a few quick tries, then FATAL, which the watchdog reports as "needs a human"
         for name in ("lipsyncd:lipsyncd-intake", "lipsyncd-worker:lipsyncd-worker-0"):
-            info = wait_until(lambda: (i := lab.info(name)).get("statename") in ("EXITED", "FATAL") and i, 120,
-                              f"{name} to stay down")
+            info = wait_until(lambda name=name: (i := lab.info(name)).get("statename") in ("EXITED", "FATAL")
+                              and i, 120, f"{name} to stay down")
             assert info["exitstatus"] == 78 or "exit status 78" in str(info.get("spawnerr", "")) \
                 or info["statename"] == "FATAL", info
             states[name] = f"{info['statename']}, exit {info['exitstatus']}"

@@ -7,8 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from chat_server import ChatServer
-from test_sentinel_patrol import FakeClock, FakeManager, deliver, lane, make_config, patrol_for, server, webhook, \
-    write_beat
+from test_sentinel_patrol import (
+    FakeClock,
+    FakeManager,
+    deliver,
+    lane,
+    make_config,
+    patrol_for,
+    server,
+    webhook,
+    write_beat,
+)
 
 from daemon.sentinel.lane import Lane
 

@@ -140,7 +140,7 @@ def test_worker_start_with_a_bad_detector_checkpoint_is_a_config_error(files: di
         Wav2LipEngine(config, "cpu")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _small_checkpoint(kind: str) -> bytes:
     """A real, small file of one container kind (a few tensors) to damage: cut short or bytes flipped."""
     buffer = io.BytesIO()

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 import wav2lip_reference as ref
-from wav2lip_reference import bilinear
 from skimage import data
 from test_wav2lip_mel import speechlike
 from test_wav2lip_model import realistic_random_weights
+from wav2lip_reference import bilinear
 
 from daemon.core.config import Wav2LipEngineConfig
 from daemon.worker.engines.base import Chunk

@@ -12,7 +12,6 @@ from daemon.core.config import WatchdogConfig
 from daemon.core.heartbeat import Heartbeat
 from daemon.sentinel.supervision import ProgramState, ProgramView
 
-
 # A quiet working worker that still uses CPU is slow, not stuck (sentinel/cpu.py) — up to this many
 # times its limit, after which it is restarted whatever it is doing (a loop that never reports progress
 # is a stall too). BUSY_MIN_SHARE: the share of one CPU over the recent window (half the limit) that

@@ -2,8 +2,9 @@
 
 Decoding, rendering and encoding overlap (a reader thread, this thread, a writer thread per encoder
 child, several chunks encoding at once) and memory is a fixed pool of batches whatever the length
-(decode pipe and encode pipes in between; the speech track is a memory map read in blocks). Each chunk ends a durable segment, so a new attempt on the same
-workdir resumes from the last finished chunk and muxes an identical-length result with the exact audio.
+(decode pipe and encode pipes in between; the speech track is a memory map read in blocks). Each chunk
+ends a durable segment, so a new attempt on the same workdir resumes from the last finished chunk and
+muxes an identical-length result with the exact audio.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from daemon.worker.engines.base import Chunk, Engine
 from daemon.worker.faces import FaceFinder, FacePass
 from daemon.worker.fixedbox import FixedBoxes
 from daemon.worker.media import encoder as enc
+from daemon.worker.media.cores import split
 from daemon.worker.media.decoder import FrameSource, read_model_audio
 from daemon.worker.media.plan import Plan, make_plan
 from daemon.worker.media.preflight import check_decoded_audio, preflight
 from daemon.worker.media.probe import MediaInfo
-from daemon.worker.media.cores import split
 from daemon.worker.media.readahead import ReadAhead
 from daemon.worker.render import Interrupted, Progress, ProgressFn, RenderRequest, StopFn
 

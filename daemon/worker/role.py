@@ -21,8 +21,7 @@ from typing import Any
 
 from daemon.core import heartbeat, lease, progress, report, state
 from daemon.core.config import Config
-from daemon.core.errors import (EnvironmentFault, JobLost, JobRejected, ShareUnreachable, is_out_of_space,
-                                 is_unreachable)
+from daemon.core.errors import EnvironmentFault, JobLost, JobRejected, ShareUnreachable, is_out_of_space, is_unreachable
 from daemon.core.history import JobLog
 from daemon.core.job import WORK, Job, JobSpec
 from daemon.core.lifecycle import Stopper, run_until_stopped

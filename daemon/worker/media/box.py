@@ -17,8 +17,8 @@ import enum
 import functools
 import logging
 import math
-import select
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -44,7 +44,8 @@ messages.register({
                "Check that it plays normally, export it again and submit the job again. If it is a normal "
                "file, tell the operator (the limits are in the [media] section of config.toml)."),
         "zh": ("文件 {name} 使{tool}使用了超过 {what} 的资源：文件可能已损坏或被恶意构造。",
-               "请确认它能正常播放，重新导出后再提交。如果文件正常，请联系管理员（限制在 config.toml 的 [media] 中）。"),
+               "请确认它能正常播放，重新导出后再提交。"
+               "如果文件正常，请联系管理员（限制在 config.toml 的 [media] 中）。"),
     },
 })
 
@@ -243,7 +244,7 @@ def unshare_argv() -> list[str]:
     return argv if os.geteuid() == 0 else [*argv, "--user", "--map-root-user"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def level(mode: str, ffmpeg: str = "ffmpeg") -> Level:
     """The level media children run at, found once per process by starting a real box.
 
