@@ -22,8 +22,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+# framing keys (upstream inference.py's --fps / --box / --crop): see _framing()
+FRAMING_KEYS = ("fps", "face_box", "crop")
 KEYS = ("audio", "video", "audios", "videos", "output", "engine", "loop", "max_height", "priority",
-        "batch", "options")
+        "batch", "options", *FRAMING_KEYS)
 LOOP_MODES = ("pingpong", "wrap")
 # engine → option → (kind, allowed values or (min, max))
 ENGINE_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
@@ -31,9 +33,6 @@ ENGINE_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
     "wav2lip": {"composite": (str, ("feather", "paste")), "smooth": (bool, None)},
     "copy": {},
 }
-# framing keys (upstream inference.py's --fps / --box / --crop): see _framing()
-FRAMING_KEYS = ("fps", "face_box", "crop")
-KEYS = KEYS + FRAMING_KEYS
 _UNSAFE = re.compile(r"[^\w.\-]+")
 # control characters, invisible direction overrides and undecodable bytes (surrogate escapes of a file
 # name that is not UTF-8): escaped wherever a name is shown, so a producer sees what is really there

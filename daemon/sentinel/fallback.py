@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from daemon.core.config import Config, find_config_file, tomllib
 from daemon.core.errors import ConfigError
@@ -63,7 +64,7 @@ def fallback_config(explicit_path: str | None, root: str | None, env: Mapping[st
     except (ConfigError, OSError):
         path, text = None, ""
     sections = readable_sections(text)
-    attempts = (sections, {k: v for k, v in sections.items() if k in ("share", "alerts")},
+    attempts: tuple[dict[str, Any], ...] = (sections, {k: v for k, v in sections.items() if k in ("share", "alerts")},
                 {k: v for k, v in sections.items() if k == "alerts"}, {})
     config = Config()
     for data in attempts:

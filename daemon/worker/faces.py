@@ -156,7 +156,7 @@ def _skip(misses: int) -> int:
 def _back_fill(frames: np.ndarray, out: np.ndarray, first: int, found_at: int, box: np.ndarray) -> None:
     """Skipped samples first..found_at-1, searched backwards around the face found after them, until
     one has none (the face appeared there)."""
-    near = box
+    near: np.ndarray | None = box
     for k in range(found_at - 1, first - 1, -1):
         near = detect(frames[k] / 255.0, near, search_all=False)
         if near is None:

@@ -56,7 +56,7 @@ class _Job:
     samples: int  # speech samples at 16 kHz in workdir/AUDIO16K, starting at byte `offset`
     offset: int
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    boxes: Boxes | None = None
+    boxes: Boxes | FixedBoxes | None = None
     features: Any = None
 
 
@@ -94,17 +94,19 @@ class ChunkedRenderer:
 
     def _render(self, job: _Job, progress: ProgressFn, should_stop: StopFn) -> int:
         track = getattr(self.engine, "face_track", None)  # wav2lip: calibration, pads, smoothing
+        boxes: Boxes | FixedBoxes
         if job.plan.face_box is not None:  # the ticket's face_box: no detection, pads or smoothing
-            job.boxes = FixedBoxes(job.plan)  # type: ignore[assignment]
+            boxes = FixedBoxes(job.plan)
         else:
-            job.boxes = Boxes(self.faces.start(job.video, job.plan), job.timings,
-                              track(job.plan.width, job.plan.height, self.faces.geometry) if track else None)
+            boxes = Boxes(self.faces.start(job.video, job.plan), job.timings,
+                          track(job.plan.width, job.plan.height, self.faces.geometry) if track else None)
+        job.boxes = boxes
         try:
             rendered = self._chunks(job, progress, should_stop)
-            job.boxes.until(job.boxes.count)  # all of them, for the statistics and the face cache
+            boxes.until(boxes.count)  # all of them, for the statistics and the face cache
             return rendered
         finally:
-            job.boxes.close()
+            boxes.close()
 
     def _start(self, request: RenderRequest, progress: ProgressFn) -> _Job:
         """Probe, decode the speech for the model, plan, and find where a previous attempt stopped."""
