@@ -53,7 +53,7 @@ def test_lipsyncd_status_shows_a_waiting_drop_from_a_running_intake(root: Path, 
     env = env_for(root)
     roles.start("intake", env=env)
     status = root / ".lipsyncd" / "roles" / "intake.json"
-    wait_for(lambda: status.is_file() and "early.toml" in status.read_text(), 60, "intake to list the drop")
+    wait_for(lambda: status.is_file() and "early.toml" in status.read_text(), 180, "intake to list the drop")
     out = subprocess.run([sys.executable, "-m", "daemon", "status"], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=180)
     assert "WAITING IN INBOX (1)" in out.stdout and "early.wav: not there yet" in out.stdout, out.stdout + out.stderr

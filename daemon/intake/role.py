@@ -59,6 +59,7 @@ class Intake:
                                Settler(0, 1, clock))
         self.board = Board()
         self.held: dict[str, tuple[str, str]] = {}  # drop -> (file, why) a writer held open at the last try
+        self.writers: writers.Writers | None = None  # this scan's look at /proc, taken when first needed
         self.paused: str | None = None
         self.disk = DiskGuard(share.root, self.cfg.pause_below_free_gb, self.cfg.resume_above_free_gb)
 
@@ -93,6 +94,7 @@ class Intake:
         reads = {drop.key: self._read(drop, names) for drop in drops}  # each ticket read once per scan
         refs = references(drops, reads)
         self.board = Board()
+        self.writers = None
         busy = False
         for drop in drops:
             busy |= self._consider(drop, reads[drop.key], refs)
@@ -255,7 +257,9 @@ class Intake:
         refused = layout.problem(self.share.root)
         if refused is not None:
             raise NotReady(refused)
-        busy = writers.open_for_writing(tx.sources(self.share.root))
+        if self.writers is None:  # one look at /proc per scan, and only in scans that commit something
+            self.writers = writers.Writers((os.path.realpath(self.share.root),))
+        busy = self.writers.holding(tx.sources(self.share.root))
         if busy:
             path, who = next(iter(busy.items()))
             name = printable(os.path.basename(path))

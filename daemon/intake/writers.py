@@ -19,6 +19,39 @@ _WRITE_MODES = (os.O_WRONLY, os.O_RDWR)
 def open_for_writing(paths: Iterable[Path], proc: Path = Path("/proc")) -> dict[str, str]:
     """{path: "pid 123 (smbd)"} for each given regular file (or file below a given folder) a process
     other than us has open for writing."""
+    wanted = _identities(paths)
+    if not wanted:
+        return {}
+    prefixes = tuple({os.path.realpath(os.path.dirname(p)) for p in wanted.values()})
+    held = Writers(prefixes, proc)
+    return {path: held.by[key] for key, path in wanted.items() if key in held.by}
+
+
+class Writers:
+    """One look at /proc: every file under `prefixes` some other process holds open for writing.
+
+    Intake takes one per scan (lazily, on the first commit that needs it) instead of one per drop: with
+    hundreds of drops accepted in one scan, /proc is walked once."""
+
+    def __init__(self, prefixes: tuple[str, ...], proc: Path = Path("/proc")) -> None:
+        self.by: dict[tuple[int, int], str] = {}
+        me = os.getpid()
+        for pid in _pids(proc):
+            if pid == me:
+                continue
+            for fd, target in _descriptors(proc, pid):
+                if not target.startswith(prefixes):
+                    continue  # cheap filter first: only descriptors under the share's folders are stat'ed
+                hit = _identity(proc / str(pid) / "fd" / fd)
+                if hit is not None and _writable(proc / str(pid) / "fdinfo" / fd):
+                    self.by[hit] = f"pid {pid} ({_name(proc, pid)})"
+
+    def holding(self, paths: Iterable[Path]) -> dict[str, str]:
+        """{path: who} for the given files (or files below given folders) held open for writing."""
+        return {path: self.by[key] for key, path in _identities(paths).items() if key in self.by}
+
+
+def _identities(paths: Iterable[Path]) -> dict[tuple[int, int], str]:
     wanted: dict[tuple[int, int], str] = {}
     for path in paths:
         for file in _files(path):
@@ -28,21 +61,7 @@ def open_for_writing(paths: Iterable[Path], proc: Path = Path("/proc")) -> dict[
                 continue
             if stat.S_ISREG(st.st_mode):
                 wanted[(st.st_dev, st.st_ino)] = os.fspath(file)
-    if not wanted:
-        return {}
-    prefixes = tuple({os.path.realpath(os.path.dirname(p)) for p in wanted.values()})
-    found: dict[str, str] = {}
-    me = os.getpid()
-    for pid in _pids(proc):
-        if pid == me:
-            continue
-        for fd, target in _descriptors(proc, pid):
-            if not target.startswith(prefixes):
-                continue  # cheap filter first: only descriptors under the drop's folders are stat'ed
-            hit = _identity(proc / str(pid) / "fd" / fd)
-            if hit in wanted and _writable(proc / str(pid) / "fdinfo" / fd):
-                found[wanted[hit]] = f"pid {pid} ({_name(proc, pid)})"
-    return found
+    return wanted
 
 
 def _files(path: Path) -> list[Path]:
