@@ -58,7 +58,8 @@ def encode_argv(cfg: MediaConfig, plan: Plan, workdir: Path, chunk: int, threads
 
 
 class SegmentEncoder:
-    """Encodes consecutive chunks with up to `media.encoders` x264 children side by side.
+    """Encodes consecutive chunks with `media.encoders` x264 children side by side (plus the next
+    chunk's, starting while the oldest finishes).
 
     One x264 is what bound the render loop (the reader waited 2.4–4.4 s per minute of video for it,
     bench/RESULTS.md), and its threads scale poorly past a few cores; every chunk is a closed-GOP segment
@@ -118,9 +119,11 @@ class SegmentEncoder:
         self._lanes.clear()
 
     def _open_lane(self) -> None:
-        """Start the next chunk's child, after the oldest lane is done if all K are busy."""
+        """Start the next chunk's child once at most K lanes are left running. The one before it has
+        all its frames by now and only finishes them: starting next to it, the new child's start-up
+        overlaps that tail (with K = 1, a stall at every chunk boundary otherwise)."""
         waiting = time.monotonic()
-        while len(self._lanes) >= self.encoders:
+        while len(self._lanes) > self.encoders:
             self._lanes.pop(0).join()
         self._lanes = [lane for lane in self._lanes if not self._reaped(lane)]
         self.waited_for_lanes += time.monotonic() - waiting
