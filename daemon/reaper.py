@@ -8,10 +8,11 @@ descendants are listed *before* the kill, while they are still ours to find.
 from __future__ import annotations
 
 import subprocess
+import time
 
 import psutil
 
-REAP_S = 10.0
+REAP_S = 2.0  # they are SIGKILLed: gone at once unless the kernel is busy; never worth delaying a restart
 
 
 def kill_tree(proc: subprocess.Popen[bytes], timeout_s: float = REAP_S) -> list[int]:
@@ -28,6 +29,19 @@ def kill_tree(proc: subprocess.Popen[bytes], timeout_s: float = REAP_S) -> list[
         except psutil.NoSuchProcess:
             continue
     proc.wait()
-    # they were re-parented when `proc` died: wait_procs polls until they are gone (reaped by init/subreaper)
-    _gone, alive = psutil.wait_procs(descendants, timeout=timeout_s)
+    # re-parented when `proc` died, they are reaped by init (or a subreaper), not by us: a zombie counts as
+    # gone, since it holds no memory, files or pipes any more
+    deadline = time.monotonic() + timeout_s
+    alive = descendants
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _running(p)]
+        if alive:
+            time.sleep(0.02)
     return [p.pid for p in alive]
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
