@@ -16,7 +16,8 @@ import fieldlab
 import pytest
 from conftest import Roles, drop_job, entries, env_for, rendering, wait_for
 
-pytestmark = pytest.mark.slow
+# slow; the generous timeout is for a loaded 2-core machine (sshfs renders take minutes there)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 LEASE_S = 6.0
 SKEW_S = -200

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import Roles, drop_job, entries, env_for, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the hog makes everything slow
 
 # a 250-frame chunk of the 640x360 talk takes ~21 s under the hog here (a 16-frame batch ~1.3 s): a
 # heartbeat per chunk would be judged stalled at every chunk, news every batch is not
