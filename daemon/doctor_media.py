@@ -14,7 +14,8 @@ from daemon.verdicts import Fail, Skip
 # what the worker's ffmpeg command lines need (daemon/worker/media/*): keep in step
 ENCODERS = ("libx264", "aac", "pcm_s16le", "pcm_f32le")
 DECODERS = ("h264", "hevc", "mpeg4", "aac", "mp3", "pcm_s16le", "png", "mjpeg")
-FILTERS = ("scale", "format", "fps", "setsar", "aresample", "crop", "select")  # crop: a ticket's crop; select: the face pass
+# crop: a ticket's crop; select: the face pass's sampling
+FILTERS = ("scale", "format", "fps", "setsar", "aresample", "crop", "select")
 GPU_MIN_FREE = 1e9  # wav2lip in fp16 with a chunk of frames needs about this much GPU memory
 _CODEC_LINE = re.compile(r"^\s*[VASDFXB.]{6}\s+(\S+)")
 _FILTER_LINE = re.compile(r"^\s*[TSC.]{3}\s+(\S+)\s+\S+->\S+")
