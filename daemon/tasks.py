@@ -10,7 +10,7 @@ from pathlib import Path
 
 from daemon.core import heartbeat, snapshot, state
 from daemon.core.config import Config
-from daemon.core.job import ATTEMPT, ERROR, REPORT, SPEC
+from daemon.core.job import ATTEMPT, ERROR, REPORT, SPEC, Job
 from daemon.core.lifecycle import Stopper
 from daemon.core.share import Share
 from daemon.core.state import JobState
@@ -93,7 +93,7 @@ def retry(config: Config, args: argparse.Namespace) -> int:
         print(f"lipsyncd: {args.job} was rejected at intake (its ticket or files were wrong); "
               "fix them and drop the job into inbox/ again", file=sys.stderr)
         return 2
-    job = state.Job(root=root, state=JobState.FAILED.value, path=path)
+    job = Job(root=root, state=JobState.FAILED.value, path=path)
     previous = path / "previous-attempts"
     previous.mkdir(exist_ok=True)
     for name in (ERROR, REPORT):

@@ -272,7 +272,8 @@ def read_toml(path: Path) -> dict[str, object]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
     try:
-        return tomllib.loads(text)
+        data: dict[str, object] = tomllib.loads(text)
+        return data
     except tomllib.TOMLDecodeError as exc:
         reason, line, column = tomlpos.locate(str(exc), text)
         raise ConfigError(f"{path}: TOML syntax error at line {line}, column {column}: {reason}") from None

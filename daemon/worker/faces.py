@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -48,10 +48,10 @@ class RgbDetector(Protocol):
 
 
 @functools.lru_cache(maxsize=1)
-def _cascade():  # type: ignore[no-untyped-def]
+def _cascade() -> Any:
     from skimage import data, feature
 
-    return feature.Cascade(data.lbp_frontal_face_cascade_filename())
+    return feature.Cascade(data.lbp_frontal_face_cascade_filename())  # type: ignore[no-untyped-call]
 
 
 def content_hash(path: Path) -> str:
@@ -73,7 +73,8 @@ def detect(gray: np.ndarray, near: np.ndarray | None = None, search_all: bool = 
         roi = gray[top:int(y2) + m, left:int(x2) + m]
         found = _largest(roi, max(24, int(size * 0.6)), int(size * 1.6) + 1)
         if found is not None:
-            return found + np.array([left, top, left, top])
+            shifted: np.ndarray = found + np.array([left, top, left, top])
+            return shifted
     return _search(gray) if search_all else None
 
 

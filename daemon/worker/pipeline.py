@@ -27,7 +27,8 @@ from daemon.core.config import Config
 from daemon.worker.checkpoint import Checkpoint, fingerprint
 from daemon.worker.engines import frames as yuv
 from daemon.worker.engines.base import Chunk, Engine
-from daemon.worker.faces import FaceFinder, FacePass
+from daemon.worker.facepass import FacePass
+from daemon.worker.faces import FaceFinder
 from daemon.worker.fixedbox import FixedBoxes
 from daemon.worker.media import encoder as enc
 from daemon.worker.media.cores import split
@@ -266,7 +267,7 @@ class Boxes:
 @functools.lru_cache(maxsize=1)
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+        return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
         return None  # not glibc: nothing to trim
 
