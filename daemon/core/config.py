@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-ENGINES = ("warp", "wav2lip", "copy")
+ENGINES = ("warp", "wav2lip", "copy")  # the one list of engine names (daemon/worker/engines/base.py: adding one)
 DEFAULT_PATHS = (Path("/etc/lipsyncd/config.toml"),)
 
 
@@ -54,7 +54,7 @@ class IntakeConfig:
     max_files_per_ticket: int = setting(64, min=2, max=10_000)
     max_file_mb: int = setting(20480, min=1)
     duplicate_policy: str = setting("process", choices=("process", "skip", "fail"))
-    allowed_engines: tuple[str, ...] = setting(["warp", "wav2lip", "copy"], choices=ENGINES)
+    allowed_engines: tuple[str, ...] = setting(list(ENGINES), choices=ENGINES)
     local_events: bool = setting(True)
     # disk guard: stop accepting drops below this much free space on the share, resume above the other
     pause_below_free_gb: float = setting(10.0, min=0)
