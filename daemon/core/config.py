@@ -77,7 +77,7 @@ class MediaConfig:
     probe_timeout_s: float = setting(60.0, min=1, max=3600)
     max_duration_min: float = setting(60.0, min=0.01, max=1440)
     timeout_factor: float = setting(20.0, min=1, max=1000)
-    # preflight bounds (issue 3): anything outside is rejected before a decoder starts
+    # preflight bounds: anything outside is rejected before a decoder starts
     min_audio_s: float = setting(0.3, min=0.05, max=60)
     max_file_mb: int = setting(20480, min=1)
     max_dimension: int = setting(4096, min=64, max=16384)
@@ -104,7 +104,7 @@ class MediaConfig:
     encoders: int = setting(0, min=0, max=32)
     encoder_threads: int = setting(0, min=0, max=128)
     loop: str = setting("pingpong", choices=("pingpong", "wrap"))  # video shorter than audio
-    # issue 20: the box media children run in (worker/media/box.py); 0 MB = derived from the picture size
+    # the box media children run in (worker/media/box.py); 0 MB = derived from the picture size
     sandbox: str = setting("auto", choices=("auto", "bwrap", "unshare", "limits"))
     child_memory_mb: int = setting(0, min=0, max=1 << 20)
 

@@ -200,8 +200,9 @@ class FaceFinder:
         count = min(plan.source_frames, plan.frames)
         every = self.cfg.face_every
         how = self._samples(plan)
-        # LBP keys are unchanged from the serial pass (its boxes differ only in where tracking restarts);
-        # any other detector names itself and its decode height, so no entry serves another detector
+        # an LBP key names only the sample size: boxes found in segments differ from a whole-video pass
+        # only in where tracking restarts, so one key serves both; any other detector names itself and
+        # its decode height, so no entry serves another detector
         tail = f"s{self.cfg.face_max_side}" if self.detector is None else f"{self.geometry}-h{how.height}"
         crop = "-c" + "_".join(map(str, plan.crop)) if plan.crop else ""  # same size, other region
         size = f"{plan.width}x{plan.height}{crop}"
