@@ -151,7 +151,7 @@ def _run(argv: Sequence[str] | None) -> int:
         config = load_config(args.config, args.root)
     except ConfigError as exc:
         print(f"lipsyncd: configuration error: {exc}", file=sys.stderr)
-        if args.command == "watchdog":  # it still watches, and alerts about the config (issue 14)
+        if args.command == "watchdog":  # it still watches, and alerts about the config
             from daemon.sentinel.fallback import run_on_broken_config
 
             return run_on_broken_config(args, exc)

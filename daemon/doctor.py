@@ -217,7 +217,7 @@ CHECKS: list[Check] = [
     Check("worker stack", _worker_stack),
     Check("media box", lambda c: doctor_media.media_box(c.config), needs=("worker stack",)),
     Check("gpu", lambda c: doctor_media.gpu(c.config)),
-    Check("wav2lip checkpoint", lambda c: doctor_media.checkpoint(c.config, "checkpoint", "check_checkpoint"),
+    Check("wav2lip checkpoint", lambda c: doctor_media.checkpoint(c.config, "checkpoint"),
           needs=("worker stack",)),
     Check("face detector checkpoint", lambda c: _face_detector(c.config), needs=("worker stack",)),
     Check("alert channels", _channels),
@@ -232,7 +232,7 @@ def _face_detector(config: Config) -> str:
         raise Warn("engines.wav2lip.face_detector_checkpoint is empty: wav2lip's face boxes will come from the "
                    "offline detector through a calibration toward S3FD's geometry that was never fitted, so "
                    "lip-sync quality may suffer; supply s3fd.pth (~86 MB) and set the key")
-    return doctor_media.checkpoint(config, "face_detector_checkpoint", "check_detector")
+    return doctor_media.checkpoint(config, "face_detector_checkpoint")
 
 
 def _robots(config: Config) -> list[object]:

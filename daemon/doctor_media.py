@@ -3,8 +3,6 @@ GPUs through NVML, and the wav2lip checkpoints. Each returns its PASS text or ra
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import re
 from pathlib import Path
 
@@ -88,7 +86,8 @@ def gpu(config: Config) -> str:
     return "; ".join(lines)
 
 
-def checkpoint(config: Config, key: str, hook: str) -> str:
+def checkpoint(config: Config, key: str) -> str:
+    """engines.wav2lip.`key` (the model, or the S3FD face detector) loads as that kind of checkpoint."""
     path = getattr(config.engines.wav2lip, key)
     needed = config.worker.engine == "wav2lip" and key == "checkpoint"
     if not path:
@@ -98,13 +97,9 @@ def checkpoint(config: Config, key: str, hook: str) -> str:
         raise Skip(f"engines.wav2lip.{key} is empty")
     if not Path(path).is_file():
         raise Fail(f"engines.wav2lip.{key} = {path}: no such file")
-    if importlib.util.find_spec("daemon.worker.engines.wav2lip") is None:
-        raise Skip(f"{path} exists, but the wav2lip engine is not installed in this build; cannot load it")
-    engine = importlib.import_module("daemon.worker.engines.wav2lip")
-    check = getattr(engine, hook, None)
-    if check is None:
-        raise Skip(f"this wav2lip build has no {hook}() to load {path} with")
-    ok, detail = check(path)
+    from daemon.worker.engines.wav2lip import check_checkpoint, check_detector  # torch: only when needed
+
+    ok, detail = (check_checkpoint if key == "checkpoint" else check_detector)(path)
     if not ok:
         raise Fail(str(detail))
     return str(detail)

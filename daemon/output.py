@@ -54,7 +54,7 @@ class _Guarded:
 def guard() -> None:
     """Route this process's stdout writes through the guard (idempotent)."""
     if not isinstance(sys.stdout, _Guarded) and sys.stdout is not None:
-        sys.stdout = _Guarded(sys.stdout)  # type: ignore[assignment]
+        sys.stdout = _Guarded(sys.stdout)
 
 
 def finish() -> None:

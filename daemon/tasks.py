@@ -10,7 +10,7 @@ from pathlib import Path
 
 from daemon.core import heartbeat, snapshot, state
 from daemon.core.config import Config
-from daemon.core.job import ATTEMPT, ERROR, REPORT, SPEC
+from daemon.core.job import ATTEMPT, ERROR, REPORT, SPEC, Job
 from daemon.core.lifecycle import Stopper
 from daemon.core.share import Share
 from daemon.core.state import JobState
@@ -30,8 +30,7 @@ def up(config: Config, args: argparse.Namespace) -> int:
         pinned = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": gpu}
         argv = role_argv("worker", cfg_path, root, ["--gpu", gpu])
         specs.append(ChildSpec(f"worker-{heartbeat.worker_name(gpu)}", argv, pinned))
-    if _has_watchdog():
-        specs.append(ChildSpec("watchdog", role_argv("watchdog", cfg_path, root)))
+    specs.append(ChildSpec("watchdog", role_argv("watchdog", cfg_path, root)))
     stop = Stopper()
     stop.install(hangup=True)  # a closed terminal stops up, which stops its children (own groups)
     log.info("lipsyncd up: %s on %s (Ctrl-C stops all)", ", ".join(s.name for s in specs), root)
@@ -52,12 +51,6 @@ def worker_gpus(config: Config) -> list[str]:
         return [str(i) for i in range(count)] or ["0"]
     except Exception:  # NVML missing or no driver: one worker on the CPU
         return ["0"]
-
-
-def _has_watchdog() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("daemon.sentinel.role") is not None
 
 
 def watchdog(config: Config, args: argparse.Namespace) -> int:
@@ -93,7 +86,7 @@ def retry(config: Config, args: argparse.Namespace) -> int:
         print(f"lipsyncd: {args.job} was rejected at intake (its ticket or files were wrong); "
               "fix them and drop the job into inbox/ again", file=sys.stderr)
         return 2
-    job = state.Job(root=root, state=JobState.FAILED.value, path=path)
+    job = Job(root=root, state=JobState.FAILED.value, path=path)
     previous = path / "previous-attempts"
     previous.mkdir(exist_ok=True)
     for name in (ERROR, REPORT):

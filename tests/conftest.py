@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -156,3 +157,42 @@ def stage_job(root: Path, job_id: str = "j1") -> Path:
 def ffmpeg_children() -> list[psutil.Process]:
     """ffmpeg processes this test process started that are still running (none may outlive a stop)."""
     return [p for p in psutil.Process().children(recursive=True) if "ffmpeg" in p.name()]
+
+
+def _live_children() -> set[int]:
+    """Pids of this process's running descendants (a zombie is dead: reaping it is the OS's cleanup)."""
+    alive = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                alive.add(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Fails a test that leaves a thread or a child process running after its own fixtures are torn down.
+
+    Costs one thread list and one process-tree walk when the test is clean; a test whose threads or
+    children are still winding down gets a generous deadline (a loaded 2-core box) before it fails.
+    """
+    threads, children = set(threading.enumerate()), _live_children()
+    yield
+    deadline = time.monotonic() + 15
+    while True:
+        new_threads = [t.name for t in threading.enumerate() if t not in threads and t.is_alive()]
+        new_children = sorted(_live_children() - children)
+        if not new_threads and not new_children:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    names = []
+    for pid in new_children:
+        try:
+            names.append(f"{pid} {' '.join(psutil.Process(pid).cmdline())[:80]}")
+        except psutil.Error:
+            names.append(str(pid))
+    pytest.fail(f"the test leaked threads {new_threads} and child processes {names}", pytrace=False)

@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-ENGINES = ("warp", "wav2lip", "copy")
+ENGINES = ("warp", "wav2lip", "copy")  # the one list of engine names (daemon/worker/engines/base.py: adding one)
 DEFAULT_PATHS = (Path("/etc/lipsyncd/config.toml"),)
 
 
@@ -54,7 +54,7 @@ class IntakeConfig:
     max_files_per_ticket: int = setting(64, min=2, max=10_000)
     max_file_mb: int = setting(20480, min=1)
     duplicate_policy: str = setting("process", choices=("process", "skip", "fail"))
-    allowed_engines: tuple[str, ...] = setting(["warp", "wav2lip", "copy"], choices=ENGINES)
+    allowed_engines: tuple[str, ...] = setting(list(ENGINES), choices=ENGINES)
     local_events: bool = setting(True)
     # disk guard: stop accepting drops below this much free space on the share, resume above the other
     pause_below_free_gb: float = setting(10.0, min=0)
@@ -77,7 +77,7 @@ class MediaConfig:
     probe_timeout_s: float = setting(60.0, min=1, max=3600)
     max_duration_min: float = setting(60.0, min=0.01, max=1440)
     timeout_factor: float = setting(20.0, min=1, max=1000)
-    # preflight bounds (issue 3): anything outside is rejected before a decoder starts
+    # preflight bounds: anything outside is rejected before a decoder starts
     min_audio_s: float = setting(0.3, min=0.05, max=60)
     max_file_mb: int = setting(20480, min=1)
     max_dimension: int = setting(4096, min=64, max=16384)
@@ -104,7 +104,7 @@ class MediaConfig:
     encoders: int = setting(0, min=0, max=32)
     encoder_threads: int = setting(0, min=0, max=128)
     loop: str = setting("pingpong", choices=("pingpong", "wrap"))  # video shorter than audio
-    # issue 20: the box media children run in (worker/media/box.py); 0 MB = derived from the picture size
+    # the box media children run in (worker/media/box.py); 0 MB = derived from the picture size
     sandbox: str = setting("auto", choices=("auto", "bwrap", "unshare", "limits"))
     child_memory_mb: int = setting(0, min=0, max=1 << 20)
 
@@ -272,7 +272,8 @@ def read_toml(path: Path) -> dict[str, object]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
     try:
-        return tomllib.loads(text)
+        data: dict[str, object] = tomllib.loads(text)
+        return data
     except tomllib.TOMLDecodeError as exc:
         reason, line, column = tomlpos.locate(str(exc), text)
         raise ConfigError(f"{path}: TOML syntax error at line {line}, column {column}: {reason}") from None

@@ -57,7 +57,8 @@ def boot_id() -> str:
 def process_start(pid: int) -> float | None:
     """When `pid` started (seconds since the epoch, from psutil), or None if it does not exist."""
     try:
-        return psutil.Process(pid).create_time()
+        started: float = psutil.Process(pid).create_time()
+        return started
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return None
 

@@ -146,7 +146,7 @@ def _load(text: str, ticket: str) -> dict[str, Any]:
     the data later, so the depth is bounded here, once.
     """
     try:
-        data = tomllib.loads(text)
+        data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         detail, line, column = tomlpos.locate(str(exc), text)
         raise JobRejected("ticket_syntax", ticket=ticket, detail=printable(detail), line=line,

@@ -12,13 +12,19 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from daemon.core.config import Config, find_config_file, tomllib
+from daemon.core.config import Config, find_config_file
 from daemon.core.errors import ConfigError
 from daemon.core.settings import build
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
 
 log = logging.getLogger(__name__)
 

@@ -183,7 +183,7 @@ class Patrol:
             return f"Restart requested through {self.manager.kind}."
         return "No process manager configured: restart it by hand."
 
-    # --- restarts the manager refused (issue 14): no grace, retry with back-off, then a human --------
+    # --- restarts the manager refused: no grace, retry with back-off, then a human --------
     def _retry(self, watch: Watch) -> RestartRetry:
         if watch.retry is None:
             watch.retry = RestartRetry(self.cfg.restart_retry_s, self.cfg.restart_retry_max_s,
@@ -298,7 +298,7 @@ class Patrol:
         detail = "never written" if mtime is None else f"pid {(survey.intake or {}).get('pid', '?')}"
         self._condition("intake", stale, "intake_down", Severity.WARNING, now,
                         age=f"{now - mtime:.0f}" if mtime else "∞", detail=detail)
-        # intake refuses to touch a share whose state folder became a link or a mount (issue 12)
+        # intake refuses to touch a share whose state folder became a link or a mount
         refusing = str((survey.intake or {}).get("refusing") or "")
         self._condition("intake_refusing", bool(refusing), "intake_refusing", Severity.CRITICAL, now,
                         detail=refusing.removeprefix("layout: "))

@@ -29,7 +29,7 @@ class RestartRetry:
         """Record a refusal; returns the seconds until the next attempt."""
         self.failures += 1
         self.error = error or "no reason given"
-        wait = min(self.max_s, self.first_s * 2 ** (self.failures - 1))
+        wait: float = min(self.max_s, self.first_s * 2 ** (self.failures - 1))
         self.retry_at = now + wait
         return wait
 

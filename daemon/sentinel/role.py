@@ -1,7 +1,8 @@
 """The watchdog role: build the patrol, outbox and process-manager adapter, then loop until stopped.
 
-`run(config, args)` is what `lipsyncd watchdog` calls; `main(argv)` is a stand-alone entry point used
-until the shared CLI provides one. Exit 78 on a configuration error (no restart loop).
+`run(config, args)` is what `lipsyncd watchdog` calls (through daemon/cli.py); `main(argv)` is a second
+entry point with its own `--config`/`--root` parser, which tests/test_sentinel_process.py launches.
+Exit 78 on a configuration error (no restart loop).
 """
 
 from __future__ import annotations

@@ -170,7 +170,7 @@ def raise_if_lost(job_dir: Path, ident: lease.Identity, inputs: Iterable[Path] =
     """Raise ShareUnreachable if the share is away, JobLost if our claim is gone; else return.
 
     The share is asked first: on a dead mount (ENOTCONN, EIO, ESTALE...) every path looks "missing" to
-    a careless check, which is how a dead mount used to read as a takeover. The inputs are read at
+    a careless check, which would read a dead mount as a takeover. The inputs are read at
     their last byte, so a decoder that ended early because the share vanished is not taken for a
     truncated file.
     """

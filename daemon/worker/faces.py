@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -48,10 +48,10 @@ class RgbDetector(Protocol):
 
 
 @functools.lru_cache(maxsize=1)
-def _cascade():  # type: ignore[no-untyped-def]
+def _cascade() -> Any:
     from skimage import data, feature
 
-    return feature.Cascade(data.lbp_frontal_face_cascade_filename())
+    return feature.Cascade(data.lbp_frontal_face_cascade_filename())  # type: ignore[no-untyped-call]
 
 
 def content_hash(path: Path) -> str:
@@ -73,7 +73,8 @@ def detect(gray: np.ndarray, near: np.ndarray | None = None, search_all: bool = 
         roi = gray[top:int(y2) + m, left:int(x2) + m]
         found = _largest(roi, max(24, int(size * 0.6)), int(size * 1.6) + 1)
         if found is not None:
-            return found + np.array([left, top, left, top])
+            shifted: np.ndarray = found + np.array([left, top, left, top])
+            return shifted
     return _search(gray) if search_all else None
 
 
@@ -199,8 +200,9 @@ class FaceFinder:
         count = min(plan.source_frames, plan.frames)
         every = self.cfg.face_every
         how = self._samples(plan)
-        # LBP keys are unchanged from the serial pass (its boxes differ only in where tracking restarts);
-        # any other detector names itself and its decode height, so no entry serves another detector
+        # an LBP key names only the sample size: boxes found in segments differ from a whole-video pass
+        # only in where tracking restarts, so one key serves both; any other detector names itself and
+        # its decode height, so no entry serves another detector
         tail = f"s{self.cfg.face_max_side}" if self.detector is None else f"{self.geometry}-h{how.height}"
         crop = "-c" + "_".join(map(str, plan.crop)) if plan.crop else ""  # same size, other region
         size = f"{plan.width}x{plan.height}{crop}"

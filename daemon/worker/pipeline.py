@@ -26,8 +26,9 @@ import numpy as np
 from daemon.core.config import Config
 from daemon.worker.checkpoint import Checkpoint, fingerprint
 from daemon.worker.engines import frames as yuv
-from daemon.worker.engines.base import Chunk, Engine
-from daemon.worker.faces import FaceFinder, FacePass
+from daemon.worker.engines.base import BoxStream, Chunk, Engine, face_tracking
+from daemon.worker.facepass import FacePass
+from daemon.worker.faces import FaceFinder
 from daemon.worker.fixedbox import FixedBoxes
 from daemon.worker.media import encoder as enc
 from daemon.worker.media.cores import split
@@ -67,8 +68,9 @@ class ChunkedRenderer:
         self.config = config
         self.cfg = config.media
         self.engine = engine
-        sampler = getattr(engine, "sample_detector", None)  # wav2lip with an S3FD checkpoint
-        self.faces = FaceFinder(config.media, internal_dir / "facecache", sampler() if sampler else None)
+        tracking = face_tracking(engine)  # wav2lip: S3FD for the face pass when its checkpoint is set
+        self.faces = FaceFinder(config.media, internal_dir / "facecache",
+                                tracking.sample_detector() if tracking else None)
         yuv.share_cpu(engine.device)
 
     def render(self, request: RenderRequest, progress: ProgressFn, should_stop: StopFn) -> dict[str, Any]:
@@ -93,13 +95,14 @@ class ChunkedRenderer:
         return self._stats(job, rendered)
 
     def _render(self, job: _Job, progress: ProgressFn, should_stop: StopFn) -> int:
-        track = getattr(self.engine, "face_track", None)  # wav2lip: calibration, pads, smoothing
+        tracking = face_tracking(self.engine)  # wav2lip: calibration, pads, smoothing
         boxes: Boxes | FixedBoxes
         if job.plan.face_box is not None:  # the ticket's face_box: no detection, pads or smoothing
             boxes = FixedBoxes(job.plan)
         else:
             boxes = Boxes(self.faces.start(job.video, job.plan), job.timings,
-                          track(job.plan.width, job.plan.height, self.faces.geometry) if track else None)
+                          tracking.face_track(job.plan.width, job.plan.height, self.faces.geometry)
+                          if tracking else None)
         job.boxes = boxes
         try:
             rendered = self._chunks(job, progress, should_stop)
@@ -240,7 +243,7 @@ class Boxes:
     background and the engine's track (wav2lip: calibration, pads, smoothing) refines what it delivers.
     `until(n)` waits (timed as "faces") until rows 0..n-1 are final."""
 
-    def __init__(self, faces: FacePass, timings: dict[str, float], track: Any = None) -> None:
+    def __init__(self, faces: FacePass, timings: dict[str, float], track: BoxStream | None = None) -> None:
         self.faces, self.track, self.timings = faces, track, timings
         self.count, self.cached = faces.count, faces.cached
         self.rows = np.full((faces.count, 4), -1, np.int32)
@@ -266,7 +269,7 @@ class Boxes:
 @functools.lru_cache(maxsize=1)
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+        return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
         return None  # not glibc: nothing to trim
 

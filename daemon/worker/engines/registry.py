@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from daemon.core.config import Config
+from daemon.core.config import ENGINES, Config
 from daemon.core.errors import ConfigError
 from daemon.worker.engines.base import Engine
 
@@ -28,12 +28,15 @@ def _wav2lip(config: Config) -> Engine:
     return Wav2LipEngine(config.engines.wav2lip, pick_device())  # ConfigError names a bad checkpoint
 
 
+def _factories(builders: dict[str, Callable[[Config], Engine]]) -> dict[str, Callable[[Config], Engine]]:
+    """`builders` in `ENGINES` order; an engine name without a factory, or the reverse, is a bug."""
+    if set(builders) != set(ENGINES):
+        raise RuntimeError(f"engine factories {sorted(builders)} disagree with config's ENGINES {list(ENGINES)}")
+    return {name: builders[name] for name in ENGINES}
+
+
 # Each factory imports its engine lazily, so a worker pays only for the engine it runs.
-FACTORIES: dict[str, Callable[[Config], Engine]] = {
-    "warp": _warp,
-    "wav2lip": _wav2lip,
-    "copy": _copy,
-}
+FACTORIES = _factories({"warp": _warp, "wav2lip": _wav2lip, "copy": _copy})
 
 
 def load_engine(name: str, config: Config) -> Engine:

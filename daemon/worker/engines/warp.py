@@ -47,7 +47,8 @@ class WarpEngine:
         self.device = device or pick_device()
 
     def prepare(self, wav16k: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
-        return openness(frame_rms(wav16k, fps, n_frames)) * np.float32(self.strength)
+        scaled: np.ndarray = openness(frame_rms(wav16k, fps, n_frames)) * np.float32(self.strength)
+        return scaled
 
     def max_batch(self) -> int:
         return 64

@@ -129,7 +129,7 @@ class _Stream:
         """Fill out[0..] (rows of frame_bytes) with the next frames; returns whole frames read."""
         got = read_frames(self.child, out)
         self.ended = got < out.nbytes
-        frames = got // out.shape[1]
+        frames: int = got // out.shape[1]
         self.pos += frames
         return frames
 

@@ -40,7 +40,7 @@ def read_state(path: Path) -> tuple[dict[str, torch.Tensor], str]:
         raise CheckpointError(f"{path} is empty (0 bytes): an interrupted download or copy")
     if _is_torchscript(path):
         try:
-            module = torch.jit.load(str(path), map_location="cpu")
+            module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
         except Exception as exc:  # noqa: BLE001 - any failure means the archive is unusable
             raise CheckpointError(f"{path} looks like a TorchScript archive but cannot be read "
                                   f"({_short(exc)}): probably a truncated or corrupt download "

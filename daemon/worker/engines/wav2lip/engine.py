@@ -52,9 +52,11 @@ def generate(model: Wav2Lip, audio: torch.Tensor, faces: torch.Tensor, precision
         if dtype is None:
             with torch.backends.cudnn.flags(enabled=True, benchmark=torch.backends.cudnn.benchmark,
                                             allow_tf32=False):
-                return model(audio, faces).float()
+                exact: torch.Tensor = model(audio, faces).float()
+                return exact
         with torch.autocast(device_type=faces.device.type, dtype=dtype):
-            return model(audio, faces).float()
+            mixed: torch.Tensor = model(audio, faces).float()
+            return mixed
 
 
 def load_model(config: Wav2LipEngineConfig) -> tuple[Wav2Lip, str]:
@@ -205,4 +207,5 @@ def _clip(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     face = out[:, 0] >= 0
     out[face, 0::2] = np.clip(out[face, 0::2], 0, width)
     out[face, 1::2] = np.clip(out[face, 1::2], 0, height)
-    return out
+    clipped: np.ndarray = out
+    return clipped

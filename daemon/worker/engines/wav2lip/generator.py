@@ -31,7 +31,8 @@ class ConvBlock(nn.Module):
         out = self.conv_block(x)
         if self.residual:
             out = out + x  # the add happens before the ReLU, as upstream
-        return self.act(out)
+        activated: torch.Tensor = self.act(out)
+        return activated
 
 
 class UpBlock(nn.Module):
@@ -45,7 +46,8 @@ class UpBlock(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv_block(x))
+        activated: torch.Tensor = self.act(self.conv_block(x))
+        return activated
 
 
 def _res(channels: int, n: int) -> list[nn.Module]:
@@ -110,7 +112,7 @@ class Wav2Lip(nn.Module):
             feats.append(f)
         for block in self.face_decoder_blocks:
             x = torch.cat((block(x), feats.pop()), dim=1)  # decoder output first, then the skip
-        out = self.output_block(x)
+        out: torch.Tensor = self.output_block(x)
         if steps:
             out = torch.stack(torch.split(out, out.size(0) // steps, dim=0), dim=2)
         return out

@@ -41,7 +41,8 @@ def mel_basis() -> np.ndarray:
     freqs = np.linspace(0.0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
     basis = np.stack([np.interp(freqs, edges[i:i + 3], [0.0, 1.0, 0.0], left=0.0, right=0.0)
                       for i in range(N_MELS)])
-    return (basis * (2.0 / (edges[2:] - edges[:-2]))[:, None]).astype(np.float32)
+    scaled: np.ndarray = (basis * (2.0 / (edges[2:] - edges[:-2]))[:, None]).astype(np.float32)
+    return scaled
 
 
 def sanitize(wav: np.ndarray) -> np.ndarray:

@@ -84,7 +84,9 @@ def _mean(window: list[np.ndarray], own: np.ndarray) -> np.ndarray:
     if own[0] < 0:
         return np.full(4, NO_FACE, dtype=np.int32)
     valid = [b for b in window if b[0] >= 0]
-    return np.mean(valid, axis=0).astype(np.int32)  # upstream writes the mean into an int array: truncation
+    # upstream writes the mean into an int array: truncation
+    mean: np.ndarray = np.mean(valid, axis=0).astype(np.int32)
+    return mean
 
 
 def _stack(rows: list[np.ndarray]) -> np.ndarray:
