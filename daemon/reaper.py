@@ -42,6 +42,6 @@ def kill_tree(proc: subprocess.Popen[bytes], timeout_s: float = REAP_S) -> list[
 
 def _running(proc: psutil.Process) -> bool:
     try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
