@@ -21,7 +21,7 @@ from daemon.core.history import JobLog
 from daemon.core.job import ERROR, REPORT, SPEC, Job, JobSpec
 from daemon.core.state import JobState
 
-log = logging.getLogger("lipsyncd.worker")
+log = logging.getLogger(__name__)
 
 CODE = "not_a_job"
 
