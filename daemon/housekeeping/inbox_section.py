@@ -8,12 +8,11 @@ characters were already escaped by intake.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
-from daemon.housekeeping.layout import e, table, when
-from daemon.housekeeping.texts import duration, number
+from daemon.housekeeping.layout import e, plain_time, table, when
+from daemon.housekeeping.texts import duration
 
 TEXTS = {
     "en": {"title": "Waiting in inbox", "drop": "Drop", "waits": "Waiting for", "since": "Since",
@@ -61,16 +60,6 @@ def _deadline(wait: dict[str, Any], lang: str, shown: Callable[[float], str], es
     return e(_t(lang, "none")) if escape else _t(lang, "none")
 
 
-def _plain(stamp: float | None) -> str:
-    """Date, time and zone for a terminal ("2026-12-01 14:32 UTC+08:00")."""
-    if not stamp or not number(stamp) or not 0 < stamp < 1e11:
-        return "–"
-    local = time.localtime(stamp)
-    offset = time.strftime("%z", local)
-    zone = "UTC" if offset in ("+0000", "-0000", "") else f"UTC{offset[:3]}:{offset[3:]}"
-    return time.strftime("%Y-%m-%d %H:%M", local) + f" {zone}"
-
-
 def html_section(snap: dict[str, Any], lang: str, now: float) -> str:
     rows = []
     for w in waits(snap):
@@ -92,7 +81,7 @@ def text_lines(snap: dict[str, Any], now: float) -> list[str]:
     for w in rows:
         since = w.get("since")
         ago = duration(now - since, "en") if isinstance(since, (int, float)) else "?"
-        out.append(f"  {w.get('drop', '?')}  since {_plain(since)} ({ago})  "
-                   f"{_deadline(w, 'en', _plain, escape=False)}")
+        out.append(f"  {w.get('drop', '?')}  since {plain_time(since)} ({ago})  "
+                   f"{_deadline(w, 'en', plain_time, escape=False)}")
         out += [f"      {r}" for r in _reasons(w, "en")]
     return out

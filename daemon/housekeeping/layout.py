@@ -64,16 +64,25 @@ def e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def when(stamp: float | None, seconds: bool = False) -> str:
-    """`<time>` with date, time and zone ("2026-12-01 14:03 UTC+08:00"), or "–" for no valid time."""
+def plain_time(stamp: float | None, seconds: bool = False) -> str:
+    """Date, time and zone as text ("2026-12-01 14:03 UTC+08:00"), or "–" for no valid time."""
     if not stamp or not number(stamp) or not 0 < stamp < 1e11:
         return "–"
     local = time.localtime(stamp)
     offset = time.strftime("%z", local)  # +0800
     zone = "UTC" if offset in ("+0000", "-0000", "") else f"UTC{offset[:3]}:{offset[3:]}"
-    shown = time.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M", local)
+    return time.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M", local) + f" {zone}"
+
+
+def when(stamp: float | None, seconds: bool = False) -> str:
+    """`<time>` with date, time and zone ("2026-12-01 14:03 UTC+08:00"), or "–" for no valid time."""
+    shown = plain_time(stamp, seconds)
+    if shown == "–":
+        return shown
+    local = time.localtime(stamp)
+    offset = time.strftime("%z", local)
     iso = time.strftime("%Y-%m-%dT%H:%M:%S", local) + (f"{offset[:3]}:{offset[3:]}" if offset else "Z")
-    return f'<time datetime="{iso}"{" data-s" if seconds else ""}>{shown} {zone}</time>'
+    return f'<time datetime="{iso}"{" data-s" if seconds else ""}>{shown}</time>'
 
 
 def picture(path: str | None, alt: str, caption: str = "") -> str:
