@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -67,6 +68,18 @@ def env_for(root: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
+def _die_with_pytest() -> Callable[[], None] | None:
+    """A child hook that has the kernel SIGKILL the role when pytest dies, even killed by a time limit.
+
+    The teardown below never runs then, and the role, in a session of its own, would run on (with `up`'s
+    own roles behind it). The signal follows the forking thread, so only children of the main thread get it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    return lambda: libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+
+
 class Roles:
     """Starts `python -m daemon ...` processes and guarantees none outlives the test."""
 
@@ -78,7 +91,8 @@ class Roles:
         name = "-".join(a for a in args if not a.startswith("-"))[:40] or "role"
         log = open(self.log_dir / f"{name}-{len(self.procs)}.log", "wb")
         proc = subprocess.Popen([sys.executable, "-m", "daemon", *args], cwd=REPO, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_die_with_pytest())
         self.procs.append(proc)
         return proc
 
