@@ -96,6 +96,13 @@ class Roles:
         self.procs.append(proc)
         return proc
 
+    def intake_and_worker(self, root: Path, env: dict[str, str], *worker_args: str) -> subprocess.Popen[bytes]:
+        """An intake and a worker on `root`, returned once the intake made the share's folders: the worker."""
+        self.start("intake", env=env)
+        worker = self.start("worker", *worker_args, env=env)
+        wait_for(lambda: (root / "inbox").is_dir(), 60, "share folders")
+        return worker
+
     def log_of(self, proc: subprocess.Popen[bytes]) -> str:
         i = self.procs.index(proc)
         for path in self.log_dir.glob(f"*-{i}.log"):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, Roles, env_for, wait_for
+from conftest import REPO, Roles, env_for
 
 from daemon.cli import build_parser
 
@@ -39,9 +39,7 @@ def test_every_argument_of_every_command_has_help_and_names_its_choices_and_unit
 def test_submit_json_prints_the_job_id_intake_gave_and_with_wait_the_result(root: Path, media_dir: Path,
                                                                             roles: Roles) -> None:
     env = env_for(root)
-    roles.start("intake", env=env)
-    roles.start("worker", env=env)
-    wait_for(lambda: (root / "inbox").is_dir(), 60, "share folders")
+    roles.intake_and_worker(root, env)
     run = [sys.executable, "-m", "daemon", "submit", "--json", "--name", "greeting"]
     accepted = subprocess.run([*run, str(media_dir / "a.wav"), str(media_dir / "v.mp4")], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=180)

@@ -282,9 +282,7 @@ def test_a_job_whose_file_hits_a_limit_fails_with_the_reason_and_the_worker_keep
         root: Path, media_dir: Path, roles: Roles) -> None:
     # a picture size the preflight lets through, under an operator's memory limit it cannot be decoded in
     env = env_for(root, LIPSYNCD_MEDIA_MAX_DIMENSION="16384", LIPSYNCD_MEDIA_CHILD_MEMORY_MB="1536")
-    roles.start("intake", env=env)
-    worker = roles.start("worker", env=env)
-    wait_for(lambda: (root / "inbox").is_dir(), 20, "share folders")
+    worker = roles.intake_and_worker(root, env)
     drop_job(root, "bomb", media_dir / "a.wav", png_bomb(media_dir.parent / "bomb.png"))
     wait_for(lambda: len(entries(root / "failed")) == 1, 120, "the bomb job in failed/")
     [failed] = entries(root / "failed")

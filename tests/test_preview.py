@@ -28,9 +28,7 @@ def test_a_finished_job_has_a_strip_of_mouths_and_a_faceless_one_fails_showing_i
     pattern = g.clip(tmp_path / "pattern.mp4", seconds=2, size="160x120", audio=False)  # no face anywhere
     voice = g.speech(tmp_path / "voice.wav", "Hello there, this is a test.")
     env = env_for(root, LIPSYNCD_WORKER_ENGINE="warp")
-    roles.start("intake", env=env)
-    worker = roles.start("worker", env=env)
-    wait_for(lambda: (root / "inbox").is_dir(), 60, "share folders")
+    worker = roles.intake_and_worker(root, env)
     drop_job(root, "talk", voice, presenter)
     drop_job(root, "pattern", voice, pattern)
     wait_for(lambda: len(entries(root / "done")) + len(entries(root / "failed")) == 2, 240, "both outcomes")

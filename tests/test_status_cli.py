@@ -15,7 +15,7 @@ from pathlib import Path
 
 import busy_share
 import pytest
-from conftest import REPO, Roles, entries, env_for, wait_for
+from conftest import REPO, Roles, entries, env_for
 
 BAR = re.compile(r"\[(#*)(\.*)\]\s+(\d+)%")
 
@@ -49,9 +49,7 @@ def test_status_table_reads_at_a_glance_and_json_has_the_same_picture(root: Path
 def test_submit_wait_through_a_pipe_prints_each_change_and_exits_0_when_done(root: Path, media_dir: Path,
                                                                              roles: Roles) -> None:
     env = env_for(root)
-    roles.start("intake", env=env)
-    roles.start("worker", env=env)
-    wait_for(lambda: (root / "inbox").is_dir(), 20, "share folders")
+    roles.intake_and_worker(root, env)
     done = cli(root, "submit", "--wait", "--name", "greeting", str(media_dir / "a.wav"), str(media_dir / "v.mp4"))
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout.splitlines()
@@ -64,9 +62,7 @@ def test_submit_wait_through_a_pipe_prints_each_change_and_exits_0_when_done(roo
 def test_submit_wait_exits_1_and_prints_the_reason_when_the_job_fails(root: Path, media_dir: Path,
                                                                       roles: Roles) -> None:
     env = env_for(root)
-    roles.start("intake", env=env)
-    roles.start("worker", env=env)
-    wait_for(lambda: (root / "inbox").is_dir(), 20, "share folders")
+    roles.intake_and_worker(root, env)
     failed = cli(root, "submit", "--wait", str(media_dir / "a.wav"), str(media_dir / "a.wav"))  # no picture
     assert failed.returncode == 1
     assert "What went wrong" in failed.stderr and "contains only sound" in failed.stderr
@@ -77,9 +73,7 @@ def test_submit_wait_draws_a_live_progress_bar_in_a_real_terminal(root: Path, me
     if shutil.which("tmux") is None:
         pytest.skip("tmux not installed (apt-get install -y tmux)")
     env = env_for(root)
-    roles.start("intake", env=env)
-    roles.start("worker", env=env)
-    wait_for(lambda: (root / "inbox").is_dir(), 20, "share folders")
+    roles.intake_and_worker(root, env)
     script = tmp_path / "run.sh"
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items() if k.startswith(("LIPSYNCD_", "PATH")))
     script.write_text(f"{exports}cd {shlex.quote(str(REPO))}\n"
