@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from chat_server import ChatServer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,6 +43,14 @@ def make_media(d: Path) -> Path:
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_media(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture
+def chat() -> Iterator[ChatServer]:
+    """A local DingTalk/WeCom/Feishu robot server checking signatures, keyword `lipsyncd`."""
+    srv = ChatServer(ding_keyword="lipsyncd").start()
+    yield srv
+    srv.down()
 
 
 @pytest.fixture

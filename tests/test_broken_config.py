@@ -7,10 +7,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from chat_server import ChatServer
 from conftest import REPO, env_for, wait_for
 
@@ -31,13 +29,6 @@ url = "{url}"
 gpu_check = false
 interval_s = 0.2
 """
-
-
-@pytest.fixture
-def chat() -> Iterator[ChatServer]:
-    srv = ChatServer(ding_keyword="lipsyncd").start()
-    yield srv
-    srv.down()
 
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

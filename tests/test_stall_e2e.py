@@ -8,21 +8,12 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from chat_server import DING_SECRET, ChatServer
 from conftest import Roles, drop_job, entries, env_for, rendering, wait_for
 
 CHUNK_LIMIT_S = 3.0
-
-
-@pytest.fixture
-def chat() -> Iterator[ChatServer]:
-    srv = ChatServer(ding_keyword="lipsyncd").start()
-    yield srv
-    srv.down()
 
 
 def _env(root: Path, chat: ChatServer) -> dict[str, str]:
