@@ -22,6 +22,7 @@ def _check(figures: dict[str, object]) -> None:
     assert figures["drained"] is True
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # 60 s of faults, then the queue drains (chunked renders on 2 busy cores)
 def test_short_fault_run_loses_nothing(tmp_path: Path, media_dir: Path) -> None:
     figures = run(RunSpec(seed=20261121, duration_s=60, jobs=30, burst=20, workdir=tmp_path, media=media_dir,

@@ -8,6 +8,7 @@ import re
 import socket
 from pathlib import Path
 
+import pytest
 from conftest import Roles, drop_job, entries, env_for, wait_for
 
 HEADER = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (\w+) (?:(\S+) )?([\w-]+)\[\d+\] (\S+): (.*)$")
@@ -60,6 +61,7 @@ def test_every_line_about_a_job_starts_with_its_id_and_warnings_reach_errors_log
     assert not any(good in line for line in errors)  # a job that went well is not an error
 
 
+@pytest.mark.slow
 def test_worker_publishes_progress_json_while_rendering_and_clears_it_when_done(
         root: Path, media_dir: Path, roles: Roles) -> None:
     env = env_for(root)

@@ -233,6 +233,7 @@ def test_configured_s3fd_runs_the_face_pass_under_its_own_cache_key(tmp_path: Pa
     assert cached and np.array_equal(again, lbp)
 
 
+@pytest.mark.slow
 def test_rendering_starts_while_the_face_pass_is_still_running(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from daemon.worker import faces as faces_module

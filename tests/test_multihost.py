@@ -104,6 +104,7 @@ def test_leases_are_judged_by_share_time_not_by_skewed_local_clocks(root: Path,
     assert moved.state == "staging" and moved.attempt() == 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime (Debian package) not installed")
 def test_worker_with_a_clock_hours_ahead_leaves_fresh_leases_alone(root: Path, media_dir: Path,
                                                                    roles: Roles) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mediagen as g
 import numpy as np
+import pytest
 from conftest import Roles, drop_job, entries, env_for, wait_for
 
 from daemon.core.config import MediaConfig
@@ -22,6 +23,7 @@ def picture(path: Path) -> tuple[int, int, np.ndarray]:
     return w, h, g.decode_rgb(path, w, h)[0]
 
 
+@pytest.mark.slow
 def test_a_finished_job_has_a_strip_of_mouths_and_a_faceless_one_fails_showing_its_frames(
         root: Path, tmp_path: Path, roles: Roles) -> None:
     presenter = g.astronaut_clip(tmp_path / "presenter.mp4", seconds=2, size=256)

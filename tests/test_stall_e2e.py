@@ -10,6 +10,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from chat_server import DING_SECRET, ChatServer
 from conftest import Roles, drop_job, entries, env_for, rendering, wait_for
 
@@ -79,6 +80,7 @@ def test_sigstopped_worker_is_alerted_and_restarted_and_the_job_completes(root: 
     _check_job_done_once(root)
 
 
+@pytest.mark.slow
 def test_chat_down_during_a_stall_still_restarts_on_time_and_alerts_later(root: Path, media_dir: Path,
                                                                          roles: Roles, chat: ChatServer) -> None:
     roles.start("up", env=_env(root, chat))

@@ -68,6 +68,7 @@ def test_submit_wait_exits_1_and_prints_the_reason_when_the_job_fails(root: Path
     assert "What went wrong" in failed.stderr and "contains only sound" in failed.stderr
 
 
+@pytest.mark.slow
 def test_submit_wait_draws_a_live_progress_bar_in_a_real_terminal(root: Path, media_dir: Path, roles: Roles,
                                                                   tmp_path: Path) -> None:
     if shutil.which("tmux") is None:

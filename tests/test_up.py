@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import Roles, entries, env_for, wait_for
 
 
@@ -60,6 +61,8 @@ def children_of(pid: int) -> list[psutil.Process]:
         return []
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_200_tickets_into_a_running_up_all_done_exactly_once(root: Path, media_dir: Path, roles: Roles) -> None:
     env = env_for(root, LIPSYNCD_WORKER_GPUS="0,1")
     up = roles.start("up", env=env)
@@ -76,6 +79,7 @@ def test_200_tickets_into_a_running_up_all_done_exactly_once(root: Path, media_d
         assert not kid.is_running() or kid.status() == psutil.STATUS_ZOMBIE, f"{kid.cmdline()} left running"
 
 
+@pytest.mark.slow
 def test_children_killed_at_random_moments_lose_nothing(root: Path, media_dir: Path, roles: Roles) -> None:
     """SIGKILL intake and workers of a running `up` at seeded random moments; `up` restarts them."""
     rng = random.Random(20261121)
@@ -168,6 +172,7 @@ def test_crash_loops_are_judged_by_readiness_not_by_a_stopwatch(tmp_path: Path) 
     assert published["broken"]["state"] == "fatal" and published["worked"]["state"] != "fatal"
 
 
+@pytest.mark.slow
 def test_a_worker_killed_during_real_work_again_and_again_is_restarted_every_time(root: Path, media_dir: Path,
                                                                                   roles: Roles) -> None:
     """Six SIGKILLs, each once the worker is ready and on a job (7-10 s after its start on this machine
