@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import replace
@@ -113,6 +114,27 @@ def test_our_own_stop_of_a_boxed_child_is_not_read_as_a_limit() -> None:
     with process.Child(argv, stdout=True, box=limited("long.mp4")) as child:
         assert child.stdout.read(1024)
         child.close(force=True)  # a reader giving up early (a halted decoder)
+
+
+@boxed_view
+def test_a_boxed_child_killed_while_its_sandbox_starts_leaves_no_process_and_no_stderr_reader(
+        tmp_path: Path) -> None:
+    """Killed in the moment bwrap sets its sandbox up, the sandbox once waited forever for a go-ahead,
+    holding the stderr pipe (an immortal orphan and a reader thread per kill): now the tree dies whole."""
+    marker = tmp_path / "kill-marker"
+    marker.mkdir()
+    argv = [*FFMPEG, "-f", "lavfi", "-i", "testsrc2=s=320x240:d=600", "-f", "rawvideo", "pipe:1"]
+    for i in range(40):
+        with process.Child(argv, stdout=True, box=limited("early.mp4", reads=(marker,))) as child:
+            time.sleep(i % 8 * 0.0015)  # from the fork to past the sandbox's set-up, in steps
+            if i % 2:
+                child.kill()
+            else:
+                child.close(force=True)
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name.endswith("-stderr")], 30,
+             "every stderr reader to see its pipe close")
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(marker) in " ".join(p.info["cmdline"] or [])]
+    assert left == []
 
 
 def test_a_box_that_cannot_start_ffmpeg_is_the_appliances_fault_not_the_files() -> None:

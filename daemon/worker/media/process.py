@@ -25,6 +25,7 @@ from typing import IO
 
 from daemon.core.errors import EnvironmentFault
 from daemon.worker.media import box as box_
+from daemon.worker.media import tree
 from daemon.worker.media.box import Box
 
 log = logging.getLogger(__name__)
@@ -159,10 +160,7 @@ class Child:
         proc = self.proc
         if proc is not None and proc.returncode is None:
             self._stopped = True
-            try:
-                proc.kill()
-            except ProcessLookupError:
-                pass
+            tree.kill(proc)
 
     def close(self, force: bool = False) -> None:
         """Close our pipe ends, then wait; terminate and kill if it does not end by itself.
@@ -181,15 +179,18 @@ class Child:
                     pipe.close()
                 except OSError:
                     pass  # a broken pipe on close means the child is already gone
-        if force and proc.poll() is None:
+        running = force and proc.poll() is None
+        inside = tree.descendants(proc.pid) if running else []  # see tree.kill: a box's sandbox may outlive it
+        if running:
             self._stopped = True
             proc.terminate()
         try:
             self._reap(_REAP_GRACE_S)
         except subprocess.TimeoutExpired:
             self._stopped = True
-            proc.kill()
+            tree.kill(proc)
             proc.wait()
+        tree.kill_left(inside)
         if self._drain is not None:
             self._drain.join(timeout=_REAP_GRACE_S)
         if judge and not force:
