@@ -27,8 +27,7 @@ from daemon.core.config import Config
 from daemon.worker.checkpoint import Checkpoint, fingerprint
 from daemon.worker.engines import frames as yuv
 from daemon.worker.engines.base import BoxStream, Chunk, Engine, face_tracking
-from daemon.worker.facepass import FacePass
-from daemon.worker.faces import FaceFinder
+from daemon.worker.faces import FaceFinder, FacePass
 from daemon.worker.fixedbox import FixedBoxes
 from daemon.worker.media import encoder as enc
 from daemon.worker.media.cores import split
