@@ -7,12 +7,15 @@ samples, and cached per source-file content hash (and detector) under <internal>
 
 The rooms: `finder` (the top: detector choice, sample size, cache key, start) → `analysis` (the pool,
 its segments' decoders, rows final as they arrive) → `segments` (the pure arithmetic); `lbp` and
-`sampling` (what each detector is shown) and `cache` (the entries).
+`sampling` (what each detector is shown), `cache` (the entries), `track` (what the renderer reads:
+`Boxes`, the engine's refinement on top) and `fixed` (the ticket's face_box instead of all of it).
 """
 
 from daemon.worker.faces.analysis import FacePass
 from daemon.worker.faces.cache import content_hash
 from daemon.worker.faces.finder import FaceFinder
+from daemon.worker.faces.fixed import FixedBoxes
 from daemon.worker.faces.sampling import RgbDetector
+from daemon.worker.faces.track import Boxes
 
-__all__ = ["FaceFinder", "FacePass", "RgbDetector", "content_hash"]
+__all__ = ["Boxes", "FaceFinder", "FacePass", "FixedBoxes", "RgbDetector", "content_hash"]
