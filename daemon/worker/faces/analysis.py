@@ -22,7 +22,7 @@ from daemon.worker.faces.sampling import Samples
 from daemon.worker.faces.segments import final_rows, segments, smooth_range
 from daemon.worker.media import box, process
 from daemon.worker.media.cores import split
-from daemon.worker.media.decoder import decode_argv, read_frames
+from daemon.worker.media.decoder import Sampling, decode_argv, read_frames
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import MediaInfo
 
@@ -40,14 +40,13 @@ def decode_segment(cfg: MediaConfig, info: MediaInfo, plan: Plan, how: Samples, 
     and how many were decoded (fewer: the decoder ended early, or `stop` was set)."""
     a, b = part
     # the decoder seeks to a multiple of `every` and keeps every Nth frame: sample k is frame k·every
-    small = Plan(**{**plan.to_json(), "width": how.width, "height": how.height, "deinterlace": False})
-    argv = decode_argv(cfg, info, small, a * every, b - a, every=every, pix_fmt=how.pix_fmt)
+    argv = decode_argv(cfg, info, plan, a * every, b - a, Sampling(every, how.width, how.height, how.pix_fmt))
     samples = np.full((b - a, 4), np.nan)
     frames = np.empty((how.batch, *how.shape), np.uint8)
     analyse = how.analyser()
     done = 0
     with process.Child(argv, stdout=True, pipe_size=cfg.pipe_bytes, name="ffmpeg-faces",
-                       box=box.for_decoder(cfg, info, small)) as child:
+                       box=box.for_decoder(cfg, info, plan)) as child:
         while done < b - a and not stop.is_set():
             n = min(how.batch, b - a - done)
             got = read_frames(child, frames[:n]) // frames[0].nbytes

@@ -15,6 +15,7 @@ import math
 import os
 import threading
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +51,29 @@ def has_filter(ffmpeg: str, name: str) -> bool:
     return any(line.split()[1:2] == [name] for line in done.stdout.decode("utf-8", "replace").splitlines())
 
 
-def filters(plan: Plan, ffmpeg: str, every: int = 1, pix_fmt: str = "yuv420p") -> list[Filter]:
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames a decoder writes and how: every Nth, at what size and pixel format, deinterlaced or
+    not. The renderer's is the plan's (`rendered`); the face pass asks for small samples of its own."""
+
+    every: int
+    width: int
+    height: int
+    pix_fmt: str  # "yuv420p" to render; "gray" | "rgb24" for a detector
+    deinterlace: bool = False
+
+    @classmethod
+    def rendered(cls, plan: Plan) -> Sampling:
+        """Every frame at the plan's size, yuv420p, deinterlaced where the plan says so."""
+        return cls(1, plan.width, plan.height, "yuv420p", plan.deinterlace)
+
+
+def filters(plan: Plan, ffmpeg: str, sampling: Sampling | None = None) -> list[Filter]:
     """The normalising chain: deinterlace, constant rate, the ticket's crop, [every Nth frame], output
-    size, pixel format."""
+    size, pixel format; `sampling` (default: the plan's own) decides deinterlacing and the last three."""
+    frames = sampling or Sampling.rendered(plan)
     steps = []
-    if plan.deinterlace:
+    if frames.deinterlace:
         if has_filter(ffmpeg, "bwdif"):
             steps.append(Filter("bwdif"))
         else:
@@ -67,13 +86,13 @@ def filters(plan: Plan, ffmpeg: str, every: int = 1, pix_fmt: str = "yuv420p") -
     if plan.crop is not None:
         x, y, w, h = plan.crop
         steps.append(Filter("crop", (w, h, x, y), {"exact": 1}))
-    if every > 1:
+    if frames.every > 1:
         # select counts frames from the seek point, so a seek to a multiple of `every` keeps sample k at
         # frame k·every. After fps (indices are output frames), before scale: the other frames are never
         # scaled (measured: 6.3 → 4.8 s for 60 s of 1080p at face_every 5 on the 2-core dev box)
-        steps.append(Filter("select", (f"not(mod(n,{every}))",)))  # ffmpeg-python escapes the comma
-    steps += [Filter("scale", (plan.width, plan.height), {"flags": "bicubic"}), Filter("setsar", (1,)),
-              Filter("format", (pix_fmt,))]
+        steps.append(Filter("select", (f"not(mod(n,{frames.every}))",)))  # ffmpeg-python escapes the comma
+    steps += [Filter("scale", (frames.width, frames.height), {"flags": "bicubic"}), Filter("setsar", (1,)),
+              Filter("format", (frames.pix_fmt,))]
     return steps
 
 
@@ -82,9 +101,11 @@ def filter_graph(plan: Plan, ffmpeg: str) -> str:
     return chain_text(filters(plan, ffmpeg))
 
 
-def decode_argv(cfg: MediaConfig, info: MediaInfo, plan: Plan, src_start: int, count: int, *,
-                every: int = 1, pix_fmt: str = "yuv420p") -> list[str]:
-    """ffmpeg writing `count` raw frames on stdout: source frames src_start, src_start+every, ..."""
+def decode_argv(cfg: MediaConfig, info: MediaInfo, plan: Plan, src_start: int, count: int,
+                sampling: Sampling | None = None) -> list[str]:
+    """ffmpeg writing `count` raw frames on stdout: source frames src_start, src_start+every, ... (every
+    frame at the plan's size unless `sampling` says otherwise)."""
+    sampling = sampling or Sampling.rendered(plan)
     ffmpeg = process.resolve(cfg.ffmpeg)
     options: dict[str, object] = {"protocol_whitelist": "file"}
     if src_start:
@@ -94,10 +115,10 @@ def decode_argv(cfg: MediaConfig, info: MediaInfo, plan: Plan, src_start: int, c
     else:
         options["format_whitelist"] = ",".join(cfg.video_formats)
     index = info.video.index if info.video else 0
-    chain = filters(plan, ffmpeg, every, pix_fmt)
+    chain = filters(plan, ffmpeg, sampling)
     video = cl.apply(cl.source("file:" + str(info.path), index, **options), chain)
     out = cl.output(video, "pipe:1", {"an": None, "sn": None, "dn": None, "fps_mode": "passthrough",
-                                      "frames:v": count, "f": "rawvideo", "pix_fmt": pix_fmt})
+                                      "frames:v": count, "f": "rawvideo", "pix_fmt": sampling.pix_fmt})
     return cl.argv(ffmpeg, out)
 
 
