@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from daemon.core.config import MediaConfig
-from daemon.worker.faces import lbp
 from daemon.worker.faces.analysis import FacePass
 from daemon.worker.faces.cache import Entry, content_hash
+from daemon.worker.faces.lbp import LBP_BATCH
+from daemon.worker.faces.lbp import analyser as lbp_analyser
 from daemon.worker.faces.sampling import RGB_BATCH, RgbDetector, Samples, rgb_analyser
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import MediaInfo
@@ -59,7 +60,7 @@ class FaceFinder:
         if self.detector is None:
             scale = min(1.0, self.cfg.face_max_side / max(plan.width, plan.height))
             sw, sh = max(2, int(plan.width * scale) // 2 * 2), max(2, int(plan.height * scale) // 2 * 2)
-            return Samples(sw, sh, "gray", lbp.LBP_BATCH, lbp.analyser)
+            return Samples(sw, sh, "gray", LBP_BATCH, lbp_analyser)
         sh = max(2, min(plan.height, self.detector.height) // 2 * 2)
         sw = max(2, round(plan.width * sh / plan.height) // 2 * 2)
         lock, detector = threading.Lock(), self.detector
