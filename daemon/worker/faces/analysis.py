@@ -20,7 +20,7 @@ from daemon.core.errors import JobRejected
 from daemon.worker.faces.cache import Entry
 from daemon.worker.faces.sampling import Samples
 from daemon.worker.faces.segments import final_rows, segments, smooth_range
-from daemon.worker.media import box, process
+from daemon.worker.media import boxes, process
 from daemon.worker.media.cores import split
 from daemon.worker.media.decoder import Sampling, decode_argv, read_frames
 from daemon.worker.media.plan import Plan
@@ -46,7 +46,7 @@ def decode_segment(cfg: MediaConfig, info: MediaInfo, plan: Plan, how: Samples, 
     analyse = how.analyser()
     done = 0
     with process.Child(argv, stdout=True, pipe_size=cfg.pipe_bytes, name="ffmpeg-faces",
-                       box=box.for_decoder(cfg, info, plan)) as child:
+                       box=boxes.for_decoder(cfg, info, plan)) as child:
         while done < b - a and not stop.is_set():
             n = min(how.batch, b - a - done)
             got = read_frames(child, frames[:n]) // frames[0].nbytes

@@ -23,7 +23,7 @@ import numpy as np
 from daemon.core import messages
 from daemon.core.config import MediaConfig
 from daemon.core.errors import EnvironmentFault, JobRejected, ShareUnreachable, is_unreachable
-from daemon.worker.media import box, process
+from daemon.worker.media import boxes, process
 from daemon.worker.media import commandline as cl
 from daemon.worker.media.commandline import Filter, chain_text
 from daemon.worker.media.plan import Plan
@@ -143,7 +143,7 @@ class _Stream:
         self.ended = False
         argv = decode_argv(cfg, info, plan, pos, plan.source_frames - pos)
         self.child = process.Child(argv, stdout=True, pipe_size=cfg.pipe_bytes, name="ffmpeg-decode",
-                                   box=box.for_decoder(cfg, info, plan))
+                                   box=boxes.for_decoder(cfg, info, plan))
         self.child.__enter__()
 
     def read(self, out: np.ndarray) -> int:
@@ -282,7 +282,7 @@ def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: f
     tmp = dest.with_name(dest.name + ".tmp")
     try:
         longest = cfg.max_duration_min * 60 + 1
-        sound_box = box.for_sound(cfg, info, min(info.duration or longest, longest), dest.parent,
+        sound_box = boxes.for_sound(cfg, info, min(info.duration or longest, longest), dest.parent,
                                   64000 * math.ceil(longest) + 65536)
         done = process.run(speech_argv(cfg, info, tmp), timeout_s, box=sound_box)
     except process.ChildTimeout:
