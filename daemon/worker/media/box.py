@@ -9,6 +9,7 @@ and threads started (a preexec_fn runs interpreter code between fork and exec).
 
 A child that hits a limit ends with a signal (SIGXCPU, SIGXFSZ) or an allocation/open error; `verdict`
 turns that into a JobRejected naming the file, and the box's own failure to start into EnvironmentFault.
+The box each child of a job gets, from its MediaInfo and Plan, is boxes.py's.
 """
 
 from __future__ import annotations
