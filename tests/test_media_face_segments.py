@@ -18,7 +18,7 @@ from renderkit import render
 from test_media_faces import iou
 
 from daemon.core.config import Config, MediaConfig
-from daemon.core.errors import JobRejected
+from daemon.core.errors import EnvironmentFault, JobRejected
 from daemon.worker.faces import FaceFinder
 from daemon.worker.faces.analysis import decode_segment, face_threads
 from daemon.worker.faces.sampling import Samples
@@ -142,6 +142,19 @@ def test_truncated_video_is_rejected_by_its_segment_and_no_decoder_is_left(tmp_p
     assert caught.value.code == "video_truncated" and "of its 100 frames" in str(caught.value)
     assert ffmpeg_children() == []
     assert not (tmp_path / "fc").exists() or not list((tmp_path / "fc").glob("*.npy"))
+
+
+def test_a_video_changed_under_the_face_pass_is_the_appliances_trouble_not_a_cut_off_file(tmp_path: Path) -> None:
+    video = g.clip(tmp_path / "v.mp4", seconds=4, size="128x96", audio=False, extra=("-movflags", "+faststart"))
+    cfg = media(face_every=1, face_threads=2)
+    info = probe(video, cfg)
+    plan = make_plan(info, 4.0, cfg, None, {})
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) // 2])  # the share now serves a shorter file than the probe read
+    with pytest.raises(EnvironmentFault) as caught:  # the job waits in staging/, nobody's file is blamed
+        FaceFinder(cfg, tmp_path / "fc").boxes(info, plan)
+    assert "changed size while the job ran" in str(caught.value)
+    assert ffmpeg_children() == []
 
 
 class Broken(Exception):

@@ -16,13 +16,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from daemon.core.config import MediaConfig
-from daemon.core.errors import JobRejected
 from daemon.worker.faces.cache import Entry
 from daemon.worker.faces.sampling import Samples
 from daemon.worker.faces.segments import final_rows, segments, smooth_range
 from daemon.worker.media import boxes, process
 from daemon.worker.media.cores import split
-from daemon.worker.media.decoder import Sampling, decode_argv, read_frames
+from daemon.worker.media.decoder import Sampling, cut_off, decode_argv, read_frames, tolerance
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import MediaInfo
 
@@ -126,17 +125,11 @@ class FacePass:
 
     def _ended_early(self, reached: int) -> None:
         """A segment's decoder ended before source frame `reached`: FrameSource's rule (decoder.py) — a
-        shortfall within the container's overstatement is normal, anything more is a cut-off file."""
-        info, plan = self._info, self._plan
-        tolerance = max(3, round(plan.fps / 2))
-        if reached >= plan.source_frames - tolerance:
-            return
-        if reached == 0:
-            codec = info.video.codec if info.video else "unknown"
-            raise JobRejected("media_unreadable", name=info.path.name,
-                              detail=f"its picture ({codec}) cannot be decoded by this appliance")
-        raise JobRejected("video_truncated", name=info.path.name, got=reached, expected=plan.source_frames,
-                          size=f"{info.size / 1e6:.1f} MB")
+        shortfall within the container's overstatement is normal, anything more is a cut-off file (or
+        the share failing under us)."""
+        expected = self._plan.source_frames
+        if reached < expected - tolerance(self._plan):
+            cut_off(self._info, reached, expected)
 
     def _save(self) -> None:
         self._cache.save(self.boxes)

@@ -171,7 +171,7 @@ class FrameSource:
         self._still: np.ndarray | None = None
         self._last: np.ndarray | None = None
         self._halted = threading.Event()
-        self.tolerance = max(3, round(plan.fps / 2))  # container durations may overstate by ~½ s
+        self.tolerance = tolerance(plan)
 
     def read(self, start: int, count: int, out: np.ndarray) -> None:
         for run in self.plan.runs(start, start + count):
@@ -243,13 +243,25 @@ class FrameSource:
         tail = stream.child.stderr_tail().strip().splitlines()[-1:] if stream else []
         log.warning("%s: decoded %d of %d frames; ffmpeg said: %s", self.info.path.name, reached, expected,
                     tail)
-        _still_readable(self.info.path, self.info.size)  # a vanished share is not a cut-off file
-        if reached == 0:  # not one picture: an unsupported codec or garbage, not a cut-off file
-            codec = self.info.video.codec if self.info.video else "unknown"
-            raise JobRejected("media_unreadable", name=self.info.path.name,
-                              detail=f"its picture ({codec}) cannot be decoded by this appliance")
-        raise JobRejected("video_truncated", name=self.info.path.name, got=reached, expected=expected,
-                          size=f"{self.info.size / 1e6:.1f} MB")
+        cut_off(self.info, reached, expected)
+
+
+def tolerance(plan: Plan) -> int:
+    """Frames a decoder may fall short of the plan's count: container durations overstate by up to ~½ s."""
+    return max(3, round(plan.fps / 2))
+
+
+def cut_off(info: MediaInfo, reached: int, expected: int) -> typing.NoReturn:
+    """A decoder of `info` ended at source frame `reached` of `expected`, beyond the tolerance: the
+    share or the file failing under us (EnvironmentFault), else a picture that cannot be decoded or a
+    cut-off file (JobRejected)."""
+    _still_readable(info.path, info.size)  # a vanished share is not a cut-off file
+    if reached == 0:  # not one picture: an unsupported codec or garbage, not a cut-off file
+        codec = info.video.codec if info.video else "unknown"
+        raise JobRejected("media_unreadable", name=info.path.name,
+                          detail=f"its picture ({codec}) cannot be decoded by this appliance")
+    raise JobRejected("video_truncated", name=info.path.name, got=reached, expected=expected,
+                      size=f"{info.size / 1e6:.1f} MB")
 
 
 def _still_readable(path: Path, size: int) -> None:
