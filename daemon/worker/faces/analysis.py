@@ -21,9 +21,10 @@ from daemon.worker.faces.sampling import Samples
 from daemon.worker.faces.segments import final_rows, segments, smooth_range
 from daemon.worker.media import boxes, process
 from daemon.worker.media.cores import split
-from daemon.worker.media.decoder import Sampling, cut_off, decode_argv, read_frames, tolerance
+from daemon.worker.media.decoder import Sampling, decode_argv, read_frames
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import MediaInfo
+from daemon.worker.media.shortfall import cut_off, tolerance
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class FacePass:
             self._save()
 
     def _ended_early(self, reached: int) -> None:
-        """A segment's decoder ended before source frame `reached`: FrameSource's rule (decoder.py) — a
+        """A segment's decoder ended before source frame `reached`: FrameSource's rule (shortfall.py) — a
         shortfall within the container's overstatement is normal, anything more is a cut-off file (or
         the share failing under us)."""
         expected = self._plan.source_frames

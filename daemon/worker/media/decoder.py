@@ -3,7 +3,8 @@
 One ffmpeg child decodes forward from a source position; the filter graph makes every input look the
 same (constant rate, upright, even size, 8-bit 4:2:0). Backward runs (ping-pong loops) are decoded
 forward in blocks from a seek point and flipped in memory, so memory stays one block whatever the length.
-A decoder that ends early is checked against the expected count: a truncated faststart MP4 exits 0.
+A decoder that ends early is checked against the expected count (shortfall.py): a truncated faststart
+MP4 exits 0.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import functools
 import io
 import logging
 import math
-import os
 import threading
 import typing
 from dataclasses import dataclass
@@ -20,26 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.core import messages
 from daemon.core.config import MediaConfig
-from daemon.core.errors import EnvironmentFault, JobRejected, ShareUnreachable, is_unreachable
+from daemon.core.errors import EnvironmentFault, JobRejected
 from daemon.worker.media import boxes, process
 from daemon.worker.media import commandline as cl
 from daemon.worker.media.commandline import Filter, chain_text
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import STILL_FORMAT, MediaInfo
+from daemon.worker.media.shortfall import cut_off, tolerance
 
 log = logging.getLogger(__name__)
-
-messages.register({
-    "video_truncated": {
-        "en": ("The video {name} ends early: only {got} of its {expected} frames could be decoded, "
-               "so the file is probably cut off ({size}).",
-               "Copy or export the video again (let the copy finish) and submit the job again."),
-        "zh": ("视频 {name} 提前结束：{expected} 帧中只能解码 {got} 帧，文件可能不完整（{size}）。",
-               "请重新复制或导出该视频（等待复制完成）后重新提交。"),
-    },
-})
 
 REVERSE_BLOCK = 64  # frames decoded forward, then flipped, per backward step
 
@@ -244,43 +234,6 @@ class FrameSource:
         log.warning("%s: decoded %d of %d frames; ffmpeg said: %s", self.info.path.name, reached, expected,
                     tail)
         cut_off(self.info, reached, expected)
-
-
-def tolerance(plan: Plan) -> int:
-    """Frames a decoder may fall short of the plan's count: container durations overstate by up to ~½ s."""
-    return max(3, round(plan.fps / 2))
-
-
-def cut_off(info: MediaInfo, reached: int, expected: int) -> typing.NoReturn:
-    """A decoder of `info` ended at source frame `reached` of `expected`, beyond the tolerance: the
-    share or the file failing under us (EnvironmentFault), else a picture that cannot be decoded or a
-    cut-off file (JobRejected)."""
-    _still_readable(info.path, info.size)  # a vanished share is not a cut-off file
-    if reached == 0:  # not one picture: an unsupported codec or garbage, not a cut-off file
-        codec = info.video.codec if info.video else "unknown"
-        raise JobRejected("media_unreadable", name=info.path.name,
-                          detail=f"its picture ({codec}) cannot be decoded by this appliance")
-    raise JobRejected("video_truncated", name=info.path.name, got=reached, expected=expected,
-                      size=f"{info.size / 1e6:.1f} MB")
-
-
-def _still_readable(path: Path, size: int) -> None:
-    """EnvironmentFault unless `path` still reads at its last byte with the size it was probed with.
-
-    A decoder also ends early when the share under it dies (EIO, ENOTCONN...) or when the file is
-    changed under us: neither is the producer's file being cut off, and neither may fail the job."""
-    try:
-        with open(path, "rb") as fh:
-            now = os.fstat(fh.fileno()).st_size
-            fh.seek(max(0, now - 1))
-            fh.read(1)
-    except OSError as exc:
-        if is_unreachable(exc):
-            raise ShareUnreachable(f"the share is unreachable: {path.name} cannot be read "
-                                   f"({exc.strerror})") from exc
-        raise EnvironmentFault(f"{path.name} cannot be read any more: {exc.strerror}") from exc
-    if size and now != size:
-        raise EnvironmentFault(f"{path.name} changed size while the job ran ({size} → {now} bytes)")
 
 
 def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: float) -> tuple[int, int]:
