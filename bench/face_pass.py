@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import media  # noqa: E402
 
 from daemon.core.config import MediaConfig  # noqa: E402
-from daemon.worker.facepass import segments  # noqa: E402
 from daemon.worker.faces import FaceFinder  # noqa: E402
+from daemon.worker.faces.segments import segments  # noqa: E402
 from daemon.worker.media.plan import make_plan  # noqa: E402
 from daemon.worker.media.probe import probe  # noqa: E402
 

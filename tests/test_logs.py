@@ -37,7 +37,7 @@ except ValueError:
 
 def test_every_record_while_a_job_renders_starts_with_its_id_from_any_thread(tmp_path: Path) -> None:
     stderr, written = _run(tmp_path, """
-facepass = logging.getLogger("daemon.worker.facepass")
+facepass = logging.getLogger("daemon.worker.faces.analysis")
 with logs.job("lesson-20261201.123-abc123"):
     facepass.info("teacher.mp4: faces (96x96) in 25 frames analysed in 0.4 s (0 without a face)")
     logging.getLogger("daemon.worker.pipeline").info("lesson-20261201.123-abc123: chunk 1 of 2")

@@ -24,7 +24,7 @@ from conftest import REPO, Roles, drop_job, entries, env_for, wait_for
 
 from daemon.core.config import MediaConfig
 from daemon.core.errors import EnvironmentFault, JobRejected
-from daemon.worker.media import box, process
+from daemon.worker.media import box, boxes, process
 from daemon.worker.media.decoder import FrameSource
 from daemon.worker.media.plan import make_plan
 from daemon.worker.media.probe import probe
@@ -265,7 +265,7 @@ def test_a_real_decoder_of_a_job_runs_boxed_and_still_delivers_every_frame(tmp_p
         if LEVEL is not box.Level.LIMITS:
             assert os.readlink("/proc/self/ns/net") not in netns
         limits = inner[0].rlimit(psutil.RLIMIT_AS)
-        assert limits[0] == box.for_decoder(CFG, info, plan).limits.memory_bytes
+        assert limits[0] == boxes.for_decoder(CFG, info, plan).limits.memory_bytes
         source.read(4, plan.frames - 4, frames[4:])
     finally:
         source.close()

@@ -14,7 +14,7 @@ import pytest
 from daemon.core.config import MediaConfig
 from daemon.core.errors import JobRejected
 from daemon.worker.media import commandline as cl
-from daemon.worker.media.decoder import decode_argv, speech_argv
+from daemon.worker.media.decoder import Sampling, decode_argv, speech_argv
 from daemon.worker.media.plan import Plan, make_plan
 from daemon.worker.media.probe import probe
 
@@ -45,7 +45,7 @@ def test_forward_decode_argv_is_pinned(clip: Path) -> None:
 
 def test_seek_crop_and_face_samples_argv_is_pinned(clip: Path) -> None:
     plan, info = plan_for(clip, crop=[10, 90, 20, 120], max_height=40)
-    argv = decode_argv(CFG, info, plan, 15, 3, every=5, pix_fmt="gray")
+    argv = decode_argv(CFG, info, plan, 15, 3, Sampling(5, plan.width, plan.height, "gray"))
     assert argv[argv.index("-ss") + 1] == "0.500000" and argv.index("-ss") < argv.index("-i")
     assert argv[argv.index("-filter_complex") + 1] == (
         "[0:0]fps=30/1[s0];[s0]crop=100:80:20:10:exact=1[s1];[s1]select=not(mod(n\\,5))[s2];"
@@ -67,7 +67,8 @@ def test_the_crop_decodes_exactly_that_region(clip: Path) -> None:
     assert (cropped.width, cropped.height, cropped.crop) == (140, 80, (20, 10, 140, 80))
 
     def frames(plan: Plan) -> np.ndarray:
-        run = subprocess.run(decode_argv(CFG, info, plan, 0, 5, pix_fmt="gray"), capture_output=True,
+        gray = Sampling(1, plan.width, plan.height, "gray")
+        run = subprocess.run(decode_argv(CFG, info, plan, 0, 5, gray), capture_output=True,
                              timeout=60, check=True)
         return np.frombuffer(run.stdout, np.uint8).reshape(5, plan.height, plan.width)
 

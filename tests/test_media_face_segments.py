@@ -18,9 +18,11 @@ from renderkit import render
 from test_media_faces import iou
 
 from daemon.core.config import Config, MediaConfig
-from daemon.core.errors import JobRejected
-from daemon.worker.facepass import face_threads, final_rows, segments, smooth, smooth_range
-from daemon.worker.faces import FaceFinder, _Samples
+from daemon.core.errors import EnvironmentFault, JobRejected
+from daemon.worker.faces import FaceFinder
+from daemon.worker.faces.analysis import decode_segment, face_threads
+from daemon.worker.faces.sampling import Samples
+from daemon.worker.faces.segments import final_rows, segments, smooth, smooth_range
 from daemon.worker.media.plan import make_plan
 from daemon.worker.media.probe import probe
 
@@ -82,17 +84,16 @@ def test_seeked_segments_deliver_the_serial_samples_byte_for_byte(tmp_path: Path
     cfg = media(face_every=2, face_threads=4)
     info = probe(video, cfg)
     plan = make_plan(info, 10.0, cfg, None, {})
-    small = replace(plan, width=80, height=60)
     shape = (60, 80) if pix_fmt == "gray" else (60, 80, 3)
     wanted = -(-plan.frames // 2)
     parts = segments(wanted, face_threads(cfg))
     assert len(parts) >= 3
-    finder, stop = FaceFinder(cfg, tmp_path / "fc"), threading.Event()
+    stop = threading.Event()
     every_frame, serial, parallel = Recorder(), Recorder(), Recorder()
-    finder._segment(info, small, _Samples(80, 60, pix_fmt, 7, every_frame), (0, plan.frames), 1, stop)
-    finder._segment(info, small, _Samples(80, 60, pix_fmt, 7, serial), (0, wanted), 2, stop)
+    decode_segment(cfg, info, plan, Samples(80, 60, pix_fmt, 7, every_frame), (0, plan.frames), 1, stop)
+    decode_segment(cfg, info, plan, Samples(80, 60, pix_fmt, 7, serial), (0, wanted), 2, stop)
     for part in parts:
-        finder._segment(info, small, _Samples(80, 60, pix_fmt, 7, parallel), part, 2, stop)
+        decode_segment(cfg, info, plan, Samples(80, 60, pix_fmt, 7, parallel), part, 2, stop)
     assert len(serial.frames) == len(parallel.frames) == wanted
     assert serial.frames[0].shape == shape
     # sampling (select before scale) yields the very pixels of frames 0, 2, 4... of a full decode
@@ -104,7 +105,7 @@ def test_seeked_segments_deliver_the_serial_samples_byte_for_byte(tmp_path: Path
 @pytest.mark.slow
 def test_segmented_boxes_match_one_serial_pass_on_a_moving_portrait(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from daemon.worker import facepass
+    from daemon.worker.faces import analysis
 
     video = g.astronaut_clip(tmp_path / "astro.mp4", seconds=10, size=256)
     info = probe(video, MediaConfig())
@@ -113,7 +114,7 @@ def test_segmented_boxes_match_one_serial_pass_on_a_moving_portrait(tmp_path: Pa
     segmented, cached = FaceFinder(cfg, tmp_path / "fc3").boxes(info, plan)
     first_end = segments(125, 3)[0][1]
     assert not cached and len(segments(125, 3)) > 1
-    monkeypatch.setattr(facepass, "segments", lambda wanted, threads: [(0, wanted)])
+    monkeypatch.setattr(analysis, "segments", lambda wanted, threads: [(0, wanted)])
     serial, _ = FaceFinder(cfg, tmp_path / "fc1").boxes(info, plan)
     assert serial.shape == segmented.shape == (250, 4)
     assert np.array_equal(serial[:, 0] < 0, segmented[:, 0] < 0)
@@ -141,6 +142,19 @@ def test_truncated_video_is_rejected_by_its_segment_and_no_decoder_is_left(tmp_p
     assert caught.value.code == "video_truncated" and "of its 100 frames" in str(caught.value)
     assert ffmpeg_children() == []
     assert not (tmp_path / "fc").exists() or not list((tmp_path / "fc").glob("*.npy"))
+
+
+def test_a_video_changed_under_the_face_pass_is_the_appliances_trouble_not_a_cut_off_file(tmp_path: Path) -> None:
+    video = g.clip(tmp_path / "v.mp4", seconds=4, size="128x96", audio=False, extra=("-movflags", "+faststart"))
+    cfg = media(face_every=1, face_threads=2)
+    info = probe(video, cfg)
+    plan = make_plan(info, 4.0, cfg, None, {})
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) // 2])  # the share now serves a shorter file than the probe read
+    with pytest.raises(EnvironmentFault) as caught:  # the job waits in staging/, nobody's file is blamed
+        FaceFinder(cfg, tmp_path / "fc").boxes(info, plan)
+    assert "changed size while the job ran" in str(caught.value)
+    assert ffmpeg_children() == []
 
 
 class Broken(Exception):

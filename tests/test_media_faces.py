@@ -10,8 +10,8 @@ import pytest
 from renderkit import render
 
 from daemon.core.config import MediaConfig
-from daemon.worker.facepass import smooth
 from daemon.worker.faces import FaceFinder
+from daemon.worker.faces.segments import smooth
 from daemon.worker.media.plan import make_plan
 from daemon.worker.media.probe import probe
 
@@ -88,14 +88,14 @@ def _portrait_samples(blank: int, faces: int) -> np.ndarray:
 
 def test_no_face_stretch_is_sampled_sparser_and_a_face_after_it_keeps_every_box(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from daemon.worker import faces
+    from daemon.worker.faces import lbp
 
     searches: list[int] = []
-    real = faces._search
-    monkeypatch.setattr(faces, "_search", lambda gray: searches.append(1) or real(gray))
+    real = lbp._search
+    monkeypatch.setattr(lbp, "_search", lambda gray: searches.append(1) or real(gray))
     frames = _portrait_samples(blank=44, faces=20)
-    analyse = faces._lbp_analyser()
-    got = np.concatenate([analyse(frames[a:a + faces.LBP_BATCH]) for a in range(0, 64, faces.LBP_BATCH)])
+    analyse = lbp.analyser()
+    got = np.concatenate([analyse(frames[a:a + lbp.LBP_BATCH]) for a in range(0, 64, lbp.LBP_BATCH)])
     assert np.isnan(got[:44]).all()
     assert not np.isnan(got[44:]).any()  # skipped samples before the first face found are filled back
     assert min(iou(b, EXPECTED + [32, 0, 32, 0]) for b in got[44:]) > 0.5
@@ -106,7 +106,7 @@ def test_no_face_stretch_is_sampled_sparser_and_a_face_after_it_keeps_every_box(
 def test_half_resolution_search_finds_a_large_face_and_refines_it_at_full_size() -> None:
     from skimage import data, transform
 
-    from daemon.worker.faces import detect
+    from daemon.worker.faces.lbp import detect
 
     big = transform.resize(data.astronaut().mean(axis=2) / 255.0, (512, 512))  # face ~93 px
     box = detect(big)

@@ -56,7 +56,7 @@ def test_the_first_frame_with_its_face_box_when_too_few_frames_have_a_face(tmp_p
     boxes[0] = (60, 40, 150, 140)
     cache = tmp_path / "facecache"
     cache.mkdir()
-    from daemon.worker.faces import content_hash
+    from daemon.worker.faces.cache import content_hash
 
     np.save(cache / f"{content_hash(result)}-25_1-256x256-e5-s256.npy", boxes)
     stats = {"frames": 25, "source_frames": 25, "fps": 25.0, "width": 256, "height": 256}

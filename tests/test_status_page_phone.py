@@ -22,7 +22,7 @@ from daemon.core import atomic, report
 from daemon.core.config import MediaConfig
 from daemon.housekeeping.board import HTML, Board
 from daemon.worker import preview
-from daemon.worker.faces import content_hash
+from daemon.worker.faces.cache import content_hash
 
 SHOTS = Path(os.environ.get("LIPSYNCD_TEST_SHOTS", "")) if os.environ.get("LIPSYNCD_TEST_SHOTS") else None
 

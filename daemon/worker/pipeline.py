@@ -26,10 +26,8 @@ import numpy as np
 from daemon.core.config import Config
 from daemon.worker.checkpoint import Checkpoint, fingerprint
 from daemon.worker.engines import frames as yuv
-from daemon.worker.engines.base import BoxStream, Chunk, Engine, face_tracking
-from daemon.worker.facepass import FacePass
-from daemon.worker.faces import FaceFinder
-from daemon.worker.fixedbox import FixedBoxes
+from daemon.worker.engines.base import Chunk, Engine, face_tracking
+from daemon.worker.faces import Boxes, FaceFinder, FixedBoxes
 from daemon.worker.media import encoder as enc
 from daemon.worker.media.cores import split
 from daemon.worker.media.decoder import FrameSource, read_model_audio
@@ -236,34 +234,6 @@ def _spans(plan: Plan, first_chunk: int, batch: int) -> Iterator[tuple[int, int]
         start, end = plan.chunk_range(i)
         for a in range(start, end, batch):
             yield a, min(batch, end - a)
-
-
-class Boxes:
-    """Face boxes per source frame as the renderer needs them: the face pass runs ahead in the
-    background and the engine's track (wav2lip: calibration, pads, smoothing) refines what it delivers.
-    `until(n)` waits (timed as "faces") until rows 0..n-1 are final."""
-
-    def __init__(self, faces: FacePass, timings: dict[str, float], track: BoxStream | None = None) -> None:
-        self.faces, self.track, self.timings = faces, track, timings
-        self.count, self.cached = faces.count, faces.cached
-        self.rows = np.full((faces.count, 4), -1, np.int32)
-        self.final = 0
-        self._fed = 0  # rows of the face pass handed to the track
-
-    def until(self, frames: int) -> np.ndarray:
-        with _timed(self.timings, "faces"):
-            while self.final < min(frames, self.count):
-                raw = self.faces.until(max(frames, self._fed + 1))
-                new, self._fed = raw[self._fed:self.faces.final], self.faces.final
-                out = new if self.track is None else self.track.push(new)
-                if self.track is not None and self._fed == self.count:
-                    out = np.concatenate([out, self.track.finish()])
-                self.rows[self.final:self.final + len(out)] = out
-                self.final += len(out)
-        return self.rows
-
-    def close(self) -> None:
-        self.faces.close()
 
 
 @functools.lru_cache(maxsize=1)

@@ -90,7 +90,7 @@ def _job_id(job_dir: Path) -> str:
 
 def _cached_boxes(facecache: Path, video: Path) -> np.ndarray | None:
     """The face pass's boxes for `video` (output pixels, -1 rows: no face), newest cache entry first."""
-    from daemon.worker.faces import content_hash
+    from daemon.worker.faces.cache import content_hash
 
     key = content_hash(video)
     entries = sorted(facecache.glob(f"{key}-*.npy"), key=lambda p: p.stat().st_mtime, reverse=True)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from daemon.worker.faces import RgbDetector
+    from daemon.worker.faces.sampling import RgbDetector
 
 
 @dataclass

@@ -9,6 +9,7 @@ and threads started (a preexec_fn runs interpreter code between fork and exec).
 
 A child that hits a limit ends with a signal (SIGXCPU, SIGXFSZ) or an allocation/open error; `verdict`
 turns that into a JobRejected naming the file, and the box's own failure to start into EnvironmentFault.
+The box each child of a job gets, from its MediaInfo and Plan, is boxes.py's.
 """
 
 from __future__ import annotations
@@ -26,15 +27,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from daemon.core import messages
 from daemon.core.config import MediaConfig
 from daemon.core.errors import EnvironmentFault, JobRejected, LipsyncError
-
-if TYPE_CHECKING:  # probe and plan import process, which imports us
-    from daemon.worker.media.plan import Plan
-    from daemon.worker.media.probe import MediaInfo
 
 log = logging.getLogger(__name__)
 
@@ -149,35 +145,6 @@ def media_box(cfg: MediaConfig, subject: str, tool: str, *, pixels: int, seconds
 def for_probe(cfg: MediaConfig, path: Path) -> Box:
     """ffprobe before anything is known: the largest accepted picture, the probe's timeout."""
     return media_box(cfg, path.name, "decoder", pixels=cfg.max_dimension ** 2, seconds=None, reads=(path,))
-
-
-def for_decoder(cfg: MediaConfig, info: MediaInfo, plan: Plan) -> Box:
-    """A decoder streaming the presenter's frames into a pipe: it writes no file."""
-    source = info.video.width * info.video.height if info.video else 0
-    return media_box(cfg, info.path.name, "decoder", pixels=max(source, plan.width * plan.height),
-                     seconds=plan.source_frames * plan.fps_den / plan.fps_num, reads=(info.path,))
-
-
-def for_sound(cfg: MediaConfig, info: MediaInfo, seconds: float, workdir: Path, file_bytes: int) -> Box:
-    """A child decoding the speech track into a file of at most `file_bytes` in `workdir`."""
-    return media_box(cfg, info.path.name, "decoder", pixels=0, seconds=seconds, file_bytes=file_bytes,
-                     reads=(info.path,), writes=(workdir,))
-
-
-def for_encoder(cfg: MediaConfig, plan: Plan, workdir: Path) -> Box:
-    """The segment encoder: each segment at most twice its chunk's raw yuv420p size (even a lossless
-    encode of noise stays near the raw size); it reads only our pipe. The mux's cap is the tight one."""
-    segment = 2 * plan.frame_bytes * plan.chunk_frames + MiB
-    return media_box(cfg, f"{workdir.parent.name} (its rendered video)", "encoder",
-                     pixels=plan.width * plan.height, seconds=plan.audio_s, file_bytes=segment,
-                     writes=(workdir,))
-
-
-def for_mux(cfg: MediaConfig, plan: Plan, parts: Sequence[Path], workdir: Path, output: Path) -> Box:
-    """The final mux: its result is the segments and the track copied, so that is its size cap."""
-    expected = sum(p.stat().st_size for p in parts if p.exists())
-    return media_box(cfg, f"{workdir.parent.name} (its result)", "encoder", pixels=0, seconds=plan.audio_s,
-                     file_bytes=expected + expected // 50 + MiB, reads=(workdir,), outputs=(output,))
 
 
 def memory_for(pixels: int, cores: int) -> int:

@@ -3,7 +3,8 @@
 One ffmpeg child decodes forward from a source position; the filter graph makes every input look the
 same (constant rate, upright, even size, 8-bit 4:2:0). Backward runs (ping-pong loops) are decoded
 forward in blocks from a seek point and flipped in memory, so memory stays one block whatever the length.
-A decoder that ends early is checked against the expected count: a truncated faststart MP4 exits 0.
+A decoder that ends early is checked against the expected count (shortfall.py): a truncated faststart
+MP4 exits 0.
 """
 
 from __future__ import annotations
@@ -12,33 +13,23 @@ import functools
 import io
 import logging
 import math
-import os
 import threading
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from daemon.core import messages
 from daemon.core.config import MediaConfig
-from daemon.core.errors import EnvironmentFault, JobRejected, ShareUnreachable, is_unreachable
-from daemon.worker.media import box, process
+from daemon.core.errors import EnvironmentFault, JobRejected
+from daemon.worker.media import boxes, process
 from daemon.worker.media import commandline as cl
 from daemon.worker.media.commandline import Filter, chain_text
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import STILL_FORMAT, MediaInfo
+from daemon.worker.media.shortfall import cut_off, tolerance
 
 log = logging.getLogger(__name__)
-
-messages.register({
-    "video_truncated": {
-        "en": ("The video {name} ends early: only {got} of its {expected} frames could be decoded, "
-               "so the file is probably cut off ({size}).",
-               "Copy or export the video again (let the copy finish) and submit the job again."),
-        "zh": ("视频 {name} 提前结束：{expected} 帧中只能解码 {got} 帧，文件可能不完整（{size}）。",
-               "请重新复制或导出该视频（等待复制完成）后重新提交。"),
-    },
-})
 
 REVERSE_BLOCK = 64  # frames decoded forward, then flipped, per backward step
 
@@ -50,11 +41,29 @@ def has_filter(ffmpeg: str, name: str) -> bool:
     return any(line.split()[1:2] == [name] for line in done.stdout.decode("utf-8", "replace").splitlines())
 
 
-def filters(plan: Plan, ffmpeg: str, every: int = 1, pix_fmt: str = "yuv420p") -> list[Filter]:
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames a decoder writes and how: every Nth, at what size and pixel format, deinterlaced or
+    not. The renderer's is the plan's (`rendered`); the face pass asks for small samples of its own."""
+
+    every: int
+    width: int
+    height: int
+    pix_fmt: str  # "yuv420p" to render; "gray" | "rgb24" for a detector
+    deinterlace: bool = False
+
+    @classmethod
+    def rendered(cls, plan: Plan) -> Sampling:
+        """Every frame at the plan's size, yuv420p, deinterlaced where the plan says so."""
+        return cls(1, plan.width, plan.height, "yuv420p", plan.deinterlace)
+
+
+def filters(plan: Plan, ffmpeg: str, sampling: Sampling | None = None) -> list[Filter]:
     """The normalising chain: deinterlace, constant rate, the ticket's crop, [every Nth frame], output
-    size, pixel format."""
+    size, pixel format; `sampling` (default: the plan's own) decides deinterlacing and the last three."""
+    frames = sampling or Sampling.rendered(plan)
     steps = []
-    if plan.deinterlace:
+    if frames.deinterlace:
         if has_filter(ffmpeg, "bwdif"):
             steps.append(Filter("bwdif"))
         else:
@@ -67,13 +76,13 @@ def filters(plan: Plan, ffmpeg: str, every: int = 1, pix_fmt: str = "yuv420p") -
     if plan.crop is not None:
         x, y, w, h = plan.crop
         steps.append(Filter("crop", (w, h, x, y), {"exact": 1}))
-    if every > 1:
+    if frames.every > 1:
         # select counts frames from the seek point, so a seek to a multiple of `every` keeps sample k at
         # frame k·every. After fps (indices are output frames), before scale: the other frames are never
         # scaled (measured: 6.3 → 4.8 s for 60 s of 1080p at face_every 5 on the 2-core dev box)
-        steps.append(Filter("select", (f"not(mod(n,{every}))",)))  # ffmpeg-python escapes the comma
-    steps += [Filter("scale", (plan.width, plan.height), {"flags": "bicubic"}), Filter("setsar", (1,)),
-              Filter("format", (pix_fmt,))]
+        steps.append(Filter("select", (f"not(mod(n,{frames.every}))",)))  # ffmpeg-python escapes the comma
+    steps += [Filter("scale", (frames.width, frames.height), {"flags": "bicubic"}), Filter("setsar", (1,)),
+              Filter("format", (frames.pix_fmt,))]
     return steps
 
 
@@ -82,9 +91,11 @@ def filter_graph(plan: Plan, ffmpeg: str) -> str:
     return chain_text(filters(plan, ffmpeg))
 
 
-def decode_argv(cfg: MediaConfig, info: MediaInfo, plan: Plan, src_start: int, count: int, *,
-                every: int = 1, pix_fmt: str = "yuv420p") -> list[str]:
-    """ffmpeg writing `count` raw frames on stdout: source frames src_start, src_start+every, ..."""
+def decode_argv(cfg: MediaConfig, info: MediaInfo, plan: Plan, src_start: int, count: int,
+                sampling: Sampling | None = None) -> list[str]:
+    """ffmpeg writing `count` raw frames on stdout: source frames src_start, src_start+every, ... (every
+    frame at the plan's size unless `sampling` says otherwise)."""
+    sampling = sampling or Sampling.rendered(plan)
     ffmpeg = process.resolve(cfg.ffmpeg)
     options: dict[str, object] = {"protocol_whitelist": "file"}
     if src_start:
@@ -94,10 +105,10 @@ def decode_argv(cfg: MediaConfig, info: MediaInfo, plan: Plan, src_start: int, c
     else:
         options["format_whitelist"] = ",".join(cfg.video_formats)
     index = info.video.index if info.video else 0
-    chain = filters(plan, ffmpeg, every, pix_fmt)
+    chain = filters(plan, ffmpeg, sampling)
     video = cl.apply(cl.source("file:" + str(info.path), index, **options), chain)
     out = cl.output(video, "pipe:1", {"an": None, "sn": None, "dn": None, "fps_mode": "passthrough",
-                                      "frames:v": count, "f": "rawvideo", "pix_fmt": pix_fmt})
+                                      "frames:v": count, "f": "rawvideo", "pix_fmt": sampling.pix_fmt})
     return cl.argv(ffmpeg, out)
 
 
@@ -122,7 +133,7 @@ class _Stream:
         self.ended = False
         argv = decode_argv(cfg, info, plan, pos, plan.source_frames - pos)
         self.child = process.Child(argv, stdout=True, pipe_size=cfg.pipe_bytes, name="ffmpeg-decode",
-                                   box=box.for_decoder(cfg, info, plan))
+                                   box=boxes.for_decoder(cfg, info, plan))
         self.child.__enter__()
 
     def read(self, out: np.ndarray) -> int:
@@ -150,7 +161,7 @@ class FrameSource:
         self._still: np.ndarray | None = None
         self._last: np.ndarray | None = None
         self._halted = threading.Event()
-        self.tolerance = max(3, round(plan.fps / 2))  # container durations may overstate by ~½ s
+        self.tolerance = tolerance(plan)
 
     def read(self, start: int, count: int, out: np.ndarray) -> None:
         for run in self.plan.runs(start, start + count):
@@ -222,32 +233,7 @@ class FrameSource:
         tail = stream.child.stderr_tail().strip().splitlines()[-1:] if stream else []
         log.warning("%s: decoded %d of %d frames; ffmpeg said: %s", self.info.path.name, reached, expected,
                     tail)
-        _still_readable(self.info.path, self.info.size)  # a vanished share is not a cut-off file
-        if reached == 0:  # not one picture: an unsupported codec or garbage, not a cut-off file
-            codec = self.info.video.codec if self.info.video else "unknown"
-            raise JobRejected("media_unreadable", name=self.info.path.name,
-                              detail=f"its picture ({codec}) cannot be decoded by this appliance")
-        raise JobRejected("video_truncated", name=self.info.path.name, got=reached, expected=expected,
-                          size=f"{self.info.size / 1e6:.1f} MB")
-
-
-def _still_readable(path: Path, size: int) -> None:
-    """EnvironmentFault unless `path` still reads at its last byte with the size it was probed with.
-
-    A decoder also ends early when the share under it dies (EIO, ENOTCONN...) or when the file is
-    changed under us: neither is the producer's file being cut off, and neither may fail the job."""
-    try:
-        with open(path, "rb") as fh:
-            now = os.fstat(fh.fileno()).st_size
-            fh.seek(max(0, now - 1))
-            fh.read(1)
-    except OSError as exc:
-        if is_unreachable(exc):
-            raise ShareUnreachable(f"the share is unreachable: {path.name} cannot be read "
-                                   f"({exc.strerror})") from exc
-        raise EnvironmentFault(f"{path.name} cannot be read any more: {exc.strerror}") from exc
-    if size and now != size:
-        raise EnvironmentFault(f"{path.name} changed size while the job ran ({size} → {now} bytes)")
+        cut_off(self.info, reached, expected)
 
 
 def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: float) -> tuple[int, int]:
@@ -261,7 +247,7 @@ def read_model_audio(cfg: MediaConfig, info: MediaInfo, dest: Path, timeout_s: f
     tmp = dest.with_name(dest.name + ".tmp")
     try:
         longest = cfg.max_duration_min * 60 + 1
-        sound_box = box.for_sound(cfg, info, min(info.duration or longest, longest), dest.parent,
+        sound_box = boxes.for_sound(cfg, info, min(info.duration or longest, longest), dest.parent,
                                   64000 * math.ceil(longest) + 65536)
         done = process.run(speech_argv(cfg, info, tmp), timeout_s, box=sound_box)
     except process.ChildTimeout:

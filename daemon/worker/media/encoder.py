@@ -17,7 +17,7 @@ import numpy as np
 
 from daemon.core.config import MediaConfig
 from daemon.core.errors import EnvironmentFault
-from daemon.worker.media import box, process
+from daemon.worker.media import boxes, process
 from daemon.worker.media.lane import Lane
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import MediaInfo
@@ -130,7 +130,7 @@ class SegmentEncoder:
         start, end = self.plan.chunk_range(self._next)
         argv = encode_argv(self.cfg, self.plan, self.workdir, self._next, self.threads)
         self._lanes.append(Lane(argv, self._next, end - start, self.cfg.pipe_bytes, self.chunk_timeout_s,
-                                self._free, box.for_encoder(self.cfg, self.plan, self.workdir)))
+                                self._free, boxes.for_encoder(self.cfg, self.plan, self.workdir)))
         self._next += 1
 
     @staticmethod
@@ -174,7 +174,7 @@ class AudioTrack:
                 "-t", f"{plan.audio_s:.6f}", "-f", "mp4", "file:" + str(self._tmp)]
         most = int(cfg.audio_bitrate_k * 125 * plan.audio_s * 2)  # twice the nominal bitrate
         self.child = process.Child(argv, name="ffmpeg-audio",
-                                   box=box.for_sound(cfg, audio, plan.audio_s, workdir, most))
+                                   box=boxes.for_sound(cfg, audio, plan.audio_s, workdir, most))
         self.child.__enter__()
 
     def wait(self) -> Path:
@@ -213,7 +213,7 @@ def mux(cfg: MediaConfig, plan: Plan, workdir: Path, audio: Path, output: Path) 
     try:
         parts = [segment_path(workdir, i) for i in range(plan.chunks)] + [audio]
         done = process.run(argv, 60 + cfg.timeout_factor * plan.audio_s / 4,
-                           box=box.for_mux(cfg, plan, parts, workdir, output))
+                           box=boxes.for_mux(cfg, plan, parts, workdir, output))
     except process.ChildTimeout as exc:
         raise EnvironmentFault(f"muxing the result timed out: {exc}") from None
     if done.returncode != 0:

@@ -146,7 +146,7 @@ class FaceFinder:
 
 
 class SampleDetector:
-    """S3FD as the pipeline's face pass sees it (daemon.worker.faces.RgbDetector): numpy in, numpy out."""
+    """S3FD as the pipeline's face pass sees it (daemon.worker.faces.sampling.RgbDetector): numpy in, numpy out."""
 
     name = "s3fd"  # boxes come back calibrated to S3FD geometry already
 

@@ -1,7 +1,7 @@
 """The ticket's `face_box`: one face box for every frame, given by the producer; no detection runs.
 
 Upstream inference.py's `--box` ("last resort" for presenters the detector misses): the box is used
-as given, without pads or smoothing. It stands in for the pipeline's face boxes (`Boxes`).
+as given, without pads or smoothing. It stands in for the detected boxes (`Boxes`, track.py).
 """
 
 from __future__ import annotations
