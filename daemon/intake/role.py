@@ -310,11 +310,10 @@ class Intake:
 
 def run(config: Config, args: argparse.Namespace) -> int:
     stop = Stopper()
-    stop.install()  # before recovery: a SIGTERM during it must finish it, not kill us half-way
+    # before recovery: a SIGTERM while it completes a crashed transaction finishes it, then exits 0
+    stop.install()
     share = Share(Path(config.share.root))
     share.prepare()
-    stop = Stopper()
-    stop.install()  # before recovery: a SIGTERM while it completes a crashed transaction still exits 0
     intake = Intake(config, share)
     intake.start()
     wake = threading.Event()
