@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from chat_server import DING_SECRET, FEISHU_SECRET, TOKEN, WECOM_KEY, ChatServer
 
-from daemon.sentinel.alert import cut_utf8
-from daemon.sentinel.robots import Delivery, DingTalkRobot, FeishuRobot, JsonWebhook, WeComRobot
+from daemon.sentinel.alerts.alert import cut_utf8
+from daemon.sentinel.alerts.robots import Delivery, DingTalkRobot, FeishuRobot, JsonWebhook, WeComRobot
 
 
 @pytest.fixture

@@ -23,9 +23,9 @@ from chat_server import ChatServer
 from test_sentinel_patrol import make_config, webhook
 
 from daemon.core import heartbeat
+from daemon.sentinel.managers.supervision import ProgramState
+from daemon.sentinel.managers.supervisord import Supervisord
 from daemon.sentinel.role import Role
-from daemon.sentinel.supervision import ProgramState
-from daemon.sentinel.supervisord import Supervisord
 
 REPO = Path(__file__).resolve().parents[1]
 SUPERVISORD = Path(sys.executable).parent / "supervisord"

@@ -17,15 +17,17 @@ from dataclasses import dataclass, field
 from daemon.core import history
 from daemon.core.config import Config
 from daemon.core.heartbeat import Heartbeat
-from daemon.sentinel import status, wording
-from daemon.sentinel.alert import Severity, cut_utf8
+from daemon.sentinel import status
+from daemon.sentinel.alerts import wording
+from daemon.sentinel.alerts.alert import Severity, cut_utf8
+from daemon.sentinel.alerts.outbox import Outbox
 from daemon.sentinel.cpu import CpuMeter
 from daemon.sentinel.gpu import GpuLost, NvmlProbe
 from daemon.sentinel.incidents import Change, IncidentBook
 from daemon.sentinel.lane import Lane
-from daemon.sentinel.outbox import Outbox
+from daemon.sentinel.managers import hand_start
+from daemon.sentinel.managers.supervision import ProcessManager
 from daemon.sentinel.retry import RestartRetry
-from daemon.sentinel.supervision import ProcessManager
 from daemon.sentinel.survey import FailedJob, Survey, Surveyor
 from daemon.sentinel.verdict import Health, Limits, Verdict, judge
 
@@ -199,7 +201,7 @@ class Patrol:
         if retry.needs_human:
             self._condition(f"restartfail:{watch.key}", True, "restart_failed", Severity.CRITICAL, now,
                             worker=watch.worker, reason=verdict.reason, manager=self.manager.kind,
-                            attempts=retry.failures, error=retry.error, how=self._how(watch),
+                            attempts=retry.failures, error=retry.error, how=hand_start(self.manager, watch.worker),
                             retry=f"{wait:.0f}")
         return f"Restart through {self.manager.kind} FAILED: {retry.error}. Asking again in {wait:.0f} s."
 
@@ -235,7 +237,8 @@ class Patrol:
         if changes[0][1] in (Change.OPENED, Change.REMINDER):
             why = (f"{len(watch.restarts)} restarts within {self.cfg.restart_window_min:g} min did not help"
                    if watch.looped else f"{self.manager.kind} reports {verdict.reason}")
-            self._send("gave_up", gone_key, Severity.CRITICAL, now, why=why, how=self._how(watch), **params)
+            self._send("gave_up", gone_key, Severity.CRITICAL, now, why=why,
+                       how=hand_start(self.manager, watch.worker), **params)
         if changes[1][1] is Change.OPENED:
             self._send("stalled", stall_key, Severity.WARNING, now, action=action, **params)
         elif changes[1][1] is Change.REMINDER:
@@ -244,12 +247,6 @@ class Patrol:
         if any(c is Change.RESOLVED for _k, c in changes):
             self._send("recovered", stall_key, Severity.RESOLVED, now, minutes=_minutes(now - opened_at),
                        **params)
-
-    def _how(self, watch: Watch) -> str:
-        return {"supervisord": f"supervisorctl start {getattr(self.manager, 'template', '')}",
-                "systemd": "systemctl reset-failed + start the worker unit",
-                "up": f"restart lipsyncd up or touch .lipsyncd/control/restart-worker-{watch.worker}",
-                }.get(self.manager.kind, "start the worker again")
 
     # --- other conditions ---------------------------------------------------------------------------
     def _tally(self, survey: Survey) -> None:

@@ -19,43 +19,17 @@ from pathlib import Path
 from daemon.core.config import Config
 from daemon.core.lifecycle import Stopper, run_until_stopped
 from daemon.core.notify import Notifier
-from daemon.sentinel import metrics, status, wording
-from daemon.sentinel.alert import Severity
-from daemon.sentinel.channels import build_outbox, language
+from daemon.sentinel import metrics, status
+from daemon.sentinel.alerts import wording
+from daemon.sentinel.alerts.alert import Severity
+from daemon.sentinel.alerts.channels import build_outbox, language
 from daemon.sentinel.gpu import NvmlProbe
 from daemon.sentinel.lane import Lane
+from daemon.sentinel.managers import pick_manager
+from daemon.sentinel.managers.supervision import ProcessManager
 from daemon.sentinel.patrol import Patrol
-from daemon.sentinel.supervision import NoManager, ProcessManager
-from daemon.sentinel.supervisord import Supervisord
-from daemon.sentinel.systemctl import Systemd
-from daemon.sentinel.upcontrol import UpControl
 
 log = logging.getLogger(__name__)
-
-
-def pick_manager(config: Config, env: Mapping[str, str]) -> ProcessManager:
-    """The configured process manager; "auto" looks at how we ourselves were started."""
-    cfg, internal = config.watchdog, config.root / ".lipsyncd"
-    kind = cfg.process_manager
-    if kind == "auto":
-        if env.get("LIPSYNCD_UP") or (internal / "control" / "up.json").exists():
-            kind = "up"
-        elif env.get("SUPERVISOR_ENABLED"):
-            kind = "supervisord"
-        elif env.get("INVOCATION_ID"):  # set by systemd for every service it starts
-            kind = "systemd"
-        else:
-            kind = "none"
-    if kind == "up":
-        return UpControl(internal)
-    if kind == "supervisord":
-        # the supervisord that started us says where it listens, also when process_manager names it
-        url = env.get("SUPERVISOR_SERVER_URL") or cfg.supervisord_url
-        return Supervisord(url, cfg.supervisord_program, cfg.manager_timeout_s)
-    if kind == "systemd":
-        return Systemd(cfg.systemctl, cfg.systemd_unit, cfg.manager_timeout_s)
-    log.warning("no process manager (watchdog.process_manager = none): stalls are alerted, not restarted")
-    return NoManager()
 
 
 class Role:

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from daemon.sentinel.alert import Alert, cut_utf8
-from daemon.sentinel.bucket import TokenBucket
-from daemon.sentinel.robots import Delivery, Outcome, Robot
+from daemon.sentinel.alerts.alert import Alert, cut_utf8
+from daemon.sentinel.alerts.bucket import TokenBucket
+from daemon.sentinel.alerts.robots import Delivery, Outcome, Robot
 
 log = logging.getLogger(__name__)
 
