@@ -27,7 +27,6 @@ STDLIB = sys.stdlib_module_names | {"tomli"}  # tomli: the stdlib's tomllib, on 
 # until its line here goes. (module, imported name): why it is not fixed yet.
 KNOWN = {
     ("daemon.core.lease", "psutil"): "process start time and liveness; a stdlib /proc reader would replace it",
-    ("daemon.intake.role", "daemon.housekeeping.keeper"): "intake starts the housekeeper in its own process",
 }
 
 
