@@ -56,7 +56,7 @@ class Courier:
         self.name = robot.name
         self.digest_title = DIGEST_TITLES.get(language, DIGEST_TITLES["en"])
         self.bucket = TokenBucket(per_minute, capacity, clock())
-        self.limit_bytes = min(limit_bytes, int(getattr(robot, "limit_bytes", limit_bytes)))
+        self.limit_bytes = min(limit_bytes, robot.limit_bytes)
         self.health = Health()
         self.pending: list[Alert] = []
         self._lock = threading.Lock()

@@ -46,7 +46,8 @@ class Outcome:
 
 
 class Robot(Protocol):
-    name: str
+    name: str  # its [alerts.<name>] table, and the channel's name in status, metrics and the outbox
+    limit_bytes: int  # the most message bytes the vendor takes: digests and cuts keep under it
 
     def send(self, title: str, text: str) -> Outcome: ...
 
