@@ -201,9 +201,12 @@ def _worker_stack(ctx: Context) -> str:
 
 
 def _channels(ctx: Context) -> str:
-    names = [getattr(r, "name", "?") for r in _robots(ctx.config)]
+    from daemon.sentinel.alerts.robots import VENDORS
+
+    names = [r.name for r in _robots(ctx.config)]
     if not names:
-        raise Skip("no chat robot configured ([alerts.dingtalk] / wecom / feishu / webhook): alerts only go to "
+        first, *rest = VENDORS
+        raise Skip(f"no chat robot configured ([alerts.{first}] / {' / '.join(rest)}): alerts only go to "
                    "the watchdog log")
     return f"configured: {', '.join(names)} (use --send-test-alert to send each one a message)"
 

@@ -66,8 +66,9 @@ def build_outbox(config: Config, host: str, lane: Lane | None,
                 for robot, per_minute in filter(None, built)]
     journal = logs.host_folder(internal, host) / "alerts.jsonl"  # one per host: hosts never share a file
     if not couriers:
-        tables = " / ".join(f"[alerts.{name}]" for name in VENDORS)
-        log.warning("no chat robot configured (%s): alerts go to the log and %s only", tables, journal)
+        first, *rest = VENDORS
+        log.warning("no chat robot configured ([alerts.%s] / %s): alerts go to the log and %s only", first,
+                    " / ".join(rest), journal)
     return Outbox(couriers, store, journal, lane, logs.Rotation.of(config.general))
 
 
