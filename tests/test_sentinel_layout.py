@@ -38,3 +38,9 @@ def test_watchdog_starts_without_torch_or_numpy() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=SENTINEL.parents[1], capture_output=True,
                          text=True, timeout=60, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_sentinel_folder_is_a_package_so_the_wheel_ships_it() -> None:
+    folders = {p.parent for p in SENTINEL.rglob("*.py")}
+    assert {SENTINEL / "alerts", SENTINEL / "alerts" / "robots", SENTINEL / "managers"} <= folders
+    assert [f for f in folders if not (f / "__init__.py").is_file()] == []  # setuptools' find skips them
