@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from daemon.core import atomic, heartbeat  # noqa: E402
 from daemon.core.config import load_config  # noqa: E402
+from daemon.sentinel.managers.supervision import NoManager  # noqa: E402
 from daemon.sentinel.role import Role  # noqa: E402
-from daemon.sentinel.supervision import NoManager  # noqa: E402
 
 
 def main() -> None:

@@ -65,7 +65,7 @@ def main() -> None:
             role.step()
             os.kill(pid, signal.SIGSTOP)
             stopped = time.monotonic()
-            watch = role.patrol.watches["gpu0"]
+            watch = role.patrol.workers.watches["gpu0"]
             before = watch.restart_at
             while watch.restart_at == before:
                 role.step()

@@ -112,10 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _dispatch(name: str) -> Command:
     # imported lazily: intake and watchdog never import torch or the media stack
-    if name == "intake":
-        from daemon.intake.role import run as intake_run
-
-        return intake_run
     if name == "worker":
         from daemon import extras
 
@@ -128,7 +124,8 @@ def _dispatch(name: str) -> Command:
     from daemon import configview, submit, tasks
 
     return {"config": configview.show, "up": tasks.up, "status": tasks.status, "submit": submit.submit,
-            "retry": tasks.retry, "doctor": tasks.doctor, "probe": tasks.probe, "watchdog": tasks.watchdog}[name]
+            "retry": tasks.retry, "doctor": tasks.doctor, "probe": tasks.probe, "intake": tasks.intake,
+            "watchdog": tasks.watchdog}[name]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,12 +18,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from daemon import doctor_manager, doctor_media, extras
 from daemon.core.config import Config, find_config_file
 from daemon.core.errors import LipsyncError
 from daemon.core.share import INTERNAL, STATE_FOLDERS, Share
 from daemon.verdicts import Fail, Skip, Warn
+
+if TYPE_CHECKING:  # the robots import requests: only when a check needs them
+    from daemon.sentinel.alerts.robots import Robot
 
 __all__ = ["CHECKS", "Check", "Context", "Fail", "Skip", "Warn", "doctor"]
 
@@ -197,9 +201,12 @@ def _worker_stack(ctx: Context) -> str:
 
 
 def _channels(ctx: Context) -> str:
-    names = [getattr(r, "name", "?") for r in _robots(ctx.config)]
+    from daemon.sentinel.alerts.robots import VENDORS
+
+    names = [r.name for r in _robots(ctx.config)]
     if not names:
-        raise Skip("no chat robot configured ([alerts.dingtalk] / wecom / feishu / webhook): alerts only go to "
+        first, *rest = VENDORS
+        raise Skip(f"no chat robot configured ([alerts.{first}] / {' / '.join(rest)}): alerts only go to "
                    "the watchdog log")
     return f"configured: {', '.join(names)} (use --send-test-alert to send each one a message)"
 
@@ -235,10 +242,10 @@ def _face_detector(config: Config) -> str:
     return doctor_media.checkpoint(config, "face_detector_checkpoint")
 
 
-def _robots(config: Config) -> list[object]:
-    from daemon.sentinel.channels import build_outbox
+def _robots(config: Config) -> list[Robot]:
+    from daemon.sentinel.alerts.channels import build_outbox
 
-    quiet = logging.getLogger("daemon.sentinel.channels")
+    quiet = logging.getLogger("daemon.sentinel.alerts.channels")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # its "no robot configured" warning is our SKIP line here
     try:
@@ -256,18 +263,18 @@ TEST_ALERT = {"en": ("lipsyncd test alert from {host}",
 
 def _send_test_alerts(config: Config, quiet: bool) -> list[Verdict]:
     """One message per configured robot, sent now (no queue, no rate limit)."""
-    from daemon.sentinel.channels import language
+    from daemon.sentinel.alerts.channels import language
 
     host = config.general.host_name or socket.gethostname()
     title_t, text_t = TEST_ALERT.get(language(config), TEST_ALERT["en"])
     out = []
     for robot in _robots(config):
-        name = getattr(robot, "name", "?")
-        outcome = robot.send(title_t.format(host=host), text_t.format(host=host, channel=name))  # type: ignore[attr-defined]
+        name = robot.name
+        outcome = robot.send(title_t.format(host=host), text_t.format(host=host, channel=name))
         if outcome.delivery.value == "sent":
             out.append(Verdict(f"test alert {name}", "PASS", "delivered"))
         else:
-            hint = f" ({outcome.hint})" if getattr(outcome, "hint", "") else \
+            hint = f" ({outcome.hint})" if outcome.hint else \
                 " (this host's clock is off: fix NTP)" if outcome.clock_skew else ""
             out.append(Verdict(f"test alert {name}", "FAIL",
                                f"{outcome.delivery.value}, code {outcome.code}: {outcome.detail}{hint}"))

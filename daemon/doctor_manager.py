@@ -39,7 +39,7 @@ def process_manager(config: Config, env: dict[str, str] | None = None) -> str:
 
 
 def _supervisord(url: str, config: Config) -> str:
-    from daemon.sentinel.supervisord import Supervisord
+    from daemon.sentinel.managers.supervisord import Supervisord
 
     if url.startswith("unix://"):
         _socket_accepts(Path(url.removeprefix("unix://")), url)
@@ -84,7 +84,7 @@ def _systemd(config: Config) -> str:
 
 
 def _polkit_allows(config: Config) -> str:
-    from daemon.sentinel.supervision import expand
+    from daemon.sentinel.managers.supervision import expand
 
     unit, user = expand(config.watchdog.systemd_unit, "gpu0"), _service_user()
     try:

@@ -53,6 +53,17 @@ def worker_gpus(config: Config) -> list[str]:
         return ["0"]
 
 
+def intake(config: Config, args: argparse.Namespace) -> int:
+    """The intake role with the share's housekeeping (status board, retention) beside its scans.
+
+    Once per share and never on the GPU hosts' workers: the shell wires the two rooms together.
+    """
+    from daemon.housekeeping.keeper import Housekeeper
+    from daemon.intake.role import run
+
+    return run(config, args, beside=Housekeeper(config))
+
+
 def watchdog(config: Config, args: argparse.Namespace) -> int:
     from daemon.sentinel.role import run
 

@@ -179,7 +179,7 @@ class SupervisorLab:
         return f"unix://{self.sockdir}/supervisor.sock"
 
     def rpc(self):  # type: ignore[no-untyped-def]
-        from daemon.sentinel.supervisord import Supervisord
+        from daemon.sentinel.managers.supervisord import Supervisord
 
         return Supervisord(self.url, "lipsyncd-worker:lipsyncd-worker-{n}", 10).proxy.supervisor
 

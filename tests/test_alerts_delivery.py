@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from chat_server import DING_SECRET, FEISHU_SECRET, ChatServer
 
-from daemon.sentinel import courier as courier_mod
-from daemon.sentinel.alert import Alert, Severity
-from daemon.sentinel.courier import Courier
-from daemon.sentinel.outbox import Outbox, Store
-from daemon.sentinel.robots import Delivery, DingTalkRobot, FeishuRobot, WeComRobot
+from daemon.sentinel.alerts import courier as courier_mod
+from daemon.sentinel.alerts.alert import Alert, Severity
+from daemon.sentinel.alerts.courier import Courier
+from daemon.sentinel.alerts.outbox import Outbox, Store
+from daemon.sentinel.alerts.robots import Delivery, DingTalkRobot, FeishuRobot, WeComRobot
 
 
 class FakeClock:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from chat_server import DING_SECRET, FEISHU_SECRET, TOKEN, WECOM_KEY, ChatServer
 
-from daemon.sentinel.alert import cut_utf8
-from daemon.sentinel.robots import Delivery, DingTalkRobot, FeishuRobot, JsonWebhook, WeComRobot
+from daemon.core.config import load_config
+from daemon.sentinel.alerts.alert import Alert, Severity, cut_utf8
+from daemon.sentinel.alerts.channels import build_outbox
+from daemon.sentinel.alerts.robots import VENDORS, Delivery, DingTalkRobot, FeishuRobot, JsonWebhook, WeComRobot
 
 
 @pytest.fixture
@@ -157,3 +160,32 @@ def test_cut_utf8_never_splits_a_character() -> None:
     for n in range(0, 40):
         cut = cut_utf8("语音驱动口型" * 3, n)
         assert len(cut.encode("utf-8")) <= max(n, 3) and "\ufffd" not in cut
+
+
+def test_every_robot_in_the_vendor_table_is_built_from_its_alerts_table_and_delivers(
+        server: ChatServer, tmp_path: Path) -> None:
+    urls = {"dingtalk": server.dingtalk_url, "wecom": server.wecom_url, "feishu": server.feishu_url,
+            "webhook": server.webhook_url}
+    assert list(urls) == list(VENDORS)  # a robot added to the table needs its server endpoint here
+    root = tmp_path / "share"
+    (root / ".lipsyncd").mkdir(parents=True)
+    assert build_outbox(load_config(None, str(root), env={}), "h1", None).couriers == []
+    # every secret key comes from the secrets file: each table's secret settings are what it may fill
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f"[dingtalk]\nwebhook = '{urls['dingtalk']}'\nsecret = '{DING_SECRET}'\n"
+                       f"[wecom]\nwebhook = '{urls['wecom']}'\n"
+                       f"[feishu]\nwebhook = '{urls['feishu']}'\nsecret = '{FEISHU_SECRET}'\n"
+                       f"[webhook]\nurl = '{urls['webhook']}'\n")
+    secrets.chmod(0o600)
+    env = {"LIPSYNCD_ALERTS_SECRETS_FILE": str(secrets), "LIPSYNCD_ALERTS_DINGTALK_KEYWORD": "lipsyncd"}
+    config = load_config(None, str(root), env=env)
+    outbox = build_outbox(config, "h1", None)
+    assert [c.name for c in outbox.couriers] == list(VENDORS)
+    for courier in outbox.couriers:
+        assert courier.robot.name == courier.name
+        assert courier.bucket.rate * 60 == pytest.approx(getattr(config.alerts, courier.name).per_minute)
+    outbox.put(Alert("test:table", Severity.WARNING, "table check", "one message per robot"))
+    for courier in outbox.couriers:
+        assert courier.pump(time.time()) is not None
+    assert sorted(r.platform for r in server.received) == sorted(VENDORS)
+    assert all("one message per robot" in r.text for r in server.received)

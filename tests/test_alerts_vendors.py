@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from chat_server import DING_SECRET, FEISHU_SECRET, ChatServer
 
-from daemon.sentinel.alert import Alert, Severity
-from daemon.sentinel.courier import Courier
-from daemon.sentinel.outbox import Store
-from daemon.sentinel.robots import Delivery, DingTalkRobot, FeishuRobot, WeComRobot
+from daemon.sentinel.alerts.alert import Alert, Severity
+from daemon.sentinel.alerts.courier import Courier
+from daemon.sentinel.alerts.outbox import Store
+from daemon.sentinel.alerts.robots import Delivery, DingTalkRobot, FeishuRobot, WeComRobot
 
 EVIL = "lesson *01* _draft_ [click](http://evil.example) <@all> <at user_id=\"all\"></at> #1 `x`"
 

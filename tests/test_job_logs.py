@@ -34,7 +34,7 @@ def test_every_line_about_a_job_starts_with_its_id_and_warnings_reach_errors_log
     for proc in (intake, worker, watchdog):
         for line in roles.log_of(proc).splitlines():
             match = HEADER.match(line)
-            if match is None or match.group(4) == "daemon.sentinel.outbox":
+            if match is None or match.group(4) == "daemon.sentinel.alerts.outbox":
                 continue  # alert bodies (multi-line, about workers and batches) are not job log lines
             message = match.group(5)
             for job in ids:

@@ -22,7 +22,7 @@ def _run(tmp_path: Path, body: str) -> tuple[list[str], list[str]]:
 
 def test_a_multi_line_alert_and_a_traceback_are_one_line_each(tmp_path: Path) -> None:
     stderr, written = _run(tmp_path, """
-log = logging.getLogger("daemon.sentinel.outbox")
+log = logging.getLogger("daemon.sentinel.alerts.outbox")
 log.warning("ALERT [critical] worker stalled key=k id=1\\nline two of the body\\nline three")
 try:
     raise ValueError("boom")

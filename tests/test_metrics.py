@@ -14,8 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.core import atomic, heartbeat, report
 from daemon.core.config import load_config
-from daemon.sentinel import metrics, wording
-from daemon.sentinel.alert import Severity
+from daemon.sentinel import metrics
+from daemon.sentinel.alerts import wording
+from daemon.sentinel.alerts.alert import Severity
 from daemon.sentinel.role import Role
 
 

@@ -84,8 +84,8 @@ def test_refused_restarts_are_retried_with_back_off_then_escalated_with_the_erro
 
 def test_supervisor_server_url_is_honoured_when_the_manager_is_named_and_errors_name_the_socket(
         tmp_path: Path) -> None:
-    from daemon.sentinel.role import pick_manager
-    from daemon.sentinel.supervisord import Supervisord
+    from daemon.sentinel.managers import pick_manager
+    from daemon.sentinel.managers.supervisord import Supervisord
 
     config = make_config(tmp_path / "share", process_manager="supervisord")
     sock = tmp_path / "elsewhere" / "supervisor.sock"  # supervisord's socket, not the default path

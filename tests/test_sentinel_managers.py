@@ -13,11 +13,11 @@ from pathlib import Path
 from test_sentinel_patrol import make_config
 
 from daemon.core import atomic
-from daemon.sentinel.role import pick_manager
-from daemon.sentinel.supervision import NoManager, ProgramState
-from daemon.sentinel.supervisord import Supervisord
-from daemon.sentinel.systemctl import Systemd
-from daemon.sentinel.upcontrol import UpControl
+from daemon.sentinel.managers import pick_manager
+from daemon.sentinel.managers.supervision import NoManager, ProgramState
+from daemon.sentinel.managers.supervisord import Supervisord
+from daemon.sentinel.managers.systemctl import Systemd
+from daemon.sentinel.managers.upcontrol import UpControl
 
 FAKE_SYSTEMCTL = """#!{python}
 import json, sys

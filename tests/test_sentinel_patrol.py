@@ -18,13 +18,13 @@ from chat_server import DING_SECRET, TOKEN, ChatServer
 from daemon.core import atomic, heartbeat
 from daemon.core.config import Config, load_config
 from daemon.core.heartbeat import Heartbeat
-from daemon.sentinel import courier as courier_mod
-from daemon.sentinel.channels import build_outbox
+from daemon.sentinel.alerts import courier as courier_mod
+from daemon.sentinel.alerts.channels import build_outbox
 from daemon.sentinel.gpu import GpuLost, GpuReading, NvmlProbe
 from daemon.sentinel.lane import Lane
+from daemon.sentinel.managers.supervision import ProgramView
 from daemon.sentinel.patrol import Patrol
 from daemon.sentinel.role import Role
-from daemon.sentinel.supervision import ProgramView
 
 
 class FakeClock:

@@ -1,9 +1,11 @@
-"""The watchdog as a real process: READY and WATCHDOG pings to a real notify socket, status file,
-clean exit on SIGTERM, exit 78 on a configuration error.
+"""The watchdog as a real process, started the way production starts it (`python -m daemon watchdog`):
+READY and WATCHDOG pings to a real notify socket, status file, clean exit on SIGTERM; on a configuration
+error it names the key and keeps watching on the fallback config, while a role that cannot run exits 78.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,13 +19,12 @@ from pathlib import Path
 from daemon.core import atomic
 
 REPO = Path(__file__).resolve().parents[1]
-# until `lipsyncd watchdog` exists in daemon.cli, start the role's own entry point
-LAUNCH = "import sys; from daemon.sentinel.role import main; sys.exit(main(sys.argv[1:]))"
 
 
-def spawn(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", LAUNCH, "--config", str(config)], cwd=REPO, text=True,
-                            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), **env},
+def spawn(config: Path, env: dict[str, str], *extra: str, role: str = "watchdog") -> subprocess.Popen[str]:
+    """`python -m daemon --config CONFIG [extra...] ROLE`: the same entry point as `lipsyncd ROLE`."""
+    return subprocess.Popen([sys.executable, "-m", "daemon", "--config", str(config), *extra, role], cwd=REPO,
+                            text=True, env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), **env},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -68,10 +69,34 @@ def test_watchdog_process_notifies_systemd_and_stops_cleanly(tmp_path: Path) -> 
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_configuration_error_exits_78_naming_the_key(tmp_path: Path) -> None:
+def test_configuration_error_is_named_and_the_watchdog_keeps_watching_while_intake_exits_78(
+        tmp_path: Path) -> None:
+    root = tmp_path / "share"
+    for name in ("inbox", "staging", "processing", "done", "failed", ".lipsyncd"):
+        (root / name).mkdir(parents=True)
     config = tmp_path / "config.toml"
     config.write_text("[alerts.dingtalk]\nper_minute = 25\n")  # the robot allows 20/min
-    proc = spawn(config, {})
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 78
-    assert "alerts.dingtalk.per_minute" in out and "at most 18" in out
+    intake = spawn(config, {}, "--root", str(root), role="intake")
+    out, _ = intake.communicate(timeout=60)
+    assert intake.returncode == 78
+    assert "alerts.dingtalk.per_minute" in out and "at most 18" in out, out
+    proc = spawn(config, {}, "--root", str(root))
+    try:
+        status_file = root / ".lipsyncd" / "roles" / "watchdog.json"
+        deadline = time.monotonic() + 60
+        while not (status_file.exists() and list(root.glob(".lipsyncd/logs/*/alerts.jsonl"))) \
+                and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()[0]  # still watching, on the fallback config
+        assert atomic.read_json(status_file)["pid"] == proc.pid
+        [journal] = root.glob(".lipsyncd/logs/*/alerts.jsonl")
+        [alert] = [a for line in journal.read_text().splitlines() if (a := json.loads(line))["key"] == "config"]
+        assert "alerts.dingtalk.per_minute" in alert["text"] and alert["severity"] == "critical", alert
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        out, _ = proc.communicate()
+        assert "alerts.dingtalk.per_minute" in out and "at most 18" in out, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

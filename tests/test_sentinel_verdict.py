@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 
 from daemon.core.heartbeat import Heartbeat
-from daemon.sentinel.bucket import TokenBucket
+from daemon.sentinel.alerts.bucket import TokenBucket
 from daemon.sentinel.incidents import Change, IncidentBook
-from daemon.sentinel.supervision import ProgramState, ProgramView, expand, worker_from
+from daemon.sentinel.managers.supervision import ProgramState, ProgramView, expand, worker_from
 from daemon.sentinel.verdict import Health, Limits, judge
 
 LIMITS = Limits(loading=600, idle=120, chunk=300, finalizing=200, stopping=100)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.sentinel.role import pick_manager
-from daemon.sentinel.supervision import ProgramState
-from daemon.sentinel.supervisord import Supervisord
+from daemon.sentinel.managers import pick_manager
+from daemon.sentinel.managers.supervision import ProgramState
+from daemon.sentinel.managers.supervisord import Supervisord
 
 REPO = Path(__file__).resolve().parents[1]
 BINARY = "/opt/lipsyncd/venv/bin/lipsyncd"

@@ -23,9 +23,9 @@ from chat_server import ChatServer
 from test_sentinel_patrol import make_config, webhook
 
 from daemon.core import heartbeat
+from daemon.sentinel.managers.supervision import ProgramState
+from daemon.sentinel.managers.supervisord import Supervisord
 from daemon.sentinel.role import Role
-from daemon.sentinel.supervision import ProgramState
-from daemon.sentinel.supervisord import Supervisord
 
 REPO = Path(__file__).resolve().parents[1]
 SUPERVISORD = Path(sys.executable).parent / "supervisord"
@@ -149,7 +149,7 @@ def test_stalled_worker_is_restarted_through_supervisord_and_beats_again(
         assert old is not None and old.state is ProgramState.RUNNING and old.pid
         os.kill(old.pid, signal.SIGSTOP)  # the worker hangs mid-job: no more progress, process still there
         stopped_at = time.monotonic()
-        wait_for(lambda: role.patrol.watches["gpu0"].restart_at is not None, 5, role.step)
+        wait_for(lambda: role.patrol.workers.watches["gpu0"].restart_at is not None, 5, role.step)
         detected_after = time.monotonic() - stopped_at
         assert detected_after < 1.0 + 1.0  # the chunk limit plus scheduling slack
         # supervisord TERMs, then KILLs the stopped process after stopwaitsecs, and we start it again

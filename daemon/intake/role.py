@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from daemon.core import atomic, history
 from daemon.core import ticket as tickets
@@ -22,7 +22,6 @@ from daemon.core.lifecycle import Stopper, run_until_stopped
 from daemon.core.notify import Notifier
 from daemon.core.share import Share
 from daemon.core.ticket import Ticket, printable
-from daemon.housekeeping.keeper import Housekeeper
 from daemon.intake import checks, layout, reasons, writers
 from daemon.intake.assembly import Assembler, NotReady, Transaction
 from daemon.intake.completeness import Completeness
@@ -308,13 +307,23 @@ class Intake:
             log.debug("could not write intake status: %s", exc)
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
+class Companion(Protocol):
+    """A loop the intake process runs beside its scans (the share's housekeeping, wired in by the shell)."""
+
+    failure: BaseException | None  # a bug that stopped it: the role exits non-zero
+
+    def start(self, stop: threading.Event, on_bug: Callable[[], None]) -> None: ...
+
+    def join(self, timeout: float = 10.0) -> None: ...
+
+
+def run(config: Config, args: argparse.Namespace, beside: Companion | None = None) -> int:
+    """`lipsyncd intake` (through the shell, which passes the housekeeper as `beside`)."""
     stop = Stopper()
-    stop.install()  # before recovery: a SIGTERM during it must finish it, not kill us half-way
+    # before recovery: a SIGTERM while it completes a crashed transaction finishes it, then exits 0
+    stop.install()
     share = Share(Path(config.share.root))
     share.prepare()
-    stop = Stopper()
-    stop.install()  # before recovery: a SIGTERM while it completes a crashed transaction still exits 0
     intake = Intake(config, share)
     intake.start()
     wake = threading.Event()
@@ -324,9 +333,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
              config.intake.scan_interval_s, config.intake.settle_s)
     notifier = Notifier()
     notifier.ready("watching inbox/")
-    # the status board and retention run once per share, beside the scans, never on the GPU hosts' workers
-    keeper = Housekeeper(config)
-    keeper.start(stop.event, stop.set)
+    if beside is not None:
+        beside.start(stop.event, stop.set)
 
     def step() -> bool:
         busy = intake.step()
@@ -338,13 +346,14 @@ def run(config: Config, args: argparse.Namespace) -> int:
         run_until_stopped(step, config.intake.scan_interval_s, stop, wake)
     finally:
         notifier.stopping()
-        keeper.join()
+        if beside is not None:
+            beside.join()
         if observer is not None:
             observer.stop()
             observer.join(timeout=5)
         hint.cancel()
-    if keeper.failure is not None:
-        raise keeper.failure  # a bug: cli's boundary logs it and exits non-zero
+    if beside is not None and beside.failure is not None:
+        raise beside.failure  # a bug: cli's boundary logs it and exits non-zero
     log.info("intake stopped")
     return 0
 

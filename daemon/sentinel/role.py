@@ -1,8 +1,8 @@
 """The watchdog role: build the patrol, outbox and process-manager adapter, then loop until stopped.
 
-`run(config, args)` is what `lipsyncd watchdog` calls (through daemon/cli.py); `main(argv)` is a second
-entry point with its own `--config`/`--root` parser, which tests/test_sentinel_process.py launches.
-Exit 78 on a configuration error (no restart loop).
+`run(config, args)` is what `lipsyncd watchdog` calls (through daemon/cli.py), on `Stopper` and
+`run_until_stopped` like every role. A config that does not load starts it on the fallback config instead
+(sentinel/fallback.py), so a broken config.toml is alerted rather than looped on.
 """
 
 from __future__ import annotations
@@ -10,55 +10,26 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import socket
-import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
 
-from daemon.core.config import Config, load_config
-from daemon.core.errors import EXIT_CONFIG, ConfigError
-from daemon.core.lifecycle import follow_parent
+from daemon.core.config import Config
+from daemon.core.lifecycle import Stopper, run_until_stopped
 from daemon.core.notify import Notifier
-from daemon.sentinel import metrics, status, wording
-from daemon.sentinel.alert import Severity
-from daemon.sentinel.channels import build_outbox, language
+from daemon.sentinel import metrics, status
+from daemon.sentinel.alerts import wording
+from daemon.sentinel.alerts.alert import Severity
+from daemon.sentinel.alerts.channels import build_outbox, language
 from daemon.sentinel.gpu import NvmlProbe
 from daemon.sentinel.lane import Lane
+from daemon.sentinel.managers import pick_manager
+from daemon.sentinel.managers.supervision import ProcessManager
 from daemon.sentinel.patrol import Patrol
-from daemon.sentinel.supervision import NoManager, ProcessManager
-from daemon.sentinel.supervisord import Supervisord
-from daemon.sentinel.systemctl import Systemd
-from daemon.sentinel.upcontrol import UpControl
 
 log = logging.getLogger(__name__)
-
-
-def pick_manager(config: Config, env: Mapping[str, str]) -> ProcessManager:
-    """The configured process manager; "auto" looks at how we ourselves were started."""
-    cfg, internal = config.watchdog, config.root / ".lipsyncd"
-    kind = cfg.process_manager
-    if kind == "auto":
-        if env.get("LIPSYNCD_UP") or (internal / "control" / "up.json").exists():
-            kind = "up"
-        elif env.get("SUPERVISOR_ENABLED"):
-            kind = "supervisord"
-        elif env.get("INVOCATION_ID"):  # set by systemd for every service it starts
-            kind = "systemd"
-        else:
-            kind = "none"
-    if kind == "up":
-        return UpControl(internal)
-    if kind == "supervisord":
-        # the supervisord that started us says where it listens, also when process_manager names it
-        url = env.get("SUPERVISOR_SERVER_URL") or cfg.supervisord_url
-        return Supervisord(url, cfg.supervisord_program, cfg.manager_timeout_s)
-    if kind == "systemd":
-        return Systemd(cfg.systemctl, cfg.systemd_unit, cfg.manager_timeout_s)
-    log.warning("no process manager (watchdog.process_manager = none): stalls are alerted, not restarted")
-    return NoManager()
 
 
 class Role:
@@ -98,45 +69,32 @@ class Role:
         self.lane.close()
 
 
-def run(config: Config, args: argparse.Namespace | None = None, stop: threading.Event | None = None,
-        config_error: str = "") -> int:
-    stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda _s, _f: stop.set())
-        follow_parent()  # under `lipsyncd up`: stop when up dies
+def run(config: Config, args: argparse.Namespace | None = None, *, config_error: str = "") -> int:
+    """`lipsyncd watchdog`: one pass every `watchdog.interval_s` until stopped.
+
+    `config_error` is set when cli started us on the fallback config (sentinel/fallback.py): said once.
+    """
+    stop = Stopper()
+    stop.install()  # under `lipsyncd up` it also follows up: stop when up dies
     notifier = Notifier()
-    gpu = NvmlProbe() if config.watchdog.gpu_check else None
-    role = Role(config, gpu=gpu)
+    role = Role(config, gpu=NvmlProbe() if config.watchdog.gpu_check else None)
     role.start()
-    if config_error:  # started on the fallback config (sentinel/fallback.py): say so, once
+    if config_error:
         role.outbox.put(wording.alert("config_error", "config", Severity.CRITICAL, language(config), time.time(),
                                       host=role.host, detail=config_error))
     notifier.ready(f"watching {config.root} via {role.manager.kind}")
     log.info("watchdog on %s watching %s (process manager: %s, every %.1f s)", role.host, config.root,
              role.manager.kind, config.watchdog.interval_s)
+
+    def step() -> bool:
+        role.step()
+        # the pass finished (the share answered or its timeout was handled): the loop is alive
+        notifier.alive(role.patrol.summary())
+        return False  # a pass is never followed at once by another: the next one is interval_s away
+
     try:
-        while not stop.is_set():
-            role.step()
-            # the pass finished (the share answered or its timeout was handled): the loop is alive
-            notifier.alive(role.patrol.summary())
-            stop.wait(config.watchdog.interval_s)
+        run_until_stopped(step, config.watchdog.interval_s, stop)
     finally:
         notifier.stopping()
         role.close()
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lipsyncd watchdog")
-    parser.add_argument("--config")
-    parser.add_argument("--root")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config, args.root)
-    except ConfigError as exc:
-        print(f"lipsyncd watchdog: {exc}", flush=True)
-        return EXIT_CONFIG
-    logging.basicConfig(level=config.general.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(config, args)

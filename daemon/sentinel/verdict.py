@@ -10,7 +10,7 @@ from enum import Enum
 
 from daemon.core.config import WatchdogConfig
 from daemon.core.heartbeat import Heartbeat
-from daemon.sentinel.supervision import ProgramState, ProgramView
+from daemon.sentinel.managers.supervision import ProgramState, ProgramView
 
 # A quiet working worker that still uses CPU is slow, not stuck (sentinel/cpu.py) — up to this many
 # times its limit, after which it is restarted whatever it is doing (a loop that never reports progress

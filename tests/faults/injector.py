@@ -193,7 +193,7 @@ class Injector:
 
     def chat_ratelimit(self) -> Fault:
         # every request answered with a rate limit: WeCom's 45009 holds the channel back 60 s
-        # (robots.BACKOFF_CODES) on top of the exponential backoff; DingTalk's own 130101 blocks a robot for
+        # (robots/poster.py BACKOFF_CODES) on top of the exponential backoff; DingTalk's own 130101 blocks a robot for
         # 10 minutes (tested in test_alerts_vendors), longer than a short run can wait out, so DingTalk
         # answers HTTP 429 here
         hold = round(self.rng.uniform(5.0, 15.0), 1)

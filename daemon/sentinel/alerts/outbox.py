@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from daemon.core import atomic, logs
-from daemon.sentinel.alert import Alert
-from daemon.sentinel.courier import Courier
+from daemon.sentinel.alerts.alert import Alert
+from daemon.sentinel.alerts.courier import Courier
 from daemon.sentinel.lane import Lane, guarded
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import xmlrpc.client
 from typing import Any
 
 from daemon.core.errors import EXIT_CONFIG
-from daemon.sentinel.supervision import ProgramState, ProgramView, expand, worker_from
+from daemon.sentinel.managers.supervision import ProgramState, ProgramView, expand, worker_from
 
 log = logging.getLogger(__name__)
 

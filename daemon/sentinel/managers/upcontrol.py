@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from daemon.core import atomic
-from daemon.sentinel.supervision import ProgramState, ProgramView
+from daemon.sentinel.managers.supervision import ProgramState, ProgramView
 
 log = logging.getLogger(__name__)
 

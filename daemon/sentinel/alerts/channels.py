@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import logging
 import stat
+import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from daemon.core import logs
 from daemon.core.config import AlertsConfig, Config, read_toml
 from daemon.core.errors import ConfigError
-from daemon.sentinel.courier import Courier
+from daemon.sentinel.alerts.courier import Courier
+from daemon.sentinel.alerts.outbox import Outbox, Store
+from daemon.sentinel.alerts.robots import VENDORS
 from daemon.sentinel.lane import Lane
-from daemon.sentinel.outbox import Outbox, Store
-from daemon.sentinel.robots import DingTalkRobot, FeishuRobot, JsonWebhook, WeComRobot
 
 log = logging.getLogger(__name__)
 
-SECRET_KEYS = {"dingtalk": ("webhook", "secret"), "wecom": ("webhook",), "feishu": ("webhook", "secret"),
-               "webhook": ("url",)}
+# what a secrets file may fill: each robot's table's secret settings (webhook, secret, url)
+SECRET_KEYS = {name: tuple(f.name for f in fields(getattr(AlertsConfig(), name)) if f.metadata.get("secret"))
+               for name in VENDORS}
 
 
 def with_secrets(alerts: AlertsConfig) -> AlertsConfig:
@@ -54,29 +56,19 @@ def with_secrets(alerts: AlertsConfig) -> AlertsConfig:
 
 def build_outbox(config: Config, host: str, lane: Lane | None,
                  clock: Callable[[], float] | None = None) -> Outbox:
+    """The outbox with one courier per configured robot (robots.VENDORS, in its order)."""
     alerts = with_secrets(config.alerts)
-    kw = {"clock": clock} if clock else {}
-    t = alerts.timeout_s
-    robots: list[tuple[object, int]] = []
-    if alerts.dingtalk.webhook:
-        d = alerts.dingtalk
-        robots.append((DingTalkRobot(d.webhook, d.secret, d.keyword, t, **kw), d.per_minute))
-    if alerts.wecom.webhook:
-        w = alerts.wecom
-        robots.append((WeComRobot(w.webhook, w.msgtype, t, **kw), w.per_minute))
-    if alerts.feishu.webhook:
-        f = alerts.feishu
-        robots.append((FeishuRobot(f.webhook, f.secret, f.keyword, t, **kw), f.per_minute))
-    if alerts.webhook.url:
-        robots.append((JsonWebhook(alerts.webhook.url, host, t, **kw), alerts.webhook.per_minute))
+    now = clock or time.time
+    built = [vendor.build(alerts, host, alerts.timeout_s, now) for vendor in VENDORS.values()]
     internal = config.root / ".lipsyncd"
     store = Store(Path(alerts.outbox_dir) if alerts.outbox_dir else internal / "outbox", lane)
-    couriers = [Courier(robot, per_minute, store, language=language(config), **kw)  # type: ignore[arg-type]
-                for robot, per_minute in robots]
+    couriers = [Courier(robot, per_minute, store, now, language=language(config))
+                for robot, per_minute in filter(None, built)]
     journal = logs.host_folder(internal, host) / "alerts.jsonl"  # one per host: hosts never share a file
     if not couriers:
-        log.warning("no chat robot configured ([alerts.dingtalk] / wecom / feishu / webhook): "
-                    "alerts go to the log and %s only", journal)
+        first, *rest = VENDORS
+        log.warning("no chat robot configured ([alerts.%s] / %s): alerts go to the log and %s only", first,
+                    " / ".join(rest), journal)
     return Outbox(couriers, store, journal, lane, logs.Rotation.of(config.general))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.sentinel.alert import Alert, Severity
+from daemon.sentinel.alerts.alert import Alert, Severity
 
 # kind -> language -> (title, body); {host} is always available
 TEXTS: dict[str, dict[str, tuple[str, str]]] = {

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from daemon.sentinel.alert import Alert, cut_utf8
-from daemon.sentinel.bucket import TokenBucket
-from daemon.sentinel.robots import Delivery, Outcome, Robot
+from daemon.sentinel.alerts.alert import Alert, cut_utf8
+from daemon.sentinel.alerts.bucket import TokenBucket
+from daemon.sentinel.alerts.robots import Delivery, Outcome, Robot
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Courier:
         self.name = robot.name
         self.digest_title = DIGEST_TITLES.get(language, DIGEST_TITLES["en"])
         self.bucket = TokenBucket(per_minute, capacity, clock())
-        self.limit_bytes = min(limit_bytes, int(getattr(robot, "limit_bytes", limit_bytes)))
+        self.limit_bytes = min(limit_bytes, robot.limit_bytes)
         self.health = Health()
         self.pending: list[Alert] = []
         self._lock = threading.Lock()

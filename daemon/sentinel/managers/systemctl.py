@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from daemon.core.errors import EXIT_CONFIG
-from daemon.sentinel.supervision import ProgramState, ProgramView, expand, worker_from
+from daemon.sentinel.managers.supervision import ProgramState, ProgramView, expand, worker_from
 
 log = logging.getLogger(__name__)
 
