@@ -183,8 +183,7 @@ class Worker:
             if not lease.touch(job.path):
                 raise JobLost(f"{job.id}: our lease is gone (taken over by another worker)")
             try:
-                progress.write(job.path, progress.record(job.id, attempt, p.chunk, p.chunks, p.frames_done,
-                                                         p.frames_total, p.fps, p.eta_s, p.phase))
+                progress.write(job.path, progress.record(job.id, attempt, p))
             except OSError as exc:  # news for people, not state: never fail a job over it
                 log.warning("%s: could not write progress.json: %s", job.id, exc)
             # muxing and checking the result is no chunk: it has the finalizing limit, not the chunk limit
@@ -232,14 +231,10 @@ class Worker:
         note.where = moved.path
         return moved
 
-    def beat(self, phase: str, job: str | None = None, p: Progress | None = None) -> None:
-        fields: dict[str, Any] = {}
-        if p is not None:
-            fields = {"chunk": p.chunk, "chunks": p.chunks, "frames_done": p.frames_done,
-                      "frames_total": p.frames_total, "fps": p.fps, "eta_s": p.eta_s, "step": p.phase}
+    def beat(self, phase: str, job: str | None = None, p: Progress = progress.NO_PROGRESS) -> None:
         beat = heartbeat.Heartbeat(host=self.ident.host, worker=self.ident.worker, pid=self.ident.pid,
-                                   pid_start=self.ident.pid_start, phase=phase, job=job,
-                                   extra={"gpu": self.gpu} if self.gpu else {}, **fields)
+                                   pid_start=self.ident.pid_start, phase=phase, job=job, progress=p,
+                                   extra={"gpu": self.gpu} if self.gpu else {})
         try:
             heartbeat.write(self.share.internal, beat)
         except OSError as exc:
