@@ -28,7 +28,7 @@ from daemon.core.lifecycle import Stopper, run_until_stopped
 from daemon.core.notify import Notifier
 from daemon.core.share import Share
 from daemon.core.state import JobGone, JobState
-from daemon.worker import claim, preview, publish, quarantine
+from daemon.worker import claim, preview, publish, quarantine, renderers
 from daemon.worker.render import Interrupted, Progress, Renderer, RenderRequest
 
 log = logging.getLogger(__name__)
@@ -288,14 +288,18 @@ class _LeaseKeeper:
         self._thread.join(timeout=5)
 
 
-def run(config: Config, args: argparse.Namespace, renderer_for: RendererFor) -> int:
+def run(config: Config, args: argparse.Namespace) -> int:
+    """`lipsyncd worker`: pin the GPU, load the default engine, then claim jobs until stopped."""
+    renderers.pin_gpu(args.gpu)  # before anything initialises CUDA
+    renderer_for = renderers.Renderers(config)
+    renderer_for.preload(config.worker.engine)  # a missing or wrong checkpoint: ConfigError, exit 78
     share = Share(Path(config.share.root))
     share.prepare()
     stop = Stopper()
     stop.install()
-    name = getattr(args, "name", None) or heartbeat.worker_name(getattr(args, "gpu", None))
+    name = args.name or heartbeat.worker_name(args.gpu)
     worker = Worker(config, share, renderer_for, lease.this_process(name, config.general.host_name), stop)
-    worker.gpu = str(getattr(args, "gpu", None) or "")
+    worker.gpu = args.gpu or ""
     worker.start()
     log.info("worker %s ready on %s", name, share.root)
     worker.notifier.ready(f"worker {name} ready")
