@@ -25,7 +25,6 @@ STDLIB = sys.stdlib_module_names | {"tomli"}  # tomli: the stdlib's tomllib, on 
 # Known violations, each named exactly so a new one still fails; fixing one makes the stale check fail
 # until its line here goes. (module, imported name): why it is not fixed yet.
 KNOWN = {
-    ("daemon.core.lease", "psutil"): "process start time and liveness; a stdlib /proc reader would replace it",
     ("daemon.intake.role", "daemon.housekeeping.keeper"): "intake starts the housekeeper in its own process",
 }
 
