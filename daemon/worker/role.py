@@ -37,6 +37,8 @@ RendererFor = Callable[[str], Renderer]
 
 
 class Worker:
+    """One worker process: each step() claims the next job, renders it and files its outcome."""
+
     def __init__(self, config: Config, share: Share, renderer_for: RendererFor, ident: lease.Identity,
                  stop: Stopper, gpu: str = "") -> None:
         self.config = config
