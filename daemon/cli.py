@@ -118,9 +118,9 @@ def _dispatch(name: str) -> Command:
         if missing := extras.missing_worker_stack():
             raise ConfigError(f"this install has no worker stack (missing {', '.join(missing)}): it can run "
                               f"intake and the watchdog only; for a worker: {extras.INSTALL}")
-        from daemon.worker.factory import run_worker
+        from daemon.worker.role import run as worker_run
 
-        return run_worker
+        return worker_run
     from daemon import configview, submit, tasks
 
     return {"config": configview.show, "up": tasks.up, "status": tasks.status, "submit": submit.submit,

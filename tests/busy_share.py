@@ -37,11 +37,11 @@ def build(root: Path, now: float | None = None) -> dict[str, str]:
     running = running.rename(root / "processing" / f"{ids['running']}@gpuhost.4242.abcdef")
     ident = lease.Identity(host="gpuhost", pid=4242, pid_start=1.0, boot_id="b", worker="gpu0")
     lease.write(running, ident, 1)
-    progress.write(running, progress.record(ids["running"], 1, 3, 8, 300, 800, 24.5, 204.0, now=now))
+    news = progress.Progress("render", chunk=3, chunks=8, frames_done=300, frames_total=800, fps=24.5, eta_s=204.0)
+    progress.write(running, progress.record(ids["running"], 1, news, now=now))
     heartbeat.write(root / ".lipsyncd", heartbeat.Heartbeat(
-        host="gpuhost", worker="gpu0", pid=4242, pid_start=1.0, phase="working", job=ids["running"], chunk=3,
-        chunks=8, frames_done=300, frames_total=800, fps=24.5, eta_s=204.0, progress_at=now - 2,
-        written_at=now - 2, extra={"gpu": "0"}))
+        host="gpuhost", worker="gpu0", pid=4242, pid_start=1.0, phase="working", job=ids["running"],
+        progress=news, progress_at=now - 2, written_at=now - 2, extra={"gpu": "0"}))
     heartbeat.write(root / ".lipsyncd", heartbeat.Heartbeat(
         host="gpuhost", worker="gpu1", pid=4243, pid_start=1.0, phase="idle", progress_at=now - 5,
         written_at=now - 5))

@@ -12,7 +12,7 @@ import pytest
 from chat_server import ChatServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.core import atomic, heartbeat, report
+from daemon.core import atomic, heartbeat, progress, report
 from daemon.core.config import load_config
 from daemon.sentinel import metrics
 from daemon.sentinel.alerts import wording
@@ -88,7 +88,8 @@ def test_textfile_has_jobs_disk_queue_age_render_time_heartbeats_and_alert_count
     finished(root, "done", "before-start", 500.0)  # finished before the watchdog came: not counted as new
     (root / "inbox" / "waiting.toml").write_text('audio = "a.wav"\nvideo = "v.mp4"\n')
     heartbeat.write(root / ".lipsyncd", heartbeat.Heartbeat(
-        host="h1", worker="gpu0", pid=1, pid_start=0, phase="working", job="x", fps=31.5,
+        host="h1", worker="gpu0", pid=1, pid_start=0, phase="working", job="x",
+        progress=progress.Progress(fps=31.5),
         progress_at=now - 4, written_at=now - 2))
     heartbeat.write(root / ".lipsyncd", heartbeat.Heartbeat(host="other", worker="gpu0", pid=1, pid_start=0,
                                                             phase="idle"))

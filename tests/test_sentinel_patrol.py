@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from chat_server import DING_SECRET, TOKEN, ChatServer
 
-from daemon.core import atomic, heartbeat
+from daemon.core import atomic, heartbeat, progress
 from daemon.core.config import Config, load_config
 from daemon.core.heartbeat import Heartbeat
 from daemon.sentinel.alerts import courier as courier_mod
@@ -89,7 +89,8 @@ def webhook(server: ChatServer) -> str:
 
 
 def write_beat(root: Path, phase: str, progress_at: float, pid: int = 4242, job: str | None = "J1") -> None:
-    heartbeat.write(root / ".lipsyncd", Heartbeat("h1", "gpu0", pid, 1.0, phase, job=job, chunk=3, chunks=9,
+    heartbeat.write(root / ".lipsyncd", Heartbeat("h1", "gpu0", pid, 1.0, phase, job=job,
+                                                  progress=progress.Progress(chunk=3, chunks=9),
                                                   progress_at=progress_at, written_at=progress_at))
 
 

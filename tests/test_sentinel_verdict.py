@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from daemon.core import progress
 from daemon.core.heartbeat import Heartbeat
 from daemon.sentinel.alerts.bucket import TokenBucket
 from daemon.sentinel.incidents import Change, IncidentBook
@@ -103,12 +104,13 @@ def test_manager_names_map_to_workers_and_back() -> None:
 
 def test_a_worker_restarted_mid_job_has_its_start_up_grace_until_it_renders() -> None:
     restart_at = NOW - 400  # we restarted it; its new process resumed the job and is still preparing
-    resumed = replace(beat("working", 350, 1), pid=11, written_at=NOW - 1, step="prepare")
+    resumed = replace(beat("working", 350, 1), pid=11, written_at=NOW - 1, progress=progress.Progress("prepare"))
     verdict = judge(resumed, None, running(11, 399), LIMITS, NOW, restart_at)
     assert verdict.health is Health.HEALTHY and verdict.grace, "judged by the chunk limit while resuming"
     late = judge(resumed, None, running(11, 399), LIMITS, NOW + 600, restart_at)  # past loading + chunk
     assert late.health is Health.STALLED and late.quiet_s == pytest.approx(400)
-    rendering = replace(resumed, step="render")  # its first batch is done: the chunk limit applies again
+    # its first batch is done: the chunk limit applies again
+    rendering = replace(resumed, progress=progress.Progress("render"))
     verdict = judge(rendering, None, running(11, 399), LIMITS, NOW, restart_at)
     assert verdict.health is Health.STALLED and not verdict.grace
     not_ours = judge(resumed, None, running(11, 399), LIMITS, NOW)  # a start we did not order: no grace

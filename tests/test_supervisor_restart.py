@@ -35,13 +35,13 @@ PROGRAM = "lipsyncd-worker:lipsyncd-worker-{n}"
 STAND_IN = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
-    from daemon.core import heartbeat
+    from daemon.core import heartbeat, progress
     internal = Path(sys.argv[1]) / ".lipsyncd"
     chunk = 0
     while True:
         chunk += 1
         heartbeat.write(internal, heartbeat.Heartbeat("h1", "gpu0", os.getpid(), 0.0, "working", job="J1",
-                                                      chunk=chunk, chunks=10**6))
+                                                      progress=progress.Progress(chunk=chunk, chunks=10**6)))
         time.sleep(0.1)
 """)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.core import atomic
+from daemon.core.progress import NO_PROGRESS, Progress
 
 PHASES = ("loading", "idle", "working", "finalizing", "stopping")
 
@@ -24,13 +25,7 @@ class Heartbeat:
     pid_start: float  # process start time (epoch seconds, psutil create_time) to detect pid reuse
     phase: str
     job: str | None = None
-    chunk: int = 0
-    chunks: int = 0
-    frames_done: int = 0
-    frames_total: int = 0
-    fps: float = 0.0
-    eta_s: float | None = None
-    step: str = ""  # the job's step while working: probe, prepare, render (a batch or chunk done), finalize
+    progress: Progress = NO_PROGRESS  # the job's while working; its phase is the heartbeat file's "step"
     progress_at: float = field(default_factory=time.time)  # wall time of the last real progress
     written_at: float = field(default_factory=time.time)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -38,6 +33,25 @@ class Heartbeat:
     @property
     def key(self) -> str:
         return f"{self.host}--{self.worker}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's flat layout: the progress fields beside the others, its phase named `step`."""
+        data = {k: v for k, v in asdict(self).items() if k != "progress"}
+        news = asdict(self.progress)
+        news["step"] = news.pop("phase")
+        return {**data, **news}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Heartbeat:
+        """Raises TypeError for a file that is no heartbeat; unknown keys are ignored."""
+        news = {k: data[k] for k in _NEWS if k in data}
+        if "step" in data:
+            news["phase"] = data["step"]
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "progress"}
+        return cls(**known, progress=Progress(**news))
+
+
+_NEWS = tuple(name for name in Progress.__dataclass_fields__ if name != "phase")
 
 
 def worker_name(gpu: str | None) -> str:
@@ -54,7 +68,7 @@ def folder(internal: Path) -> Path:
 def write(internal: Path, beat: Heartbeat) -> Path:
     path = folder(internal) / f"{beat.key}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(path, asdict(beat), fsync=False)
+    atomic.write_json(path, beat.to_json(), fsync=False)
     return path
 
 
@@ -64,9 +78,8 @@ def read(path: Path) -> Heartbeat | None:
         data = atomic.read_json(path)
     except (OSError, ValueError):
         return None
-    known = {k: v for k, v in data.items() if k in Heartbeat.__dataclass_fields__}
     try:
-        return Heartbeat(**known)
+        return Heartbeat.from_json(data)
     except TypeError:
         return None
 

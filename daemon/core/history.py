@@ -44,7 +44,8 @@ def read(job_dir: Path) -> list[dict[str, Any]]:
 class JobLog:
     """Logs lines about one job to the role's logger and to the job's own job.log.
 
-    The job folder moves between states; `where` is updated by the caller after each move.
+    The job folder moves between states; whoever moves it points `where` at the new folder (the
+    worker's Attempt.move does so for every move it makes).
     """
 
     def __init__(self, job_id: str, where: Path, logger: logging.Logger) -> None:

@@ -6,8 +6,8 @@ is 200 s behind would renew leases that look 200 s old. Ages are judged against 
 (`Share.now()`, a probe file's server-stamped mtime), never a local one, so skewed hosts agree.
 
 A pid alone is not an identity (pids are reused), so liveness on this host compares the process start
-time too (psutil's create_time). A renewal that fails because the share is away raises ShareUnreachable:
-that says nothing about who holds the job.
+time too (read from /proc the way psutil's create_time reads it, which the watchdog uses). A renewal
+that fails because the share is away raises ShareUnreachable: that says nothing about who holds the job.
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psutil
-
 from daemon.core import atomic
 from daemon.core.errors import ShareUnreachable, is_unreachable
 from daemon.core.job import LEASE
 
-START_TOLERANCE_S = 0.05  # create_time is derived from clock ticks since boot: equal within a tick
+START_TOLERANCE_S = 0.05  # a start time is derived from clock ticks since boot: equal within a tick
 
 
 @dataclass(frozen=True)
@@ -55,25 +53,46 @@ def boot_id() -> str:
 
 
 def process_start(pid: int) -> float | None:
-    """When `pid` started (seconds since the epoch, from psutil), or None if it does not exist."""
+    """When `pid` started (seconds since the epoch), or None if it does not exist."""
     try:
-        started: float = psutil.Process(pid).create_time()
-        return started
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return _stat(pid)[1]
+    except OSError:  # gone, or hidden from us (/proc mounted hidepid)
         return None
 
 
 def alive(pid: int, pid_start: float) -> bool:
     """True if the process that wrote a lease on this host still runs (same pid and start time)."""
     try:
-        proc = psutil.Process(pid)
-        if pid_start and abs(proc.create_time() - pid_start) > START_TOLERANCE_S:
-            return False  # the pid was reused by another process
-        return proc.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)  # a zombie does no work
-    except (psutil.NoSuchProcess, ValueError):
-        return False
-    except psutil.AccessDenied:
+        state, started = _stat(pid)
+    except PermissionError:
         return True  # it exists; another user's process we may not inspect
+    except OSError:
+        return False
+    if pid_start and abs(started - pid_start) > START_TOLERANCE_S:
+        return False  # the pid was reused by another process
+    return state not in _ENDED  # a zombie does no work
+
+
+_ENDED = ("Z", "X", "x")  # zombie, dead
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[str, float]:
+    """(state letter, start time) of `pid` from /proc, the start computed as psutil's create_time is
+    (clock ticks since boot / ticks per second + the boot time), so the watchdog's psutil agrees."""
+    if pid <= 0:
+        raise ProcessLookupError(pid)
+    raw = Path(f"/proc/{pid}/stat").read_bytes()
+    fields = raw.rpartition(b")")[2].split()  # after the command name, which may hold spaces and ")"
+    return fields[0].decode(), int(fields[19]) / _CLOCK_TICKS + _boot_time()
+
+
+def _boot_time() -> float:
+    with open("/proc/stat", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"btime"):
+                return float(line.split()[1])
+    raise FileNotFoundError("/proc/stat has no btime line")
 
 
 def write(job_dir: Path, ident: Identity, attempt: int) -> None:

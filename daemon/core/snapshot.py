@@ -88,10 +88,9 @@ def _running(job: Job, beats: dict[str, heartbeat.Heartbeat], now: float) -> dic
                            "eta_s": None, "updated_at": None}
     beat = beats.get(job.id)
     if beat is not None:
-        total = beat.frames_total or 0
-        row.update(worker=f"{beat.host}/{beat.worker}", phase=beat.phase, chunk=beat.chunk, chunks=beat.chunks,
-                   percent=round(100.0 * beat.frames_done / total, 1) if total else None,
-                   fps=beat.fps, eta_s=beat.eta_s, updated_at=beat.progress_at)
+        told = beat.progress
+        row.update(worker=f"{beat.host}/{beat.worker}", phase=beat.phase, chunk=told.chunk, chunks=told.chunks,
+                   percent=told.percent, fps=told.fps, eta_s=told.eta_s, updated_at=beat.progress_at)
     news = progress.read(job.path)
     # progress.json lives with the job, so it is right even when the heartbeat already moved on
     if news is not None and news.get("attempt") == job.attempt():
@@ -120,7 +119,8 @@ def _preview(job: Job) -> str | None:
 
 def _worker(beat: heartbeat.Heartbeat, now: float) -> dict[str, Any]:
     return {"host": beat.host, "worker": beat.worker, "pid": beat.pid, "phase": beat.phase, "job": beat.job,
-            "chunk": beat.chunk, "chunks": beat.chunks, "fps": beat.fps, "eta_s": beat.eta_s,
+            "chunk": beat.progress.chunk, "chunks": beat.progress.chunks, "fps": beat.progress.fps,
+            "eta_s": beat.progress.eta_s,
             "gpu": beat.extra.get("gpu") if isinstance(beat.extra, dict) else None,
             "last_progress_age_s": round(now - beat.progress_at, 1),
             "last_heartbeat_age_s": round(now - beat.written_at, 1)}

@@ -33,7 +33,7 @@ def figures(survey: Survey | None, host: str, now: float, finished: dict[str, in
             "oldest_queued_age_s": round(max(0.0, now - oldest[1]), 1) if oldest else 0.0,
             "intake_paused": bool((survey.intake or {}).get("paused")),
             "finished": dict(finished), "render_s_sum": round(render_s_sum, 3), "render_s_count": render_s_count,
-            "beats": {f"{host}--{w}": {"fps": b.fps, "heartbeat_age_s": round(now - b.written_at, 1),
+            "beats": {f"{host}--{w}": {"fps": b.progress.fps, "heartbeat_age_s": round(now - b.written_at, 1),
                                        "progress_age_s": round(now - b.progress_at, 1),
                                        "rss_bytes": memory.resident_bytes(b.pid, b.pid_start)}
                       for w, b in sorted(beats.items())}}

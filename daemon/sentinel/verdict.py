@@ -105,7 +105,7 @@ def _restart_grace(beat: Heartbeat, restart_at: float | None) -> bool:
     It ends with the first rendered batch (`step` "render"), or when the worker goes idle or finishes."""
     if restart_at is None or beat.written_at < restart_at:
         return False  # not restarted by us, or the heartbeat is still the old process's
-    return beat.phase in ("loading", "working") and beat.step != "render"
+    return beat.phase in ("loading", "working") and beat.progress.phase != "render"
 
 
 def _start_of_current_process(beat: Heartbeat | None, program: ProgramView | None,

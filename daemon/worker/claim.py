@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon.core import lease, report, state
+from daemon.core import lease, state
 from daemon.core.errors import EnvironmentFault, ShareUnreachable, is_unreachable
-from daemon.core.history import JobLog
 from daemon.core.job import Job
 from daemon.core.share import Share
 from daemon.core.state import JobGone, JobState
 from daemon.worker import publish, quarantine, restarts
+from daemon.worker.attempt import Attempt
 
 log = logging.getLogger(__name__)
 
@@ -112,36 +112,30 @@ def requeue_after_crash(job: Job, max_attempts: int, language: str) -> Job:
         if moved is None:
             raise JobGone(f"{job.id}: moved by another worker")
         return moved
-    attempt, stalls = job.attempt(), restarts.stalls(job)
+    ended = Attempt.of(job, log)
+    stalls = restarts.stalls(job)
     order = restarts.ended_by_watchdog(job)
     if order is not None:
         stalls += 1
-    note = JobLog(job.id, job.path, log)
-    crashes = attempt - stalls
+    crashes = ended.number - stalls
     if stalls >= max_attempts and order is not None:
         params = {"count": stalls, "quiet": f"{order.quiet_s:.0f}", "limit": f"{order.limit_s:.0f}"}
-        return _fail_orphan(job, restarts.STALLED, params, attempt, note, language,
+        return _fail_orphan(ended, restarts.STALLED, params, language,
                             f"restarted {stalls} times for making no progress")
     if crashes >= max_attempts and order is None:
-        return _fail_orphan(job, "worker_died", {"count": crashes}, attempt, note, language,
-                            f"worker died {crashes} times")
-    restarts.next_attempt(job, attempt + 1, stalls)
+        return _fail_orphan(ended, "worker_died", {"count": crashes}, language, f"worker died {crashes} times")
+    restarts.next_attempt(job, ended.number + 1, stalls)
     why = "restarted by the watchdog (no progress)" if order is not None else f"owner {job.owner} gone"
-    moved = state.move(job, JobState.STAGING, f"orphaned ({why}); attempt {attempt + 1}")
-    note.where = moved.path
-    note.warning("%s: back to staging/ for attempt %d (%d stall restarts, %d crashes of %d allowed each)",
-                 why, attempt + 1, stalls, crashes, max_attempts)
+    moved = ended.move(JobState.STAGING, f"orphaned ({why}); attempt {ended.number + 1}")
+    ended.log.warning("%s: back to staging/ for attempt %d (%d stall restarts, %d crashes of %d allowed each)",
+                      why, ended.number + 1, stalls, crashes, max_attempts)
     return moved
 
 
-def _fail_orphan(job: Job, code: str, params: dict[str, object], attempt: int, note: JobLog, language: str,
-                 why: str) -> Job:
-    spec = job.spec()
-    report.write_failure(job.path, job_id=job.id, code=code, params=params, language=language,
-                         inputs={"audio": spec.audio, "video": spec.video}, attempts=attempt, batch=spec.batch)
-    moved = state.move(job, JobState.FAILED, why)
-    note.where = moved.path
-    note.error("%s: moved to failed/", why)
+def _fail_orphan(ended: Attempt, code: str, params: dict[str, object], language: str, why: str) -> Job:
+    ended.write_failure(code, params, language)
+    moved = ended.move(JobState.FAILED, why)
+    ended.log.error("%s: moved to failed/", why)
     return moved
 
 

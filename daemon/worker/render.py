@@ -1,7 +1,7 @@
 """The seam between the worker loop and whatever turns (audio, video) into a result file.
 
 The worker owns folders, leases and outcomes; a Renderer owns media. A Renderer writes exactly the
-file it is given (a temporary name), reports progress after every chunk and returns statistics for
+file it is given (a temporary name), reports a `Progress` after every chunk and returns statistics for
 report.json. Raise JobRejected for bad input, EnvironmentFault for a sick machine, Interrupted when
 `should_stop()` turned true between chunks.
 """
@@ -12,6 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from daemon.core.progress import Progress
+
+__all__ = ["Interrupted", "Progress", "ProgressFn", "RenderRequest", "Renderer", "StopFn"]
 
 
 class Interrupted(Exception):
@@ -28,17 +32,6 @@ class RenderRequest:
     workdir: Path  # inside the job folder: segments, resume state; survives a crash
     engine: str
     options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Progress:
-    phase: str  # "probe", "prepare", "render", "finalize"
-    chunk: int = 0
-    chunks: int = 0
-    frames_done: int = 0
-    frames_total: int = 0
-    fps: float = 0.0
-    eta_s: float | None = None
 
 
 ProgressFn = Callable[[Progress], None]

@@ -8,28 +8,28 @@ us; JobLost → discard our output; anything else is a bug → failed/ with the 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import logging
 import shutil
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from daemon.core import heartbeat, lease, progress, report, state
+from daemon.core import heartbeat, lease, progress
 from daemon.core.config import Config
-from daemon.core.errors import EnvironmentFault, JobLost, JobRejected, ShareUnreachable, is_out_of_space, is_unreachable
-from daemon.core.history import JobLog
-from daemon.core.job import WORK, Job, JobSpec
+from daemon.core.errors import EnvironmentFault, JobLost, JobRejected, ShareUnreachable
+from daemon.core.job import WORK, Job
 from daemon.core.lifecycle import Stopper, run_until_stopped
 from daemon.core.notify import Notifier
 from daemon.core.share import Share
 from daemon.core.state import JobGone, JobState
-from daemon.worker import claim, preview, publish, quarantine
-from daemon.worker.render import Interrupted, Progress, Renderer, RenderRequest
+from daemon.worker import claim, preview, publish, quarantine, renderers
+from daemon.worker.attempt import Attempt
+from daemon.worker.faults import disk_faults, share_faults
+from daemon.worker.leasekeeper import LeaseKeeper
+from daemon.worker.news import AttemptNews, Heartbeats
+from daemon.worker.render import Interrupted, Renderer, RenderRequest
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,10 @@ RendererFor = Callable[[str], Renderer]
 
 
 class Worker:
+    """One worker process: each step() claims the next job, renders it and files its outcome."""
+
     def __init__(self, config: Config, share: Share, renderer_for: RendererFor, ident: lease.Identity,
-                 stop: Stopper) -> None:
+                 stop: Stopper, gpu: str = "") -> None:
         self.config = config
         self.share = share
         self.renderer_for = renderer_for
@@ -48,18 +50,18 @@ class Worker:
         self.queue = claim.Queue(share.root, share.now, config.worker.lease_s)
         self.language = config.general.language
         self.notifier = Notifier()
+        self.beats = Heartbeats(share.internal, ident, gpu)
         self._next_takeover = time.monotonic()  # start() recovers first; then every lease_s / 4
-        self.gpu = ""  # the --gpu this worker was started with, shown on the status page
 
     def start(self) -> None:
-        self.beat("loading")
+        self.beats.send("loading")
         self._take_over_expired()
 
     def step(self) -> bool:
         self._take_over_expired()
         job = self.queue.claim(self.ident)
         if job is None:
-            self.beat("idle")
+            self.beats.send("idle")
             self.notifier.alive("idle")
             return False
         self.process(job)
@@ -80,227 +82,146 @@ class Worker:
         if problem is not None:
             quarantine.quarantine(job, problem, self.language)
             return
-        note = JobLog(job.id, job.path, log)
-        spec = job.spec()
-        attempt = job.attempt()
-        final = job.path / spec.output
-        if final.exists():
-            # only publish() renames into the final name, after fsync and a probe: the result is complete
-            # and a crash lost at most its report and the move; rendering again would trip publish()'s
-            # never-overwrite guard and fail a finished job
-            note.info("result already published before a crash: finishing the move to done/")
-            try:
-                with _disk_faults():
-                    self._finish(job, spec, attempt, note, time.time(), {"published_before_crash": True})
-            except JobLost as exc:
-                note.warning("%s", exc)
-            except EnvironmentFault as exc:
-                self._requeue(job, note, f"environment fault: {exc}")
-                raise
+        attempt = Attempt.of(job, log)
+        if (attempt.path / attempt.spec.output).exists():
+            self._finish_published(attempt)
             return
-        note.info("claimed by %s/%s (attempt %d, engine %s)", self.ident.host, self.ident.worker, attempt,
-                  spec.engine)
-        keeper = _LeaseKeeper(job.path, self.config.worker.lease_s / 4)
-        started = time.time()
+        attempt.log.info("claimed by %s/%s (attempt %d, engine %s)", self.ident.host, self.ident.worker,
+                         attempt.number, attempt.spec.engine)
+        keeper = LeaseKeeper(attempt.path, self.config.worker.lease_s / 4)
         try:
-            try:
-                with _disk_faults():
-                    self._render_and_publish(job, spec, attempt, note, started)
-            except Exception:
-                # a dead share or a takeover pulls the inputs from under us: whatever failed then is not
-                # the job's fault (ShareUnreachable or JobLost replace it)
-                claim.raise_if_lost(job.path, self.ident, (job.path / spec.audio, job.path / spec.video))
-                raise
-        except Interrupted:
-            self._requeue(job, note, "stop requested: put back in the queue")
-        except JobRejected as exc:
-            if self.stop.is_set():  # a stop signal may have reached a child: not the producer's fault
-                self._requeue(job, note, f"stop requested while it read as bad input ({exc}): put back")
-            else:
-                self._fail(job, spec, attempt, note, exc.code, exc.params, started)
-        except JobLost as exc:
-            note.warning("%s; discarding our output", exc)
-        except EnvironmentFault as exc:
-            self._requeue(job, note, f"environment fault: {exc}")
-            raise
-        except Exception as exc:
-            self._fail(job, spec, attempt, note, "internal_error", {"detail": f"{type(exc).__name__}: {exc}"},
-                       started, traceback.format_exc())
-            raise
+            self._file_outcome(attempt)
         finally:
             keeper.stop()
 
-    def _render_and_publish(self, job: Job, spec: JobSpec, attempt: int, note: JobLog, started: float) -> None:
-        part = job.path / publish.part_name(spec.output, attempt)
-        request = RenderRequest(job_id=job.id, attempt=attempt, audio=job.path / spec.audio,
-                                video=job.path / spec.video, output=part, workdir=job.path / WORK,
+    def _finish_published(self, attempt: Attempt) -> None:
+        # only publish() renames into the final name, after fsync and a probe: the result is complete
+        # and a crash lost at most its report and the move; rendering again would trip publish()'s
+        # never-overwrite guard and fail a finished job
+        attempt.log.info("result already published before a crash: finishing the move to done/")
+        try:
+            with disk_faults():
+                self._finish(attempt, {"published_before_crash": True})
+        except JobLost as exc:
+            attempt.log.warning("%s", exc)
+        except EnvironmentFault as exc:
+            self._requeue(attempt, f"environment fault: {exc}")
+            raise
+
+    def _file_outcome(self, attempt: Attempt) -> None:
+        """Render and publish, then file the outcome by who is at fault (the module docstring's list)."""
+        try:
+            self._render_unless_lost(attempt)
+        except Interrupted:
+            self._requeue(attempt, "stop requested: put back in the queue")
+        except JobRejected as exc:
+            if self.stop.is_set():  # a stop signal may have reached a child: not the producer's fault
+                self._requeue(attempt, f"stop requested while it read as bad input ({exc}): put back")
+            else:
+                self._fail(attempt, exc.code, exc.params)
+        except JobLost as exc:
+            attempt.log.warning("%s; discarding our output", exc)
+        except EnvironmentFault as exc:
+            self._requeue(attempt, f"environment fault: {exc}")
+            raise
+        except Exception as exc:
+            self._fail(attempt, "internal_error", {"detail": f"{type(exc).__name__}: {exc}"}, traceback.format_exc())
+            raise
+
+    def _render_unless_lost(self, attempt: Attempt) -> None:
+        try:
+            with disk_faults():
+                self._render_and_publish(attempt)
+        except Exception:
+            # a dead share or a takeover pulls the inputs from under us: whatever failed then is not
+            # the job's fault (ShareUnreachable or JobLost replace it)
+            inputs = (attempt.path / attempt.spec.audio, attempt.path / attempt.spec.video)
+            claim.raise_if_lost(attempt.path, self.ident, inputs)
+            raise
+
+    def _render_and_publish(self, attempt: Attempt) -> None:
+        spec, path = attempt.spec, attempt.path
+        part = path / publish.part_name(spec.output, attempt.number)
+        request = RenderRequest(job_id=attempt.id, attempt=attempt.number, audio=path / spec.audio,
+                                video=path / spec.video, output=part, workdir=path / WORK,
                                 engine=spec.engine, options=dict(spec.options))
         request.workdir.mkdir(exist_ok=True)
-        self.beat("working", job.id)
-        stats = self.renderer_for(spec.engine).render(request, self._progress(job, attempt), self.stop.is_set)
-        preview.require_a_face(job.path, spec.engine, request.video, stats, self.config.media, part)
-        self.beat("finalizing", job.id)
+        self.beats.send("working", attempt.id)
+        news = AttemptNews(attempt, self.beats, self.notifier)
+        stats = self.renderer_for(spec.engine).render(request, news, self.stop.is_set)
+        preview.require_a_face(path, spec.engine, request.video, stats, self.config.media, part)
+        self.beats.send("finalizing", attempt.id)
         stats.update(publish.verify(part, self.config.media.ffprobe, self.config.media.probe_timeout_s))
-        final = job.path / spec.output
+        final = path / spec.output
         try:
-            publish.publish(part, final, job.path, self.ident)
+            publish.publish(part, final, path, self.ident)
         except FileNotFoundError:
             # our folder was renamed away under us: a takeover after our lease expired
-            raise JobLost(f"{job.id}: the job folder moved while we published (taken over)") from None
-        preview.write_done(job.path, final, request.video, stats, self.share.internal / "facecache", self.config.media)
-        self._finish(job, spec, attempt, note, started, stats)
+            raise JobLost(f"{attempt.id}: the job folder moved while we published (taken over)") from None
+        preview.write_done(path, final, request.video, stats, self.share.internal / "facecache", self.config.media)
+        self._finish(attempt, stats)
 
-    def _finish(self, job: Job, spec: JobSpec, attempt: int, note: JobLog, started: float,
-                stats: dict[str, Any]) -> None:
+    def _finish(self, attempt: Attempt, stats: dict[str, Any]) -> None:
         """Report, clean up and move a job whose result is published under its final name."""
-        timings = {"accepted_at": spec.accepted_at, "claimed_at": started, "render_s": time.time() - started}
-        if (job.report() or {}).get("state") != "done":  # else written before a crash that lost the move
-            report.write_success(job.path, job_id=job.id, output=spec.output, attempts=attempt, timings=timings,
-                                 inputs={"audio": spec.audio, "video": spec.video}, batch=spec.batch,
-                                 stats=stats)
-        shutil.rmtree(job.path / WORK, ignore_errors=True)  # our resume state; the result is published
-        (job.path / progress.PROGRESS).unlink(missing_ok=True)  # news of a running job only
-        for stale in job.path.glob(".*.part.*"):  # partial outputs of attempts that crashed
+        path = attempt.path
+        if (attempt.job.report() or {}).get("state") != "done":  # else written before a crash that lost the move
+            attempt.write_success(stats)
+        shutil.rmtree(path / WORK, ignore_errors=True)  # our resume state; the result is published
+        (path / progress.PROGRESS).unlink(missing_ok=True)  # news of a running job only
+        for stale in path.glob(".*.part.*"):  # partial outputs of attempts that crashed
             stale.unlink(missing_ok=True)
         try:
-            moved = state.move(job, JobState.DONE, "finished")
+            attempt.move(JobState.DONE, "finished")
         except JobGone:
-            raise JobLost(f"{job.id}: taken over just before publication") from None
-        note.where = moved.path
-        note.info("done in %.1f s: %s", time.time() - started, spec.output)
+            raise JobLost(f"{attempt.id}: taken over just before publication") from None
+        attempt.log.info("done in %.1f s: %s", time.time() - attempt.started, attempt.spec.output)
 
-    def _progress(self, job: Job, attempt: int) -> Callable[[Progress], None]:
-        pacer = progress.Pacer()
-        rate: list[Progress] = []  # the last news with a rate: a batch's news carries its fps and ETA on
-
-        def on_progress(p: Progress) -> None:
-            if not pacer.due((p.phase, p.chunk)):
-                return  # a batch within a chunk, less than a second after the last news
-            if p.fps:
-                rate[:] = [p]
-            elif rate and p.phase == "render":
-                p = dataclasses.replace(p, fps=rate[0].fps, eta_s=rate[0].eta_s)
-            if not lease.touch(job.path):
-                raise JobLost(f"{job.id}: our lease is gone (taken over by another worker)")
-            try:
-                progress.write(job.path, progress.record(job.id, attempt, p.chunk, p.chunks, p.frames_done,
-                                                         p.frames_total, p.fps, p.eta_s, p.phase))
-            except OSError as exc:  # news for people, not state: never fail a job over it
-                log.warning("%s: could not write progress.json: %s", job.id, exc)
-            # muxing and checking the result is no chunk: it has the finalizing limit, not the chunk limit
-            self.beat("finalizing" if p.phase == "finalize" else "working", job.id, p)
-            self.notifier.alive(f"{job.id}: chunk {p.chunk}/{p.chunks}")
-
-        return on_progress
-
-    def _requeue(self, job: Job, note: JobLog, why: str) -> None:
+    def _requeue(self, attempt: Attempt, why: str) -> None:
         try:
-            moved = self._move(job, JobState.STAGING, why, note)
+            moved = self._move(attempt, JobState.STAGING, why)
         except ShareUnreachable as exc:
             # nobody took the job: it stays claimed under a lease nobody renews, so another host takes
             # it over after lease_s, or our own recovery puts it back once the share answers again
             log.error("%s: the share is unreachable (%s): the job stays in processing/; another worker "
-                      "takes it over after worker.lease_s = %g s", job.id, exc, self.config.worker.lease_s)
+                      "takes it over after worker.lease_s = %g s", attempt.id, exc, self.config.worker.lease_s)
             return
         if moved:
-            note.warning("%s", why)
+            attempt.log.warning("%s", why)
 
-    def _fail(self, job: Job, spec: JobSpec, attempt: int, note: JobLog, code: str, params: dict[str, Any],
-              started: float, trace: str | None = None) -> None:
+    def _fail(self, attempt: Attempt, code: str, params: dict[str, Any], trace: str | None = None) -> None:
         try:
-            with _disk_faults():
-                report.write_failure(job.path, job_id=job.id, code=code, params=params, language=self.language,
-                                     inputs={"audio": spec.audio, "video": spec.video}, attempts=attempt,
-                                     batch=spec.batch, traceback=trace,
-                                     timings={"accepted_at": spec.accepted_at, "claimed_at": started})
+            with disk_faults():
+                attempt.write_failure(code, params, self.language, attempt.timings(), trace)
         except EnvironmentFault as exc:
             # never in failed/ without its reason: back to the queue, decided again once there is room
-            self._requeue(job, note, f"cannot write why it failed ({code}): {exc}")
+            self._requeue(attempt, f"cannot write why it failed ({code}): {exc}")
             raise
-        moved = self._move(job, JobState.FAILED, code, note)
+        moved = self._move(attempt, JobState.FAILED, code)
         if moved is not None:
-            note.error("failed: %s", (moved.report() or {}).get("message_en", code))
+            attempt.log.error("failed: %s", (moved.report() or {}).get("message_en", code))
 
     @staticmethod
-    def _move(job: Job, to: JobState, why: str, note: JobLog) -> Job | None:
+    def _move(attempt: Attempt, to: JobState, why: str) -> Job | None:
         """Move a job we hold; None if a takeover moved it first (then the other owner decides)."""
         try:
-            moved = state.move(job, to, why)
+            return attempt.move(to, why)
         except JobGone:
-            note.warning("could not move to %s/ (%s): the job was already taken over", to.value, why)
+            attempt.log.warning("could not move to %s/ (%s): the job was already taken over", to.value, why)
             return None
-        note.where = moved.path
-        return moved
-
-    def beat(self, phase: str, job: str | None = None, p: Progress | None = None) -> None:
-        fields: dict[str, Any] = {}
-        if p is not None:
-            fields = {"chunk": p.chunk, "chunks": p.chunks, "frames_done": p.frames_done,
-                      "frames_total": p.frames_total, "fps": p.fps, "eta_s": p.eta_s, "step": p.phase}
-        beat = heartbeat.Heartbeat(host=self.ident.host, worker=self.ident.worker, pid=self.ident.pid,
-                                   pid_start=self.ident.pid_start, phase=phase, job=job,
-                                   extra={"gpu": self.gpu} if self.gpu else {}, **fields)
-        try:
-            heartbeat.write(self.share.internal, beat)
-        except OSError as exc:
-            log.warning("could not write heartbeat: %s", exc)
 
 
-@contextlib.contextmanager
-def _disk_faults() -> Iterator[None]:
-    """Our own writes refused for lack of space are the machine's fault, never the job's."""
-    try:
-        yield
-    except OSError as exc:
-        if is_out_of_space(exc):
-            raise EnvironmentFault(f"disk full: {exc.strerror}: {exc.filename}") from exc
-        raise
-
-
-@contextlib.contextmanager
-def share_faults() -> Iterator[None]:
-    """An OSError that means "the share is not answering" is the environment's fault (exit 70)."""
-    try:
-        yield
-    except OSError as exc:
-        if is_unreachable(exc):
-            raise ShareUnreachable(f"the share is unreachable: {exc.strerror}: {exc.filename}") from exc
-        raise
-
-
-class _LeaseKeeper:
-    """Refreshes the lease while a long chunk runs; a SIGSTOPped worker stops refreshing with it."""
-
-    def __init__(self, job_dir: Path, every_s: float) -> None:
-        self._stop = threading.Event()
-        self._dir = job_dir
-        self._thread = threading.Thread(target=self._run, args=(every_s,), name="lease", daemon=True)
-        self._thread.start()
-
-    def _run(self, every_s: float) -> None:
-        warned = False
-        while not self._stop.wait(every_s):
-            try:
-                if not lease.touch(self._dir):
-                    return
-            except (OSError, ShareUnreachable) as exc:  # the share is away: keep trying, it may come back
-                if not warned:
-                    log.warning("%s: cannot renew the lease: %s", self._dir.name.split("@", 1)[0], exc)
-                warned = True
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-def run(config: Config, args: argparse.Namespace, renderer_for: RendererFor) -> int:
+def run(config: Config, args: argparse.Namespace) -> int:
+    """`lipsyncd worker`: pin the GPU, load the default engine, then claim jobs until stopped."""
+    renderers.pin_gpu(args.gpu)  # before anything initialises CUDA
+    renderer_for = renderers.Renderers(config)
+    renderer_for.preload(config.worker.engine)  # a missing or wrong checkpoint: ConfigError, exit 78
     share = Share(Path(config.share.root))
     share.prepare()
     stop = Stopper()
     stop.install()
-    name = getattr(args, "name", None) or heartbeat.worker_name(getattr(args, "gpu", None))
-    worker = Worker(config, share, renderer_for, lease.this_process(name, config.general.host_name), stop)
-    worker.gpu = str(getattr(args, "gpu", None) or "")
+    name = args.name or heartbeat.worker_name(args.gpu)
+    ident = lease.this_process(name, config.general.host_name)
+    worker = Worker(config, share, renderer_for, ident, stop, gpu=args.gpu or "")
     worker.start()
     log.info("worker %s ready on %s", name, share.root)
     worker.notifier.ready(f"worker {name} ready")
@@ -309,6 +230,6 @@ def run(config: Config, args: argparse.Namespace, renderer_for: RendererFor) -> 
             run_until_stopped(worker.step, config.worker.poll_interval_s, stop)
     finally:
         worker.notifier.stopping()
-        worker.beat("stopping")
+        worker.beats.send("stopping")
     log.info("worker %s stopped", name)
     return 0

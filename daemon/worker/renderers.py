@@ -7,7 +7,6 @@ cannot be loaded, that job fails with the reason and the worker carries on.
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,12 @@ from daemon.core import logs
 from daemon.core.config import Config
 from daemon.core.errors import ConfigError, JobRejected
 from daemon.core.share import INTERNAL
-from daemon.worker import role
 from daemon.worker.render import Renderer, RenderRequest
 
 
 class Renderers:
+    """The worker's `renderer_for`: the renderer of an engine by name, loaded on first use."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.internal = Path(config.share.root) / INTERNAL
@@ -67,9 +67,3 @@ def pin_gpu(gpu: str | None) -> None:
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", gpu)
 
-
-def run_worker(config: Config, args: argparse.Namespace) -> int:
-    pin_gpu(args.gpu)
-    renderers = Renderers(config)
-    renderers.preload(config.worker.engine)
-    return role.run(config, args, renderers)
