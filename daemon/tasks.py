@@ -86,7 +86,7 @@ def retry(config: Config, args: argparse.Namespace) -> int:
         print(f"lipsyncd: {args.job} was rejected at intake (its ticket or files were wrong); "
               "fix them and drop the job into inbox/ again", file=sys.stderr)
         return 2
-    job = Job(root=root, state=JobState.FAILED.value, path=path)
+    job = Job(root=root, state=JobState.FAILED, path=path)
     previous = path / "previous-attempts"
     previous.mkdir(exist_ok=True)
     for name in (ERROR, REPORT):

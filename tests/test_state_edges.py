@@ -29,7 +29,7 @@ def _job(root: Path, state: JobState) -> Job:
     path = root / state.folder / name
     path.mkdir(parents=True)
     (path / "marker").write_text("kept")
-    return Job(root=root, state=state.value, path=path)
+    return Job(root=root, state=state, path=path)
 
 
 @pytest.mark.parametrize(("source", "to"), PAIRS, ids=[f"{a.value}-{b.value}" for a, b in PAIRS])
@@ -37,7 +37,7 @@ def test_every_pair_of_states(root: Path, source: JobState, to: JobState) -> Non
     job = _job(root, source)
     if (source, to) in EDGES:
         moved = move(job, to, "table test", owner="new")
-        assert moved.state == to.value and moved.id == "j1"
+        assert moved.state is to and moved.id == "j1"
         assert (moved.path / "marker").read_text() == "kept" and not job.path.exists()
         assert moved.path.parent == root / to.folder
     else:

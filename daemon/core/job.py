@@ -1,12 +1,14 @@
 """A job folder and the files inside it: the immutable spec, the attempt counter, the lease, outputs.
 
-A Job value is only a pointer (root, state, path); the folder it points at is the truth. Layout:
+A Job value is only a pointer (root, state, path); the folder it points at is the truth. Its JobState
+lives here beside it (state.py, which moves jobs, imports both). Layout:
 job.json (spec, written once at acceptance), attempt.json, inputs/ (producer files, untouched),
 history.jsonl, job.log, lease.json + work/ (in processing/), report.json, error.txt, the result.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,20 @@ REPORT = "report.json"
 ERROR = "error.txt"
 INPUTS = "inputs"
 WORK = "work"
+
+
+class JobState(enum.Enum):
+    """Where a job is: each value is the share folder holding the job's folder."""
+
+    INBOX = "inbox"
+    STAGING = "staging"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def folder(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -50,7 +66,7 @@ class JobSpec:
 @dataclass(frozen=True)
 class Job:
     root: Path
-    state: str  # a JobState value; kept as str so this module needs nothing from state.py
+    state: JobState
     path: Path
 
     @property

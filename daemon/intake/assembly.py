@@ -158,7 +158,7 @@ class Assembler:
                 name = Path(lost[0].src).name
                 report.write_failure(job_dir, job_id=entry["id"], code="input_vanished",
                                      params={"name": name}, language=self.language, inputs={}, attempts=0)
-            job = Job(root=self.root, state=JobState.INBOX.value, path=job_dir)
+            job = Job(root=self.root, state=JobState.INBOX, path=job_dir)
             reason = {JobState.STAGING: "accepted", JobState.FAILED: "rejected"}.get(target, "duplicate skipped")
             landed.append(state.move(job, target, reason))
         (folder / PLAN).unlink(missing_ok=True)

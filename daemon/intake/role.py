@@ -21,6 +21,7 @@ from daemon.core.job import Job
 from daemon.core.lifecycle import Stopper, run_until_stopped
 from daemon.core.notify import Notifier
 from daemon.core.share import Share
+from daemon.core.state import JobState
 from daemon.core.ticket import Ticket, printable
 from daemon.housekeeping.keeper import Housekeeper
 from daemon.intake import checks, layout, reasons, writers
@@ -66,7 +67,7 @@ class Intake:
     def start(self) -> None:
         """Complete whatever a crash interrupted, before looking at the inbox again."""
         for job in self.assembler.recover():
-            log.info("%s: recovered into %s/", job.id, job.state)
+            log.info("%s: recovered into %s/", job.id, job.state.folder)
 
     def step(self) -> bool:
         try:
@@ -215,7 +216,7 @@ class Intake:
             planned.notes = ticket.notes
         landed = self._commit(drop, tx, ticket, refs)
         for job, key in zip(landed, keys, strict=False):
-            if job.state != "failed":
+            if job.state is not JobState.FAILED:
                 self.ledger.record(key, job.id)
         return bool(landed)
 
@@ -243,12 +244,12 @@ class Intake:
             refs.subtract(ticket.files)  # the next ticket sharing a file may now be its last user
         for job in landed:
             note = history.JobLog(job.id, job.path, log)
-            if job.state == "failed":
+            if job.state is JobState.FAILED:
                 report = job.report() or {}
                 note.warning("rejected %s: %s", drop.label, report.get("message_en", report.get("code")))
             else:
-                note.info("accepted %s into %s/", drop.label, job.state)
-            for line in ticket.notes if ticket is not None and job.state != "failed" else ():
+                note.info("accepted %s into %s/", drop.label, job.state.folder)
+            for line in ticket.notes if ticket is not None and job.state is not JobState.FAILED else ():
                 note.info("note: %s", line)
         return landed
 

@@ -73,7 +73,7 @@ class Worker:
         self._next_takeover = now + self.config.worker.lease_s / 4
         for job in claim.recover(self.share, self.ident, self.config.worker.max_attempts,
                                  self.config.worker.lease_s, self.language):
-            log.warning("%s: taken over from a dead or expired owner; now in %s/", job.id, job.state)
+            log.warning("%s: taken over from a dead or expired owner; now in %s/", job.id, job.state.folder)
 
     def process(self, job: Job) -> None:
         problem = quarantine.spec_problem(job)
