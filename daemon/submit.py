@@ -23,14 +23,14 @@ from daemon.housekeeping.texts import duration
 
 
 def submit(config: Config, args: argparse.Namespace) -> int:
-    root = Path(config.share.root)
-    inbox = root / "inbox"
+    share = Share(config.root)
+    root, inbox = share.root, share.inbox
     audio, video = Path(args.audio), Path(args.video)
     for path in (audio, video):
         if not path.is_file():
             print(f"lipsyncd: {path} is not a file", file=sys.stderr)
             return 2
-    Share(root).prepare()  # the share may be newer than the appliance's first start: make its folders
+    share.prepare()  # the share may be newer than the appliance's first start: make its folders
     stem = f"{tickets.safe_stem(args.name or audio.stem, 40)}-{secrets.token_hex(2)}"
     names = {"audio": f"{stem}.audio{audio.suffix}", "video": f"{stem}.video{video.suffix}"}
     for key, src in (("audio", audio), ("video", video)):
@@ -130,7 +130,7 @@ def _find(root: Path, prefix: str) -> Job | None:
 
 def _line(root: Path, job: Job | None) -> str:
     if job is None:
-        intake = _read(root / ".lipsyncd" / "roles" / "intake.json") or {}
+        intake = _read(Share(root).roles / "intake.json") or {}
         if intake.get("paused"):
             return f"waiting in inbox/: intake is paused ({intake.get('pause_reason', '?')})"
         return "waiting for intake to accept the job..."

@@ -18,6 +18,7 @@ from typing import Any
 
 from daemon.core import atomic
 from daemon.core.job import INPUTS, JobSpec
+from daemon.core.share import Share
 from daemon.core.ticket import Ticket, printable, safe_stem
 from daemon.intake.assembly import Op, Planned, Transaction
 from daemon.intake.drop import Drop
@@ -30,8 +31,9 @@ def new_id(stem: str, now: float) -> str:
 
 
 class Planner:
-    def __init__(self, root: Path, default_engine: str, clock: Callable[[], float] = time.time) -> None:
-        self.root = root
+    def __init__(self, share: Share, default_engine: str, clock: Callable[[], float] = time.time) -> None:
+        self.share = share
+        self.root = share.root
         self.default_engine = default_engine
         self.clock = clock
 
@@ -68,7 +70,7 @@ class Planner:
         """The earlier identical job's result, if it finished: a skipped duplicate reuses it."""
         if original is None:
             return None
-        done = self.root / "done" / original
+        done = self.share.done / original
         try:
             spec = atomic.read_json(done / "job.json")
         except (OSError, ValueError):
@@ -93,9 +95,8 @@ class Planner:
             job_id = f"{new_id(name, self.clock())}-unclaimed"
         params = {"name": printable(name), "minutes": f"{minutes:g}", "job": job_id}
         planned = Planned(job_id, "failed", failure=self._failure(job_id, "unclaimed", params, {}, ""))
-        txn_rel = os.path.relpath(self.root / ".lipsyncd" / "intake", self.root)
-        src = _rel(self.root, self.root / "inbox" / name)
-        dst = f"{txn_rel}/{job_id}/{job_id}/{INPUTS}/{name}"
+        src = _rel(self.root, self.share.inbox / name)
+        dst = f"{_rel(self.root, self.share.transaction(job_id))}/{job_id}/{INPUTS}/{name}"
         return Transaction(txn=job_id, jobs=[planned], ops=[Op("rename", src, dst)])
 
     def _failure(self, job_id: str, code: str, params: dict[str, Any], inputs: dict[str, str],
@@ -107,15 +108,15 @@ class Planner:
              external: set[str]) -> tuple[list[Op], list[Op]]:
         """(ops after the commit point, snapshot copies before it) for jobs [(job id, names)] of one
         drop; the ticket travels with every job. Renames come first: copies read the job's own file."""
-        txn_rel = os.path.relpath(self.root / ".lipsyncd" / "intake", self.root)
+        txn_rel = _rel(self.root, self.share.transaction(txn))
 
         def dest(job_id: str, name: str) -> str:
-            return f"{txn_rel}/{txn}/{job_id}/{INPUTS}/{name}"
+            return f"{txn_rel}/{job_id}/{INPUTS}/{name}"
 
         if drop.folder is not None:
             # the whole folder becomes the first job's inputs/; later jobs get copies from there
             first = needs[0][0]
-            ops = [Op("rename", _rel(self.root, drop.folder), f"{txn_rel}/{txn}/{first}/{INPUTS}")]
+            ops = [Op("rename", _rel(self.root, drop.folder), f"{txn_rel}/{first}/{INPUTS}")]
             for job_id, names in needs[1:]:
                 for name in (drop.ticket.name, *names):
                     ops.append(Op("copy", dest(first, name), dest(job_id, name)))

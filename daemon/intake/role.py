@@ -49,12 +49,12 @@ class Intake:
         self.cfg = config.intake
         self.config = config
         self.share = share
-        self.inbox = share.folder("inbox")
+        self.inbox = share.inbox
         self.clock, self.wall = clock, wall
         self.settler = Settler(self.cfg.settle_s, self.cfg.settle_scans, clock)
-        self.assembler = Assembler(share.root, config.general.language)
-        self.planner = Planner(share.root, config.worker.engine, wall)
-        self.ledger = Ledger(share.root)
+        self.assembler = Assembler(share, config.general.language)
+        self.planner = Planner(share, config.worker.engine, wall)
+        self.ledger = Ledger(share)
         self.completeness = Completeness()
         self.sweeper = Sweeper(self.inbox, self.cfg.orphan_timeout_min * 60,
                                Settler(0, 1, clock))
@@ -77,7 +77,7 @@ class Intake:
         if low is not None:
             self._pause(low)  # the drops wait in inbox/; settle state restarts when we resume
             return False
-        refused = layout.problem(self.share.root)  # at every scan: a link may replace inbox/ any time
+        refused = layout.problem(self.share)  # at every scan: a link may replace inbox/ any time
         if refused is not None:
             self._pause(refused)
             return False
@@ -255,12 +255,12 @@ class Intake:
 
     def _guard(self, tx: Transaction) -> None:
         """Last look before the commit point: the layout is still real and no writer holds a source."""
-        refused = layout.problem(self.share.root)
+        refused = layout.problem(self.share)
         if refused is not None:
             raise NotReady(refused)
         if self.writers is None:  # one look at /proc per scan, and only in scans that commit something
             self.writers = writers.Writers((os.path.realpath(self.share.root),))
-        busy = self.writers.holding(tx.sources(self.share.root))
+        busy = self.writers.holding(tx.sources(self.share))
         if busy:
             path, who = next(iter(busy.items()))
             name = printable(os.path.basename(path))
@@ -272,7 +272,7 @@ class Intake:
         moved = False
         for name in self.sweeper.due(named):
             minutes = self.cfg.orphan_timeout_min
-            tx = self.planner.unclaimed(name, minutes, lambda job_id: (self.share.root / "failed" / job_id).exists())
+            tx = self.planner.unclaimed(name, minutes, lambda job_id: (self.share.failed / job_id).exists())
             try:
                 landed = self.assembler.commit(tx, self._guard)
             except NotReady as exc:
@@ -304,7 +304,7 @@ class Intake:
                   "refusing": self.paused if self.paused and self.paused.startswith("layout:") else "",
                   "waiting": self.board.to_json()}
         try:
-            atomic.write_json(self.share.internal / "roles" / "intake.json", status, fsync=False)
+            atomic.write_json(self.share.roles / "intake.json", status, fsync=False)
         except OSError as exc:
             log.debug("could not write intake status: %s", exc)
 
@@ -320,8 +320,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
     intake.start()
     wake = threading.Event()
     hint = _hint(wake, config.intake.scan_interval_s)
-    observer = _start_hint(share.folder("inbox"), hint) if config.intake.local_events else None
-    log.info("intake watching %s (scan every %.1f s, settle %.1f s)", share.folder("inbox"),
+    observer = _start_hint(share.inbox, hint) if config.intake.local_events else None
+    log.info("intake watching %s (scan every %.1f s, settle %.1f s)", share.inbox,
              config.intake.scan_interval_s, config.intake.settle_s)
     notifier = Notifier()
     notifier.ready("watching inbox/")
