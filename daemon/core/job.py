@@ -25,9 +25,12 @@ WORK = "work"
 
 
 class JobState(enum.Enum):
-    """Where a job is: each value is the share folder holding the job's folder."""
+    """Where a job is. Every state but ACCEPTING is a share folder, named by its value, that holds the
+    job's folder. An accepting job is one intake is still assembling in its transaction's folder
+    (`Share.transaction`); its one move out of there into a state folder is its acceptance."""
 
-    INBOX = "inbox"
+    ACCEPTING = "accepting"
+    INBOX = "inbox"  # drops wait here; a job folder never does (it starts as ACCEPTING), so no edge leaves it
     STAGING = "staging"
     PROCESSING = "processing"
     DONE = "done"
@@ -35,7 +38,14 @@ class JobState(enum.Enum):
 
     @property
     def folder(self) -> str:
-        return self.value
+        """The name of this state's share folder (an accepting job has none: it is in its transaction's)."""
+        name: str = self.value
+        if self is JobState.ACCEPTING:
+            raise ValueError("an accepting job is in its intake transaction's folder, not in a state folder")
+        return name
+
+
+FOLDER_STATES = tuple(state for state in JobState if state is not JobState.ACCEPTING)  # one share folder each
 
 
 @dataclass(frozen=True)

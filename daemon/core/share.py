@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.core.errors import ConfigError, ShareUnreachable, is_unreachable
-from daemon.core.job import JobState
+from daemon.core.job import FOLDER_STATES, JobState
 
-STATE_FOLDERS = tuple(state.folder for state in JobState)
+STATE_FOLDERS = tuple(state.folder for state in FOLDER_STATES)
 INTERNAL = ".lipsyncd"
 
 
@@ -111,7 +111,7 @@ class Share:
             raise ShareUnreachable(f"share root {self.root} does not exist: mount the share there or set "
                                    "share.root (or --root / LIPSYNCD_ROOT) to the right folder")
         try:
-            for state in JobState:
+            for state in FOLDER_STATES:
                 self.folder(state).mkdir(exist_ok=True)
             for folder in self.made_at_start:
                 folder.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 """Job states are folders; `move()` is the only code that renames a job folder between them.
 
 Each allowed edge has one owner:
-    intake    inbox → staging, inbox → failed           (accept / reject a drop)
-              inbox → done                               (a skipped duplicate reusing a finished result)
+    intake    accepting → staging, accepting → failed   (accept / reject a drop assembled in its transaction)
+              accepting → done                           (a skipped duplicate reusing a finished result)
     worker    staging → processing                       (claim)
               processing → done | failed | staging       (publish / fail / requeue after crash or stop)
               processing → processing                    (take over an expired lease: a new unique name)
@@ -19,17 +19,18 @@ from pathlib import Path
 
 from daemon.core import atomic, history
 from daemon.core.errors import ShareUnreachable, is_unreachable
-from daemon.core.job import Job, JobState
+from daemon.core.job import FOLDER_STATES, Job, JobState
 
-__all__ = ["ALLOWED", "QUEUED", "TERMINAL", "InvalidTransition", "JobGone", "JobState", "find", "jobs_in", "move"]
+__all__ = ["ALLOWED", "FOLDER_STATES", "QUEUED", "TERMINAL", "InvalidTransition", "JobGone", "JobState", "find",
+           "jobs_in", "move"]
 
 TERMINAL = frozenset({JobState.DONE, JobState.FAILED})
 QUEUED = frozenset({JobState.STAGING})
 
 ALLOWED: frozenset[tuple[JobState, JobState]] = frozenset({
-    (JobState.INBOX, JobState.STAGING),
-    (JobState.INBOX, JobState.FAILED),
-    (JobState.INBOX, JobState.DONE),
+    (JobState.ACCEPTING, JobState.STAGING),
+    (JobState.ACCEPTING, JobState.FAILED),
+    (JobState.ACCEPTING, JobState.DONE),
     (JobState.STAGING, JobState.PROCESSING),
     (JobState.PROCESSING, JobState.DONE),
     (JobState.PROCESSING, JobState.FAILED),

@@ -55,7 +55,7 @@ class Op:
 @dataclass
 class Planned:
     job_id: str
-    target: str  # "staging", "failed", or "done" for a skipped duplicate that reuses a result
+    target: JobState  # STAGING, FAILED, or DONE for a skipped duplicate that reuses a result
     spec: JobSpec | None = None
     failure: dict[str, Any] | None = None  # report.write_failure keyword arguments
     result_from: str | None = None  # relative to the root: an identical job's finished result
@@ -102,7 +102,7 @@ class Assembler:
                 raise NotReady(f"no space left on the share to copy {exc.filename or 'a shared file'}") from exc
             raise
         plan = {"txn": tx.txn, "created_at": time.time(),
-                "jobs": [{"id": p.job_id, "target": p.target} for p in tx.jobs],
+                "jobs": [{"id": p.job_id, "target": p.target.value} for p in tx.jobs],
                 "ops": [op.__dict__ for op in tx.ops]}
         _write_json_ascii(folder / PLAN, plan)
         return self._finish(folder, plan)
@@ -159,7 +159,7 @@ class Assembler:
                 name = Path(lost[0].src).name
                 report.write_failure(job_dir, job_id=entry["id"], code="input_vanished",
                                      params={"name": name}, language=self.language, inputs={}, attempts=0)
-            job = Job(root=self.root, state=JobState.INBOX, path=job_dir)
+            job = Job(root=self.root, state=JobState.ACCEPTING, path=job_dir)
             reason = {JobState.STAGING: "accepted", JobState.FAILED: "rejected"}.get(target, "duplicate skipped")
             landed.append(state.move(job, target, reason))
         (folder / PLAN).unlink(missing_ok=True)

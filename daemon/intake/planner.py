@@ -19,6 +19,7 @@ from typing import Any
 from daemon.core import atomic
 from daemon.core.job import INPUTS, JobSpec
 from daemon.core.share import Share
+from daemon.core.state import JobState
 from daemon.core.ticket import Ticket, printable, safe_stem
 from daemon.intake.assembly import Op, Planned, Transaction
 from daemon.intake.drop import Drop
@@ -48,7 +49,7 @@ class Planner:
             inputs = {"audio": pair.audio, "video": pair.video}
             original = duplicate_of[i]
             if original is not None and policy == "fail":
-                tx.jobs.append(Planned(job_id, "failed", failure=self._failure(
+                tx.jobs.append(Planned(job_id, JobState.FAILED, failure=self._failure(
                     job_id, "duplicate", {"original": original}, inputs, ticket.batch)))
                 continue
             reuse = self._finished_result(original) if policy == "skip" else None
@@ -58,9 +59,9 @@ class Planner:
                            accepted_at=round(now + i * 1e-3, 3), key=keys[i], priority=ticket.priority,
                            options=dict(ticket.options))
             if reuse is not None:
-                tx.jobs.append(Planned(job_id, "done", spec=spec, result_from=reuse, duplicate_of=original))
+                tx.jobs.append(Planned(job_id, JobState.DONE, spec=spec, result_from=reuse, duplicate_of=original))
             else:
-                tx.jobs.append(Planned(job_id, "staging", spec=spec))
+                tx.jobs.append(Planned(job_id, JobState.STAGING, spec=spec))
         needs = [(job_id, tuple(dict.fromkeys((pair.audio, pair.video))))
                  for pair, job_id in zip(ticket.pairs, ids, strict=True)]
         tx.ops, tx.snapshots = self._ops(drop, tx.txn, needs, external_refs)
@@ -84,7 +85,7 @@ class Planner:
         job_id = new_id(PurePosixPath(drop.ticket.name).stem, self.clock())
         # a file another pending ticket still needs stays in inbox/ for it (no copy into a rejection)
         present = tuple(f for f in files if os.path.lexists(drop.base / f) and f not in external_refs)
-        planned = Planned(job_id, "failed", failure=self._failure(job_id, code, params, inputs or {}, batch))
+        planned = Planned(job_id, JobState.FAILED, failure=self._failure(job_id, code, params, inputs or {}, batch))
         ops, _ = self._ops(drop, job_id, [(job_id, present)], set())
         return Transaction(txn=job_id, jobs=[planned], ops=ops)
 
@@ -94,7 +95,7 @@ class Planner:
         if taken(job_id):
             job_id = f"{new_id(name, self.clock())}-unclaimed"
         params = {"name": printable(name), "minutes": f"{minutes:g}", "job": job_id}
-        planned = Planned(job_id, "failed", failure=self._failure(job_id, "unclaimed", params, {}, ""))
+        planned = Planned(job_id, JobState.FAILED, failure=self._failure(job_id, "unclaimed", params, {}, ""))
         src = _rel(self.root, self.share.inbox / name)
         dst = f"{_rel(self.root, self.share.transaction(job_id))}/{job_id}/{INPUTS}/{name}"
         return Transaction(txn=job_id, jobs=[planned], ops=[Op("rename", src, dst)])
