@@ -15,6 +15,7 @@ from pathlib import Path
 from daemon.core import logs
 from daemon.core.config import AlertsConfig, Config, read_toml
 from daemon.core.errors import ConfigError
+from daemon.core.share import Share
 from daemon.sentinel.courier import Courier
 from daemon.sentinel.lane import Lane
 from daemon.sentinel.outbox import Outbox, Store
@@ -69,11 +70,11 @@ def build_outbox(config: Config, host: str, lane: Lane | None,
         robots.append((FeishuRobot(f.webhook, f.secret, f.keyword, t, **kw), f.per_minute))
     if alerts.webhook.url:
         robots.append((JsonWebhook(alerts.webhook.url, host, t, **kw), alerts.webhook.per_minute))
-    internal = config.root / ".lipsyncd"
-    store = Store(Path(alerts.outbox_dir) if alerts.outbox_dir else internal / "outbox", lane)
+    share = Share(config.root)
+    store = Store(Path(alerts.outbox_dir) if alerts.outbox_dir else share.outbox, lane)
     couriers = [Courier(robot, per_minute, store, language=language(config), **kw)  # type: ignore[arg-type]
                 for robot, per_minute in robots]
-    journal = logs.host_folder(internal, host) / "alerts.jsonl"  # one per host: hosts never share a file
+    journal = logs.host_folder(share.internal, host) / "alerts.jsonl"  # one per host: hosts never share a file
     if not couriers:
         log.warning("no chat robot configured ([alerts.dingtalk] / wecom / feishu / webhook): "
                     "alerts go to the log and %s only", journal)

@@ -22,6 +22,7 @@ from daemon.core.config import Config, load_config
 from daemon.core.errors import EXIT_CONFIG, ConfigError
 from daemon.core.lifecycle import follow_parent
 from daemon.core.notify import Notifier
+from daemon.core.share import Share
 from daemon.sentinel import metrics, status, wording
 from daemon.sentinel.alert import Severity
 from daemon.sentinel.channels import build_outbox, language
@@ -38,10 +39,10 @@ log = logging.getLogger(__name__)
 
 def pick_manager(config: Config, env: Mapping[str, str]) -> ProcessManager:
     """The configured process manager; "auto" looks at how we ourselves were started."""
-    cfg, internal = config.watchdog, config.root / ".lipsyncd"
+    cfg, share = config.watchdog, Share(config.root)
     kind = cfg.process_manager
     if kind == "auto":
-        if env.get("LIPSYNCD_UP") or (internal / "control" / "up.json").exists():
+        if env.get("LIPSYNCD_UP") or (share.control / "up.json").exists():
             kind = "up"
         elif env.get("SUPERVISOR_ENABLED"):
             kind = "supervisord"
@@ -50,7 +51,7 @@ def pick_manager(config: Config, env: Mapping[str, str]) -> ProcessManager:
         else:
             kind = "none"
     if kind == "up":
-        return UpControl(internal)
+        return UpControl(share.internal)
     if kind == "supervisord":
         # the supervisord that started us says where it listens, also when process_manager names it
         url = env.get("SUPERVISOR_SERVER_URL") or cfg.supervisord_url
@@ -80,7 +81,7 @@ class Role:
         survey = self.patrol.step()
         snapshot = self.patrol.snapshot(self.patrol.clock())
         if self._status_write is None or self._status_write.done():
-            internal = self.config.root / ".lipsyncd"
+            internal = Share(self.config.root).internal
             self._status_write = self.lane.submit(lambda: status.write_json(internal, snapshot))
         if self.config.watchdog.textfile_dir:
             try:

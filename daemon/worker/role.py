@@ -147,7 +147,7 @@ class Worker:
         except FileNotFoundError:
             # our folder was renamed away under us: a takeover after our lease expired
             raise JobLost(f"{job.id}: the job folder moved while we published (taken over)") from None
-        preview.write_done(job.path, final, request.video, stats, self.share.internal / "facecache", self.config.media)
+        preview.write_done(job.path, final, request.video, stats, self.share.facecache, self.config.media)
         self._finish(job, spec, attempt, note, started, stats)
 
     def _finish(self, job: Job, spec: JobSpec, attempt: int, note: JobLog, started: float,
