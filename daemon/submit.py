@@ -120,7 +120,7 @@ def _follow(root: Path, prefix: str, timeout: float, enough: Callable[[Job | Non
 def _find(root: Path, prefix: str) -> Job | None:
     for st in (JobState.DONE, JobState.FAILED, JobState.PROCESSING, JobState.STAGING):
         try:
-            for entry in os.scandir(root / st.folder):
+            for entry in os.scandir(Share(root).folder(st)):
                 if entry.name.startswith(prefix + "-"):
                     return Job(root=root, state=st, path=Path(entry.path))
         except OSError:
