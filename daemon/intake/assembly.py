@@ -2,12 +2,13 @@
 
 A transaction folder (`Share.transaction`: `.lipsyncd/intake/<txn>/`) first receives the new job folders
 with our own files (job.json, attempt.json, error.txt/report.json for a rejection) and verified copies of
-inbox files other tickets still need ("snapshots"), then `plan.json` (the commit point), then the producer's files are
-renamed in and copied from the job's own file into its sister jobs, then each job folder is moved to
-staging/ or failed/. Just before the commit point a guard may call it off (NotReady: a writer still has
-a file open, the share's layout changed); the folder then holds only our files and is removed.
-After a crash, `recover()` completes every transaction that has a plan (ops are idempotent) and removes
-those without one. Nothing is ever stranded between two renames; no job shares an inode with inbox/.
+inbox files other tickets still need ("snapshots"), then `plan.json` (the commit point), then the
+producer's files are renamed in and copied from the job's own file into its sister jobs, then each job
+folder, ACCEPTING until then, makes its one move into staging/, failed/ or done/. Just before the
+commit point a guard may call it off (NotReady: a writer still has a file open, the share's layout
+changed); the folder then holds only our files and is removed. After a crash, `recover()` completes
+every transaction that has a plan (ops are idempotent) and removes those without one. Nothing is ever
+stranded between two renames; no job shares an inode with inbox/.
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ import stat
 from pathlib import Path
 
 from daemon.core.share import Share
+from daemon.core.state import FOLDER_STATES
 
 
 def checked(share: Share) -> tuple[Path, ...]:
     """The folders intake reads or renames through: every state folder, the internal one, its own."""
-    return (share.inbox, share.staging, share.processing, share.done, share.failed, share.internal, share.intake)
+    return (*(share.folder(state) for state in FOLDER_STATES), share.internal, share.intake)
 
 
 def problem(share: Share) -> str | None:
