@@ -22,6 +22,7 @@ from daemon.core.config import ENGINES, Config, load_config
 from daemon.core.errors import EXIT_CONFIG, EXIT_FAULT, ConfigError, EnvironmentFault, is_out_of_space
 from daemon.core.lifecycle import StopNow
 from daemon.core.settings import unknown_env
+from daemon.core.share import Share
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ def _run(argv: Sequence[str] | None) -> int:
 def _errors_log(config: Config) -> Path | None:
     # the root must exist (a mounted share); its .lipsyncd/logs/<host>/ is created on a role's first start
     root = Path(config.share.root)
-    return logs.host_folder(root / ".lipsyncd", host_name(config)) / "errors.log" if root.is_dir() else None
+    return logs.host_folder(Share(root).internal, host_name(config)) / "errors.log" if root.is_dir() else None
 
 
 def host_name(config: Config) -> str:

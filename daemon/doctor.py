@@ -187,7 +187,7 @@ def _textfile_dir(ctx: Context) -> str:
 def _outbox_dir(ctx: Context) -> str:
     value = ctx.config.alerts.outbox_dir
     if not value:
-        raise Skip(f"alerts.outbox_dir is empty: alerts wait in {ctx.root / INTERNAL / 'outbox'} (checked with "
+        raise Skip(f"alerts.outbox_dir is empty: alerts wait in {Share(ctx.root).outbox} (checked with "
                    "the share)")
     return _writable_dir("alerts.outbox_dir", value, "the watchdog keeps unsent alerts there", fix=ctx.fix)
 

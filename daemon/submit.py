@@ -23,14 +23,14 @@ from daemon.housekeeping.texts import duration
 
 
 def submit(config: Config, args: argparse.Namespace) -> int:
-    root = Path(config.share.root)
-    inbox = root / "inbox"
+    share = Share(config.root)
+    root, inbox = share.root, share.inbox
     audio, video = Path(args.audio), Path(args.video)
     for path in (audio, video):
         if not path.is_file():
             print(f"lipsyncd: {path} is not a file", file=sys.stderr)
             return 2
-    Share(root).prepare()  # the share may be newer than the appliance's first start: make its folders
+    share.prepare()  # the share may be newer than the appliance's first start: make its folders
     stem = f"{tickets.safe_stem(args.name or audio.stem, 40)}-{secrets.token_hex(2)}"
     names = {"audio": f"{stem}.audio{audio.suffix}", "video": f"{stem}.video{video.suffix}"}
     for key, src in (("audio", audio), ("video", video)):
@@ -86,20 +86,20 @@ def _report_json(root: Path, ticket: Path, prefix: str, args: argparse.Namespace
     out: dict[str, object] = {"ticket": str(ticket), "jobs": [], "timed_out": job is None}
     if job is not None:
         report = job.report() or {}
-        entry: dict[str, object] = {"id": job.id, "state": job.state, "path": str(job.path)}
-        if job.state == JobState.DONE.value and report.get("output"):
+        entry: dict[str, object] = {"id": job.id, "state": job.state.value, "path": str(job.path)}
+        if job.state is JobState.DONE and report.get("output"):
             entry["output"] = str(job.path / str(report["output"]))
-        if job.state == JobState.FAILED.value:
+        if job.state is JobState.FAILED:
             entry["code"], entry["message"] = report.get("code"), report.get("message")
         out["jobs"] = [entry]
     json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
     print()
-    failed = job is None or (args.wait and job.state == JobState.FAILED.value)
+    failed = job is None or (args.wait and job.state is JobState.FAILED)
     return 1 if failed else 0
 
 
 def _finished(job: Job | None) -> bool:
-    return job is not None and job.state in (JobState.DONE.value, JobState.FAILED.value)
+    return job is not None and job.state in (JobState.DONE, JobState.FAILED)
 
 
 def _follow(root: Path, prefix: str, timeout: float, enough: Callable[[Job | None], bool],
@@ -120,9 +120,9 @@ def _follow(root: Path, prefix: str, timeout: float, enough: Callable[[Job | Non
 def _find(root: Path, prefix: str) -> Job | None:
     for st in (JobState.DONE, JobState.FAILED, JobState.PROCESSING, JobState.STAGING):
         try:
-            for entry in os.scandir(root / st.folder):
+            for entry in os.scandir(Share(root).folder(st)):
                 if entry.name.startswith(prefix + "-"):
-                    return Job(root=root, state=st.value, path=Path(entry.path))
+                    return Job(root=root, state=st, path=Path(entry.path))
         except OSError:
             continue
     return None
@@ -130,15 +130,15 @@ def _find(root: Path, prefix: str) -> Job | None:
 
 def _line(root: Path, job: Job | None) -> str:
     if job is None:
-        intake = _read(root / ".lipsyncd" / "roles" / "intake.json") or {}
+        intake = _read(Share(root).roles / "intake.json") or {}
         if intake.get("paused"):
             return f"waiting in inbox/: intake is paused ({intake.get('pause_reason', '?')})"
         return "waiting for intake to accept the job..."
-    if job.state == JobState.STAGING.value:
+    if job.state is JobState.STAGING:
         ahead = _queued_before(root, job)
         return f"{job.id}: queued" + (f", {ahead} job(s) ahead" if ahead else ", next in line")
-    if job.state != JobState.PROCESSING.value:
-        return f"{job.id}: {job.state}"
+    if job.state is not JobState.PROCESSING:
+        return f"{job.id}: {job.state.value}"
     news = progress.read(job.path)
     if news is None or news.get("percent") is None:
         return f"{job.id}: processing (starting)"
@@ -162,7 +162,7 @@ _read = atomic.read_dict
 
 def _outcome(job: Job) -> int:
     report = job.report() or {}
-    if job.state == JobState.DONE.value:
+    if job.state is JobState.DONE:
         print(f"done: {job.path / str(report.get('output', ''))}")
         return 0
     try:

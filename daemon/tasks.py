@@ -34,7 +34,7 @@ def up(config: Config, args: argparse.Namespace) -> int:
     stop = Stopper()
     stop.install(hangup=True)  # a closed terminal stops up, which stops its children (own groups)
     log.info("lipsyncd up: %s on %s (Ctrl-C stops all)", ", ".join(s.name for s in specs), root)
-    return Launcher(specs, share.internal / "control", stop).run()
+    return Launcher(specs, share.control, stop).run()
 
 
 def worker_gpus(config: Config) -> list[str]:
@@ -73,8 +73,9 @@ def watchdog(config: Config, args: argparse.Namespace) -> int:
 def status(config: Config, args: argparse.Namespace) -> int:
     from daemon import console
 
-    root = Path(config.share.root)
-    if not (root / JobState.STAGING.folder).is_dir():
+    share = Share(config.root)
+    root = share.root
+    if not share.staging.is_dir():
         print(f"lipsyncd: {root} is not a lipsyncd share (no staging/ folder): mount the share or pass --root",
               file=sys.stderr)
         return 2
@@ -88,16 +89,16 @@ def status(config: Config, args: argparse.Namespace) -> int:
 
 
 def retry(config: Config, args: argparse.Namespace) -> int:
-    root = Path(config.share.root)
-    path = root / JobState.FAILED.folder / args.job
+    share = Share(config.root)
+    path = share.failed / args.job
     if not path.is_dir():
-        print(f"lipsyncd: no job {args.job!r} in {root / 'failed'}", file=sys.stderr)
+        print(f"lipsyncd: no job {args.job!r} in {share.failed}", file=sys.stderr)
         return 2
     if not (path / SPEC).is_file():
         print(f"lipsyncd: {args.job} was rejected at intake (its ticket or files were wrong); "
               "fix them and drop the job into inbox/ again", file=sys.stderr)
         return 2
-    job = Job(root=root, state=JobState.FAILED.value, path=path)
+    job = Job(root=share.root, state=JobState.FAILED, path=path)
     previous = path / "previous-attempts"
     previous.mkdir(exist_ok=True)
     for name in (ERROR, REPORT):

@@ -100,7 +100,10 @@ def _digest(folder: Path) -> dict[str, str]:
         if path.is_symlink():
             out[str(path.relative_to(folder))] = "link->" + os.readlink(path)
         elif path.is_file():
-            out[str(path.relative_to(folder))] = hashlib.sha256(path.read_bytes()).hexdigest()
+            try:
+                out[str(path.relative_to(folder))] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except FileNotFoundError:
+                continue  # intake renamed it (into -unclaimed/) between the listing and the read
     return out
 
 

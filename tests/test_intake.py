@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import drop_job, entries
 
+from daemon.core import history
 from daemon.core.config import load_config
 from daemon.core.share import Share
 from daemon.intake.role import Intake
@@ -102,6 +103,17 @@ def test_temporary_names_are_ignored(root: Path, media_dir: Path) -> None:
         (inbox / name).write_text('audio = "a.wav"\nvideo = "v.mp4"\n')
     scans(intake, clock, 5)
     assert entries(root / "staging") == [] and entries(root / "failed") == []
+
+
+def test_acceptance_is_the_move_out_of_its_transaction_and_leaves_nothing_behind(root: Path,
+                                                                                 media_dir: Path) -> None:
+    intake, clock = make_intake(root)
+    drop_job(root, "lesson01", media_dir / "a.wav", media_dir / "v.mp4")
+    scans(intake, clock, 4)
+    [job] = entries(root / "staging")
+    moves = [e for e in history.read(root / "staging" / job) if e["event"] == "moved"]
+    assert [(e["source"], e["to"], e["reason"]) for e in moves] == [("accepting", "staging", "accepted")]
+    assert entries(Share(root).intake) == [] and entries(root / "inbox") == []
 
 
 def test_job_folder_form_moves_the_whole_folder(root: Path, media_dir: Path) -> None:

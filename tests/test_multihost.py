@@ -101,7 +101,7 @@ def test_leases_are_judged_by_share_time_not_by_skewed_local_clocks(root: Path,
     os.utime(job.path / "lease.json", (old, old))  # not refreshed for 2 minutes by the share's clock
     monkeypatch.setattr(time, "time", lambda: real_time() - 5 * 3600)
     [moved] = claim.recover(share, me, max_attempts=3, lease_s=60, language="en")
-    assert moved.state == "staging" and moved.attempt() == 2
+    assert moved.state is JobState.STAGING and moved.attempt() == 2
 
 
 @pytest.mark.slow
@@ -138,7 +138,8 @@ def test_ambiguous_rename_error_is_resolved_by_the_destination(root: Path,
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(state.os, "rename", rename_then_eio)
-    moved = state.move(Job(root, "staging", root / "staging" / "j2"), JobState.PROCESSING, "claim", owner="h.1.a")
+    staged = Job(root, JobState.STAGING, root / "staging" / "j2")
+    moved = state.move(staged, JobState.PROCESSING, "claim", owner="h.1.a")
     assert moved.path.is_dir() and not (root / "staging" / "j2").exists()
     (root / "staging" / "j3").mkdir()
 
@@ -147,5 +148,5 @@ def test_ambiguous_rename_error_is_resolved_by_the_destination(root: Path,
 
     monkeypatch.setattr(state.os, "rename", eio)
     with pytest.raises(state.ShareUnreachable):
-        state.move(Job(root, "staging", root / "staging" / "j3"), JobState.PROCESSING, "claim", owner="h.1.b")
+        state.move(Job(root, JobState.STAGING, root / "staging" / "j3"), JobState.PROCESSING, "claim", owner="h.1.b")
     assert (root / "staging" / "j3").is_dir()

@@ -30,12 +30,12 @@ def _end_attempt(job: Job, n: int, stalled: bool) -> Job:
 
 
 def test_watchdog_restarts_fail_the_job_as_no_progress_not_as_a_bad_input(root: Path) -> None:
-    job = Job(root=root, state="staging", path=stage_job(root))
+    job = Job(root=root, state=JobState.STAGING, path=stage_job(root))
     for n in range(1, MAX_ATTEMPTS):
         job = _end_attempt(job, n, stalled=True)
-        assert job.state == "staging", f"failed after {n} stall restarts"
+        assert job.state is JobState.STAGING, f"failed after {n} stall restarts"
     job = _end_attempt(job, MAX_ATTEMPTS, stalled=True)
-    assert job.state == "failed"
+    assert job.state is JobState.FAILED
     text = (job.path / "error.txt").read_text()
     assert "restarted 3 times because it made no progress on this job for 302 s (the limit is 300 s)" in text
     assert "The input is not known to be at fault" in text and "overloaded" in text
@@ -45,20 +45,20 @@ def test_watchdog_restarts_fail_the_job_as_no_progress_not_as_a_bad_input(root: 
 
 
 def test_crashes_and_stall_restarts_have_separate_budgets(root: Path) -> None:
-    job = Job(root=root, state="staging", path=stage_job(root))
+    job = Job(root=root, state=JobState.STAGING, path=stage_job(root))
     for n, stalled in enumerate([True, False, True, False], start=1):  # 2 stalls + 2 crashes: below both
         job = _end_attempt(job, n, stalled)
-        assert job.state == "staging", f"failed after attempt {n}"
+        assert job.state is JobState.STAGING, f"failed after attempt {n}"
     assert json.loads((job.path / "attempt.json").read_text()) == {"attempt": 5, "stalls": 2}
     job = _end_attempt(job, 5, stalled=False)  # the third crash
-    assert job.state == "failed"
+    assert job.state is JobState.FAILED
     text = (job.path / "error.txt").read_text()
     assert "stopped unexpectedly 3 times" in text and "not restarted for a stall" in text
     assert json.loads((job.path / "report.json").read_text())["code"] == "worker_died"
 
 
 def test_a_restart_order_of_an_earlier_attempt_does_not_count_for_a_later_crash(root: Path) -> None:
-    job = Job(root=root, state="staging", path=stage_job(root))
+    job = Job(root=root, state=JobState.STAGING, path=stage_job(root))
     job = _end_attempt(job, 1, stalled=True)
     held = _claimed(job, 2)  # the old order sits in history.jsonl before this claim
     job = claim.requeue_after_crash(held, MAX_ATTEMPTS, "en")

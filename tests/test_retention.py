@@ -73,7 +73,7 @@ def test_expired_done_and_failed_jobs_go_and_nothing_else(root: Path) -> None:
     young = {name: snapshot_tree(root / state / name) for state, name in
              (("done", "done-young"), ("failed", "failed-young"))}
 
-    sweep = Retention(root, RetentionConfig(done_days=30, failed_days=90), clock=lambda: NOW).sweep()
+    sweep = Retention(Share(root), RetentionConfig(done_days=30, failed_days=90), clock=lambda: NOW).sweep()
 
     assert sorted(sweep.jobs) == ["done-old", "failed-old"]
     assert sorted(os.listdir(root / "done")) == ["done-young"]
@@ -89,7 +89,7 @@ def test_zero_days_keeps_jobs_forever(root: Path) -> None:
     Share(root).prepare()
     finished_job(root, "done", "ancient", NOW - 3650 * DAY)
     finished_job(root, "failed", "ancient-f", NOW - 3650 * DAY)
-    sweep = Retention(root, RetentionConfig(done_days=0, failed_days=0), clock=lambda: NOW).sweep()
+    sweep = Retention(Share(root), RetentionConfig(done_days=0, failed_days=0), clock=lambda: NOW).sweep()
     assert sweep.jobs == []
     assert os.listdir(root / "done") == ["ancient"] and os.listdir(root / "failed") == ["ancient-f"]
 
@@ -103,7 +103,7 @@ def test_a_job_without_report_ages_by_its_folder_time(root: Path) -> None:
     young = root / "done" / "no-report-young"
     young.mkdir()
     age(young, NOW - 2 * DAY)
-    Retention(root, RetentionConfig(done_days=30), clock=lambda: NOW).sweep()
+    Retention(Share(root), RetentionConfig(done_days=30), clock=lambda: NOW).sweep()
     assert os.listdir(root / "done") == ["no-report-young"]
 
 
@@ -135,7 +135,7 @@ def test_stale_leftovers_go_young_ones_and_planned_transactions_stay(root: Path)
     untouchable(root)
     before = {f: snapshot_tree(root / f) for f in ("inbox", "staging", "processing")}
 
-    Retention(root, RetentionConfig(temp_hours=24), clock=lambda: NOW).sweep()
+    Retention(Share(root), RetentionConfig(temp_hours=24), clock=lambda: NOW).sweep()
 
     assert sorted(p.name for p in job.iterdir() if p.name.startswith(".")) == [".lesson.a2.part.mp4"]
     assert (job / "error.txt").exists() and (job / "inputs" / "speech.wav").exists()
@@ -153,7 +153,7 @@ def test_face_cache_is_trimmed_oldest_first_to_its_budget(root: Path) -> None:
         path = cache / f"video{i}.npy"
         path.write_bytes(b"\0" * 1_000_000)
         os.utime(path, (NOW - (5 - i) * 3600, NOW - (5 - i) * 3600))  # video4 is the newest
-    Retention(root, RetentionConfig(facecache_max_gb=0.0025), clock=lambda: NOW).sweep()
+    Retention(Share(root), RetentionConfig(facecache_max_gb=0.0025), clock=lambda: NOW).sweep()
     assert sorted(os.listdir(cache)) == ["video3.npy", "video4.npy"]
 
 
@@ -163,5 +163,5 @@ def test_a_crash_mid_delete_leaves_no_half_job_and_the_next_sweep_finishes(root:
     trash.mkdir()
     (trash / "done-old.1a2b3c" / "inputs").mkdir(parents=True)  # renamed away, then the process died
     (trash / "done-old.1a2b3c" / "inputs" / "a.wav").write_bytes(b"x")
-    Retention(root, RetentionConfig(), clock=lambda: NOW).sweep()
+    Retention(Share(root), RetentionConfig(), clock=lambda: NOW).sweep()
     assert list(trash.iterdir()) == []

@@ -22,7 +22,7 @@ from daemon.worker import claim
 def _staged_with_stale_lease(root: Path, stale: lease.Identity) -> Job:
     folder = stage_job(root)
     lease.write(folder, stale, 1)  # left behind when the earlier claim put the job back
-    return Job(root=root, state="staging", path=folder)
+    return Job(root=root, state=JobState.STAGING, path=folder)
 
 
 def _claim_without_lease_yet(job: Job, claimer: lease.Identity) -> Job:

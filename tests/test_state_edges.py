@@ -1,5 +1,6 @@
 """Every (from, to) pair of job states, on real folders: the nine edges move the folder, every other
-pair raises InvalidTransition and leaves the job where it was."""
+pair raises InvalidTransition and leaves the job where it was. An accepting job starts in its intake
+transaction's folder, as intake assembles it; every other state is a share folder."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from daemon.core.state import InvalidTransition, JobState, move
 
 S = JobState
 EDGES = {
-    (S.INBOX, S.STAGING), (S.INBOX, S.FAILED), (S.INBOX, S.DONE),
+    (S.ACCEPTING, S.STAGING), (S.ACCEPTING, S.FAILED), (S.ACCEPTING, S.DONE),
     (S.STAGING, S.PROCESSING),
     (S.PROCESSING, S.DONE), (S.PROCESSING, S.FAILED), (S.PROCESSING, S.STAGING), (S.PROCESSING, S.PROCESSING),
     (S.FAILED, S.STAGING),
@@ -23,13 +24,18 @@ EDGES = {
 PAIRS = list(itertools.product(JobState, JobState))
 
 
+def _folder(root: Path, state: JobState) -> Path:
+    share = Share(root)
+    return share.transaction("t1") if state is S.ACCEPTING else share.folder(state)
+
+
 def _job(root: Path, state: JobState) -> Job:
     Share(root).prepare()
     name = "j1@old" if state is S.PROCESSING else "j1"
-    path = root / state.folder / name
+    path = _folder(root, state) / name
     path.mkdir(parents=True)
     (path / "marker").write_text("kept")
-    return Job(root=root, state=state.value, path=path)
+    return Job(root=root, state=state, path=path)
 
 
 @pytest.mark.parametrize(("source", "to"), PAIRS, ids=[f"{a.value}-{b.value}" for a, b in PAIRS])
@@ -37,11 +43,17 @@ def test_every_pair_of_states(root: Path, source: JobState, to: JobState) -> Non
     job = _job(root, source)
     if (source, to) in EDGES:
         moved = move(job, to, "table test", owner="new")
-        assert moved.state == to.value and moved.id == "j1"
+        assert moved.state is to and moved.id == "j1"
         assert (moved.path / "marker").read_text() == "kept" and not job.path.exists()
         assert moved.path.parent == root / to.folder
     else:
         with pytest.raises(InvalidTransition):
             move(job, to, "table test", owner="new")
         assert (job.path / "marker").read_text() == "kept"
-        assert entries(root / to.folder) == ([job.name] if to is source else [])
+        assert entries(_folder(root, to)) == ([job.name] if to is source else [])
+
+
+def test_an_accepting_job_has_no_state_folder() -> None:
+    """Nothing can list, find or move into "the accepting folder": each transaction has its own."""
+    with pytest.raises(ValueError, match="transaction"):
+        _ = S.ACCEPTING.folder

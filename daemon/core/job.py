@@ -1,12 +1,14 @@
 """A job folder and the files inside it: the immutable spec, the attempt counter, the lease, outputs.
 
-A Job value is only a pointer (root, state, path); the folder it points at is the truth. Layout:
+A Job value is only a pointer (root, state, path); the folder it points at is the truth. Its JobState
+lives here beside it (state.py, which moves jobs, imports both). Layout:
 job.json (spec, written once at acceptance), attempt.json, inputs/ (producer files, untouched),
 history.jsonl, job.log, lease.json + work/ (in processing/), report.json, error.txt, the result.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,30 @@ REPORT = "report.json"
 ERROR = "error.txt"
 INPUTS = "inputs"
 WORK = "work"
+
+
+class JobState(enum.Enum):
+    """Where a job is. Every state but ACCEPTING is a share folder, named by its value, that holds the
+    job's folder. An accepting job is one intake is still assembling in its transaction's folder
+    (`Share.transaction`); its one move out of there into a state folder is its acceptance."""
+
+    ACCEPTING = "accepting"
+    INBOX = "inbox"  # drops wait here; a job folder never does (it starts as ACCEPTING), so no edge leaves it
+    STAGING = "staging"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def folder(self) -> str:
+        """The name of this state's share folder (an accepting job has none: it is in its transaction's)."""
+        name: str = self.value
+        if self is JobState.ACCEPTING:
+            raise ValueError("an accepting job is in its intake transaction's folder, not in a state folder")
+        return name
+
+
+FOLDER_STATES = tuple(state for state in JobState if state is not JobState.ACCEPTING)  # one share folder each
 
 
 @dataclass(frozen=True)
@@ -50,7 +76,7 @@ class JobSpec:
 @dataclass(frozen=True)
 class Job:
     root: Path
-    state: str  # a JobState value; kept as str so this module needs nothing from state.py
+    state: JobState
     path: Path
 
     @property

@@ -1,6 +1,7 @@
-"""The share root: its state folders and internal folder, created when missing and checked at start.
+"""The share's layout: one `Share` value names every folder under the root, state and internal alike.
 
-Every move is one rename, so all folders must sit on one filesystem and one mount; we refuse to start
+Built once by each role from `config.root` and passed in; no other code spells a share path. Every move
+is one rename, so all folders must sit on one filesystem and one mount; `prepare()` refuses to start
 (ConfigError, exit 78) when they do not, when the root is missing, or when a test rename fails.
 """
 
@@ -14,22 +15,95 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.core.errors import ConfigError, ShareUnreachable, is_unreachable
+from daemon.core.job import FOLDER_STATES, JobState
 
-STATE_FOLDERS = ("inbox", "staging", "processing", "done", "failed")
+STATE_FOLDERS = tuple(state.folder for state in FOLDER_STATES)
 INTERNAL = ".lipsyncd"
-INTERNAL_FOLDERS = ("workers", "roles", "control", "intake", "keys", "logs", "tmp")
 
 
 @dataclass(frozen=True)
 class Share:
     root: Path
 
+    def folder(self, state: JobState) -> Path:
+        return self.root / state.folder
+
+    @property
+    def inbox(self) -> Path:
+        return self.folder(JobState.INBOX)  # producers drop here
+
+    @property
+    def staging(self) -> Path:
+        return self.folder(JobState.STAGING)
+
+    @property
+    def processing(self) -> Path:
+        return self.folder(JobState.PROCESSING)
+
+    @property
+    def done(self) -> Path:
+        return self.folder(JobState.DONE)
+
+    @property
+    def failed(self) -> Path:
+        return self.folder(JobState.FAILED)
+
     @property
     def internal(self) -> Path:
-        return self.root / INTERNAL
+        return self.root / INTERNAL  # ours alone: producers never write here
 
-    def folder(self, name: str) -> Path:
-        return self.root / name
+    @property
+    def workers(self) -> Path:
+        return self.internal / "workers"  # one heartbeat file per worker
+
+    @property
+    def roles(self) -> Path:
+        return self.internal / "roles"  # intake.json, watchdog.json: each role's last word
+
+    @property
+    def control(self) -> Path:
+        return self.internal / "control"  # `lipsyncd up`'s state and restart requests
+
+    @property
+    def intake(self) -> Path:
+        return self.internal / "intake"  # one folder per acceptance in progress (a transaction)
+
+    def transaction(self, txn: str) -> Path:
+        """The folder in which intake assembles one transaction's job folders."""
+        return self.intake / txn
+
+    @property
+    def keys(self) -> Path:
+        return self.internal / "keys"  # duplicate keys → the job first accepted with each
+
+    @property
+    def logs(self) -> Path:
+        return self.internal / "logs"  # one folder per host
+
+    @property
+    def tmp(self) -> Path:
+        return self.internal / "tmp"
+
+    @property
+    def outbox(self) -> Path:
+        return self.internal / "outbox"  # alerts waiting for their chat (unless alerts.outbox_dir)
+
+    @property
+    def trash(self) -> Path:
+        return self.internal / "trash"  # retention renames here, then deletes
+
+    @property
+    def facecache(self) -> Path:
+        return self.internal / "facecache"  # face boxes per source video
+
+    @property
+    def made_at_start(self) -> tuple[Path, ...]:
+        """The internal folders `prepare()` makes; the others appear when first written."""
+        return (self.workers, self.roles, self.control, self.intake, self.keys, self.logs, self.tmp)
+
+    def is_internal(self, relative: str) -> bool:
+        """Whether a path relative to the root lies in the internal folder."""
+        return Path(relative).parts[:1] == (INTERNAL,)
 
     def prepare(self) -> None:
         """Create missing folders and prove one rename works across all of them."""
@@ -37,10 +111,10 @@ class Share:
             raise ShareUnreachable(f"share root {self.root} does not exist: mount the share there or set "
                                    "share.root (or --root / LIPSYNCD_ROOT) to the right folder")
         try:
-            for name in STATE_FOLDERS:
-                (self.root / name).mkdir(exist_ok=True)
-            for name in INTERNAL_FOLDERS:
-                (self.internal / name).mkdir(parents=True, exist_ok=True)
+            for state in FOLDER_STATES:
+                self.folder(state).mkdir(exist_ok=True)
+            for folder in self.made_at_start:
+                folder.mkdir(parents=True, exist_ok=True)
         except PermissionError as exc:
             raise ConfigError(f"cannot create {exc.filename}: the share is not writable by this user "
                               f"(uid {os.getuid()}); fix its permissions or run as its owner") from None
@@ -65,7 +139,7 @@ class Share:
     def _check_renames(self) -> None:
         """Walk a probe file through every folder by rename; EXDEV or EACCES means we cannot work."""
         token = f".lipsyncd-probe-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        path = self.internal / "tmp" / token
+        path = self.tmp / token
         try:
             path.write_bytes(b"probe\n")
             for name in (*STATE_FOLDERS, INTERNAL):
@@ -94,7 +168,7 @@ class Share:
 
     def now(self) -> float:
         """The share's own clock: the mtime of a probe file we just touched (no local clock)."""
-        probe = self.internal / "tmp" / f".clock-{socket.gethostname()}-{os.getpid()}"
+        probe = self.tmp / f".clock-{socket.gethostname()}-{os.getpid()}"
         with open(probe, "wb") as fh:
             fh.write(b"t")
         return os.stat(probe).st_mtime

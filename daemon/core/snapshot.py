@@ -14,6 +14,7 @@ from typing import Any
 
 from daemon.core import atomic, heartbeat, lease, progress
 from daemon.core.job import Job
+from daemon.core.share import Share
 from daemon.core.state import JobState, jobs_in
 
 RECENT = 20
@@ -21,8 +22,8 @@ RECENT = 20
 
 def collect(root: Path, now: float | None = None, recent: int = RECENT) -> dict[str, Any]:
     now = time.time() if now is None else now
-    internal = root / ".lipsyncd"
-    all_beats = heartbeat.read_all(internal)
+    share = Share(root)
+    all_beats = heartbeat.read_all(share.internal)
     beats = {b.job: b for b in all_beats if b.job}
     queued = [_queued(j, now) for j in jobs_in(root, JobState.STAGING)]
     queued.sort(key=lambda q: (-(q["priority"] or 0), q["accepted_at"] or 0))
@@ -34,18 +35,18 @@ def collect(root: Path, now: float | None = None, recent: int = RECENT) -> dict[
     return {
         "generated_at": round(now, 3),
         "counts": {s.value: n for s, n in (
-            (JobState.INBOX, _inbox_count(root)), (JobState.STAGING, len(queued)),
-            (JobState.PROCESSING, len(running)), (JobState.DONE, _count(root, JobState.DONE)),
-            (JobState.FAILED, _count(root, JobState.FAILED)))},
+            (JobState.INBOX, _inbox_count(share)), (JobState.STAGING, len(queued)),
+            (JobState.PROCESSING, len(running)), (JobState.DONE, _count(share, JobState.DONE)),
+            (JobState.FAILED, _count(share, JobState.FAILED)))},
         "oldest_wait_s": round(now - oldest, 1) if oldest else 0,
         "queued": queued,
         "running": running,
         "done": [_finished(j) for j in done],
         "failed": [_finished(j) for j in failed],
         "workers": [_worker(b, now) for b in all_beats],
-        "intake": (intake := _read(internal / "roles" / "intake.json")),
+        "intake": (intake := _read(share.roles / "intake.json")),
         "waiting": _waiting(intake),
-        "watchdog": _read(internal / "roles" / "watchdog.json"),
+        "watchdog": _read(share.roles / "watchdog.json"),
         "disk": disk(root),
     }
 
@@ -137,17 +138,17 @@ def _recent(jobs: list[Job], limit: int) -> list[Job]:
     return sorted(jobs, key=lambda job: _mtime(job.path), reverse=True)[:limit]
 
 
-def _count(root: Path, state: JobState) -> int:
+def _count(share: Share, state: JobState) -> int:
     try:
-        with os.scandir(root / state.folder) as it:
+        with os.scandir(share.folder(state)) as it:
             return sum(1 for e in it if not e.name.startswith("."))
     except OSError:
         return 0
 
 
-def _inbox_count(root: Path) -> int:
+def _inbox_count(share: Share) -> int:
     try:
-        with os.scandir(root / "inbox") as it:
+        with os.scandir(share.inbox) as it:
             return sum(1 for e in it if e.name.lower().endswith(".toml") or e.is_dir())
     except OSError:
         return 0

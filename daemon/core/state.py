@@ -1,8 +1,8 @@
 """Job states are folders; `move()` is the only code that renames a job folder between them.
 
 Each allowed edge has one owner:
-    intake    inbox → staging, inbox → failed           (accept / reject a drop)
-              inbox → done                               (a skipped duplicate reusing a finished result)
+    intake    accepting → staging, accepting → failed   (accept / reject a drop assembled in its transaction)
+              accepting → done                           (a skipped duplicate reusing a finished result)
     worker    staging → processing                       (claim)
               processing → done | failed | staging       (publish / fail / requeue after crash or stop)
               processing → processing                    (take over an expired lease: a new unique name)
@@ -13,35 +13,24 @@ losing a job is not.
 
 from __future__ import annotations
 
-import enum
 import errno
 import os
 from pathlib import Path
 
 from daemon.core import atomic, history
 from daemon.core.errors import ShareUnreachable, is_unreachable
-from daemon.core.job import Job
+from daemon.core.job import FOLDER_STATES, Job, JobState
 
-
-class JobState(enum.Enum):
-    INBOX = "inbox"
-    STAGING = "staging"
-    PROCESSING = "processing"
-    DONE = "done"
-    FAILED = "failed"
-
-    @property
-    def folder(self) -> str:
-        return self.value
-
+__all__ = ["ALLOWED", "FOLDER_STATES", "QUEUED", "TERMINAL", "InvalidTransition", "JobGone", "JobState", "find",
+           "jobs_in", "move"]
 
 TERMINAL = frozenset({JobState.DONE, JobState.FAILED})
 QUEUED = frozenset({JobState.STAGING})
 
 ALLOWED: frozenset[tuple[JobState, JobState]] = frozenset({
-    (JobState.INBOX, JobState.STAGING),
-    (JobState.INBOX, JobState.FAILED),
-    (JobState.INBOX, JobState.DONE),
+    (JobState.ACCEPTING, JobState.STAGING),
+    (JobState.ACCEPTING, JobState.FAILED),
+    (JobState.ACCEPTING, JobState.DONE),
     (JobState.STAGING, JobState.PROCESSING),
     (JobState.PROCESSING, JobState.DONE),
     (JobState.PROCESSING, JobState.FAILED),
@@ -66,7 +55,7 @@ def move(job: Job, to: JobState, reason: str, *, owner: str | None = None) -> Jo
     unique name. Raises JobGone if the source vanished (a concurrent claim or takeover won),
     FileExistsError if the destination exists (never overwrite), ShareUnreachable if the share is away.
     """
-    source_state = JobState(job.state)
+    source_state = job.state
     if (source_state, to) not in ALLOWED:
         raise InvalidTransition(f"{job.id}: {source_state.value} → {to.value} is not an allowed move")
     name = f"{job.id}@{owner}" if to is JobState.PROCESSING else job.id
@@ -80,7 +69,7 @@ def move(job: Job, to: JobState, reason: str, *, owner: str | None = None) -> Jo
     except OSError as exc:
         _settle_failed_rename(job, dest, exc)
     atomic.fsync_dir(dest.parent)
-    moved = Job(root=job.root, state=to.value, path=dest)
+    moved = Job(root=job.root, state=to, path=dest)
     history.append(moved.path, "moved", source=source_state.value, to=to.value, reason=reason)
     return moved
 
@@ -111,12 +100,12 @@ def find(root: Path, job_id: str) -> Job | None:
         direct = base / job_id
         if state is not JobState.PROCESSING:
             if direct.is_dir():
-                return Job(root=root, state=state.value, path=direct)
+                return Job(root=root, state=state, path=direct)
             continue
         try:
             for entry in os.scandir(base):
                 if entry.name.split("@", 1)[0] == job_id and entry.is_dir():
-                    return Job(root=root, state=state.value, path=Path(entry.path))
+                    return Job(root=root, state=state, path=Path(entry.path))
         except FileNotFoundError:
             continue
     return None
@@ -135,5 +124,5 @@ def jobs_in(root: Path, state: JobState) -> list[Job]:
     for entry in entries:
         if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
             continue
-        out.append(Job(root=root, state=state.value, path=Path(entry.path)))
+        out.append(Job(root=root, state=state, path=Path(entry.path)))
     return out

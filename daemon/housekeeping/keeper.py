@@ -11,10 +11,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from daemon.core.config import Config
 from daemon.core.errors import ShareUnreachable
+from daemon.core.share import Share
 from daemon.housekeeping.board import Board
 from daemon.housekeeping.retention import Retention
 
@@ -23,12 +23,12 @@ log = logging.getLogger(__name__)
 
 class Housekeeper:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
-        root = Path(config.share.root)
+        share = Share(config.root)
         self.interval_s = config.status.interval_s
         self.sweep_every_s = config.retention.interval_min * 60
-        self.board = Board(root, config.general.language, config.status.interval_s, config.status.recent_jobs,
+        self.board = Board(share.root, config.general.language, config.status.interval_s, config.status.recent_jobs,
                            clock)
-        self.retention = Retention(root, config.retention, clock)
+        self.retention = Retention(share, config.retention, clock)
         self.clock = clock
         self.next_sweep = clock()  # first sweep at start: a restart after a long stop catches up
         self.failure: BaseException | None = None

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from daemon.core import atomic
 from daemon.core.config import RetentionConfig
-from daemon.core.job import ERROR, REPORT
+from daemon.core.job import ERROR, REPORT, JobState
+from daemon.core.share import Share
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +41,15 @@ class Sweep:
 
 
 class Retention:
-    def __init__(self, root: Path, cfg: RetentionConfig, clock: Callable[[], float] = time.time) -> None:
-        self.root, self.cfg, self.clock = root, cfg, clock
-        self.internal = root / ".lipsyncd"
-        self.trash = self.internal / "trash"
+    def __init__(self, share: Share, cfg: RetentionConfig, clock: Callable[[], float] = time.time) -> None:
+        self.share, self.root, self.cfg, self.clock = share, share.root, cfg, clock
+        self.trash = share.trash
 
     def sweep(self) -> Sweep:
         now = self.clock()
         out = Sweep()
         self._empty_trash(out)  # first: what a crash left half-deleted last time
-        for state, days in (("done", self.cfg.done_days), ("failed", self.cfg.failed_days)):
+        for state, days in ((JobState.DONE, self.cfg.done_days), (JobState.FAILED, self.cfg.failed_days)):
             self._expire_jobs(state, days, now, out)
         self._leftovers(now, out)
         self._facecache(out)
@@ -59,8 +59,8 @@ class Retention:
         return out
 
     # --- jobs ---------------------------------------------------------------------------------------
-    def _expire_jobs(self, state: str, days: float, now: float, out: Sweep) -> None:
-        folder = self.root / state
+    def _expire_jobs(self, state: JobState, days: float, now: float, out: Sweep) -> None:
+        folder = self.share.folder(state)
         for entry in _entries(folder):
             if not entry.is_dir(follow_symlinks=False):
                 continue
@@ -73,8 +73,8 @@ class Retention:
                 continue
             size = _tree_size(path)
             if self._discard(path):
-                log.info("%s: removed from %s/ after %.0f days (retention.%s_days = %g)", entry.name, state,
-                         (now - finished) / DAY, state, days)
+                log.info("%s: removed from %s/ after %.0f days (retention.%s_days = %g)", entry.name, state.folder,
+                         (now - finished) / DAY, state.folder, days)
                 out.jobs.append(entry.name)
                 out.freed_bytes += size
 
@@ -108,14 +108,14 @@ class Retention:
     def _leftovers(self, now: float, out: Sweep) -> None:
         limit = self.cfg.temp_hours * 3600
         # atomic.write_* temp names a crash left next to our own small files (never producers' files)
-        ours = [e for folder in (self.root, self.internal / "roles", self.internal / "workers")
+        ours = [e for folder in (self.root, self.share.roles, self.share.workers)
                 for e in _entries(folder) if ATOMIC_TMP.match(e.name)]
-        for entry in [*_entries(self.internal / "tmp"), *ours]:
+        for entry in [*_entries(self.share.tmp), *ours]:
             if now - _lstat_mtime(entry) > limit:
                 out.freed_bytes += _size(entry)
                 _remove(entry)
                 out.files.append(entry.path)
-        for entry in _entries(self.internal / "intake"):
+        for entry in _entries(self.share.intake):
             # a transaction with a plan is intake's to finish (its recovery completes it): never ours
             if not entry.is_dir(follow_symlinks=False) or os.path.lexists(os.path.join(entry.path, "plan.json")):
                 continue
@@ -126,7 +126,7 @@ class Retention:
 
     def _facecache(self, out: Sweep) -> None:
         files = []
-        for dirpath, _dirs, names in os.walk(self.internal / "facecache"):
+        for dirpath, _dirs, names in os.walk(self.share.facecache):
             for name in names:
                 try:
                     st = os.lstat(os.path.join(dirpath, name))

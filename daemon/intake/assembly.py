@@ -1,13 +1,14 @@
 """Moving a settled drop into job folders crash-safely: renames, and copies that are the job's own.
 
-A transaction folder `.lipsyncd/intake/<txn>/` first receives the new job folders with our own files
-(job.json, attempt.json, error.txt/report.json for a rejection) and verified copies of inbox files other
-tickets still need ("snapshots"), then `plan.json` (the commit point), then the producer's files are
-renamed in and copied from the job's own file into its sister jobs, then each job folder is moved to
-staging/ or failed/. Just before the commit point a guard may call it off (NotReady: a writer still has
-a file open, the share's layout changed); the folder then holds only our files and is removed.
-After a crash, `recover()` completes every transaction that has a plan (ops are idempotent) and removes
-those without one. Nothing is ever stranded between two renames; no job shares an inode with inbox/.
+A transaction folder (`Share.transaction`: `.lipsyncd/intake/<txn>/`) first receives the new job folders
+with our own files (job.json, attempt.json, error.txt/report.json for a rejection) and verified copies of
+inbox files other tickets still need ("snapshots"), then `plan.json` (the commit point), then the
+producer's files are renamed in and copied from the job's own file into its sister jobs, then each job
+folder, ACCEPTING until then, makes its one move into staging/, failed/ or done/. Just before the
+commit point a guard may call it off (NotReady: a writer still has a file open, the share's layout
+changed); the folder then holds only our files and is removed. After a crash, `recover()` completes
+every transaction that has a plan (ops are idempotent) and removes those without one. Nothing is ever
+stranded between two renames; no job shares an inode with inbox/.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from daemon.core import atomic, report, state
 from daemon.core.errors import ShareUnreachable, is_out_of_space, is_unreachable
 from daemon.core.job import ATTEMPT, SPEC, Job, JobSpec
+from daemon.core.share import Share
 from daemon.core.state import JobState
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ class Op:
 @dataclass
 class Planned:
     job_id: str
-    target: str  # "staging", "failed", or "done" for a skipped duplicate that reuses a result
+    target: JobState  # STAGING, FAILED, or DONE for a skipped duplicate that reuses a result
     spec: JobSpec | None = None
     failure: dict[str, Any] | None = None  # report.write_failure keyword arguments
     result_from: str | None = None  # relative to the root: an identical job's finished result
@@ -69,22 +71,22 @@ class Transaction:
     ops: list[Op] = field(default_factory=list)
     snapshots: list[Op] = field(default_factory=list)  # copies out of inbox/, made before the commit point
 
-    def sources(self, root: Path) -> list[Path]:
+    def sources(self, share: Share) -> list[Path]:
         """The inbox paths this transaction reads or moves (what no writer may still hold open)."""
-        return [root / op.src for op in (*self.ops, *self.snapshots) if not op.src.startswith(".lipsyncd/")]
+        return [share.root / op.src for op in (*self.ops, *self.snapshots) if not share.is_internal(op.src)]
 
 
 class Assembler:
-    def __init__(self, root: Path, language: str) -> None:
-        self.root = root
+    def __init__(self, share: Share, language: str) -> None:
+        self.share = share
+        self.root = share.root
         self.language = language
-        self.area = root / ".lipsyncd" / "intake"
 
     def commit(self, tx: Transaction, guard: Callable[[Transaction], None] = lambda tx: None) -> list[Job]:
         """Prepare, commit and execute one transaction; returns the jobs where they landed.
 
         `guard` runs just before the commit point and may raise NotReady to call it off."""
-        folder = self.area / tx.txn
+        folder = self.share.transaction(tx.txn)
         folder.mkdir(parents=True)
         try:
             for planned in tx.jobs:
@@ -101,7 +103,7 @@ class Assembler:
                 raise NotReady(f"no space left on the share to copy {exc.filename or 'a shared file'}") from exc
             raise
         plan = {"txn": tx.txn, "created_at": time.time(),
-                "jobs": [{"id": p.job_id, "target": p.target} for p in tx.jobs],
+                "jobs": [{"id": p.job_id, "target": p.target.value} for p in tx.jobs],
                 "ops": [op.__dict__ for op in tx.ops]}
         _write_json_ascii(folder / PLAN, plan)
         return self._finish(folder, plan)
@@ -109,9 +111,9 @@ class Assembler:
     def recover(self) -> list[Job]:
         """Complete or clear every transaction a crash left behind."""
         landed: list[Job] = []
-        if not self.area.is_dir():
+        if not self.share.intake.is_dir():
             return landed
-        for folder in sorted(p for p in self.area.iterdir() if p.is_dir()):
+        for folder in sorted(p for p in self.share.intake.iterdir() if p.is_dir()):
             try:
                 plan = atomic.read_json(folder / PLAN)
             except FileNotFoundError:
@@ -145,7 +147,7 @@ class Assembler:
         # every job folder exists once the plan is written; a missing one was already moved on
         moved = {e["id"] for e in plan["jobs"] if not (folder / e["id"]).exists()}
         ops = [Op(**o) for o in plan["ops"]]
-        vanished = [op for op in ops if _job_of(op.dst) not in moved and not self._apply(op)]
+        vanished = [op for op in ops if self._job_of(folder, op) not in moved and not self._apply(op)]
         landed = []
         for entry in plan["jobs"]:
             job_dir = folder / entry["id"]
@@ -158,7 +160,7 @@ class Assembler:
                 name = Path(lost[0].src).name
                 report.write_failure(job_dir, job_id=entry["id"], code="input_vanished",
                                      params={"name": name}, language=self.language, inputs={}, attempts=0)
-            job = Job(root=self.root, state=JobState.INBOX.value, path=job_dir)
+            job = Job(root=self.root, state=JobState.ACCEPTING, path=job_dir)
             reason = {JobState.STAGING: "accepted", JobState.FAILED: "rejected"}.get(target, "duplicate skipped")
             landed.append(state.move(job, target, reason))
         (folder / PLAN).unlink(missing_ok=True)
@@ -168,6 +170,10 @@ class Assembler:
             log.warning("intake transaction folder %s not empty after completion; left for inspection",
                         folder)
         return landed
+
+    def _job_of(self, folder: Path, op: Op) -> str:
+        """The job an op's destination belongs to: the first folder below its transaction's."""
+        return (self.root / op.dst).relative_to(folder).parts[0]
 
     def _snapshot(self, op: Op) -> None:
         """Copy an inbox file another ticket still needs; NotReady if it changed while we copied."""
@@ -264,11 +270,6 @@ def _kernel_copy(sfd: int, dfd: int, size: int) -> None:
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _job_of(dst: str) -> str:
-    """The job id in an op's destination `.lipsyncd/intake/<txn>/<job>/inputs/...`."""
-    return Path(dst).parts[3]
 
 
 def _rel(root: Path, path: Path) -> str:

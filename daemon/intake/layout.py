@@ -10,19 +10,22 @@ import os
 import stat
 from pathlib import Path
 
-from daemon.core.share import INTERNAL, STATE_FOLDERS
+from daemon.core.share import Share
+from daemon.core.state import FOLDER_STATES
 
-CHECKED = (*STATE_FOLDERS, INTERNAL, f"{INTERNAL}/intake")
+
+def checked(share: Share) -> tuple[Path, ...]:
+    """The folders intake reads or renames through: every state folder, the internal one, its own."""
+    return (*(share.folder(state) for state in FOLDER_STATES), share.internal, share.intake)
 
 
-def problem(root: Path) -> str | None:
+def problem(share: Share) -> str | None:
     """Why intake must not touch the share now ("layout: ..."), or None when every folder is real."""
     try:
-        root_dev = os.stat(root).st_dev
+        root_dev = os.stat(share.root).st_dev
     except OSError:
         return None  # unreachable: the scan reports that in its own words
-    for name in CHECKED:
-        path = root / name
+    for path in checked(share):
         try:
             st = os.lstat(path)
         except FileNotFoundError:

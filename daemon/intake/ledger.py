@@ -6,15 +6,14 @@ state folder (retention removed it) no longer counts as a duplicate.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from daemon.core import atomic, state
+from daemon.core.share import Share
 
 
 class Ledger:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.folder = root / ".lipsyncd" / "keys"
+    def __init__(self, share: Share) -> None:
+        self.root = share.root
+        self.folder = share.keys
 
     def original(self, key: str) -> str | None:
         """The id of an existing job with this key, if it still exists somewhere."""

@@ -18,6 +18,8 @@ from typing import Any
 
 from daemon.core import atomic
 from daemon.core.job import INPUTS, JobSpec
+from daemon.core.share import Share
+from daemon.core.state import JobState
 from daemon.core.ticket import Ticket, printable, safe_stem
 from daemon.intake.assembly import Op, Planned, Transaction
 from daemon.intake.drop import Drop
@@ -30,8 +32,9 @@ def new_id(stem: str, now: float) -> str:
 
 
 class Planner:
-    def __init__(self, root: Path, default_engine: str, clock: Callable[[], float] = time.time) -> None:
-        self.root = root
+    def __init__(self, share: Share, default_engine: str, clock: Callable[[], float] = time.time) -> None:
+        self.share = share
+        self.root = share.root
         self.default_engine = default_engine
         self.clock = clock
 
@@ -46,7 +49,7 @@ class Planner:
             inputs = {"audio": pair.audio, "video": pair.video}
             original = duplicate_of[i]
             if original is not None and policy == "fail":
-                tx.jobs.append(Planned(job_id, "failed", failure=self._failure(
+                tx.jobs.append(Planned(job_id, JobState.FAILED, failure=self._failure(
                     job_id, "duplicate", {"original": original}, inputs, ticket.batch)))
                 continue
             reuse = self._finished_result(original) if policy == "skip" else None
@@ -56,9 +59,9 @@ class Planner:
                            accepted_at=round(now + i * 1e-3, 3), key=keys[i], priority=ticket.priority,
                            options=dict(ticket.options))
             if reuse is not None:
-                tx.jobs.append(Planned(job_id, "done", spec=spec, result_from=reuse, duplicate_of=original))
+                tx.jobs.append(Planned(job_id, JobState.DONE, spec=spec, result_from=reuse, duplicate_of=original))
             else:
-                tx.jobs.append(Planned(job_id, "staging", spec=spec))
+                tx.jobs.append(Planned(job_id, JobState.STAGING, spec=spec))
         needs = [(job_id, tuple(dict.fromkeys((pair.audio, pair.video))))
                  for pair, job_id in zip(ticket.pairs, ids, strict=True)]
         tx.ops, tx.snapshots = self._ops(drop, tx.txn, needs, external_refs)
@@ -68,7 +71,7 @@ class Planner:
         """The earlier identical job's result, if it finished: a skipped duplicate reuses it."""
         if original is None:
             return None
-        done = self.root / "done" / original
+        done = self.share.done / original
         try:
             spec = atomic.read_json(done / "job.json")
         except (OSError, ValueError):
@@ -82,7 +85,7 @@ class Planner:
         job_id = new_id(PurePosixPath(drop.ticket.name).stem, self.clock())
         # a file another pending ticket still needs stays in inbox/ for it (no copy into a rejection)
         present = tuple(f for f in files if os.path.lexists(drop.base / f) and f not in external_refs)
-        planned = Planned(job_id, "failed", failure=self._failure(job_id, code, params, inputs or {}, batch))
+        planned = Planned(job_id, JobState.FAILED, failure=self._failure(job_id, code, params, inputs or {}, batch))
         ops, _ = self._ops(drop, job_id, [(job_id, present)], set())
         return Transaction(txn=job_id, jobs=[planned], ops=ops)
 
@@ -92,10 +95,9 @@ class Planner:
         if taken(job_id):
             job_id = f"{new_id(name, self.clock())}-unclaimed"
         params = {"name": printable(name), "minutes": f"{minutes:g}", "job": job_id}
-        planned = Planned(job_id, "failed", failure=self._failure(job_id, "unclaimed", params, {}, ""))
-        txn_rel = os.path.relpath(self.root / ".lipsyncd" / "intake", self.root)
-        src = _rel(self.root, self.root / "inbox" / name)
-        dst = f"{txn_rel}/{job_id}/{job_id}/{INPUTS}/{name}"
+        planned = Planned(job_id, JobState.FAILED, failure=self._failure(job_id, "unclaimed", params, {}, ""))
+        src = _rel(self.root, self.share.inbox / name)
+        dst = f"{_rel(self.root, self.share.transaction(job_id))}/{job_id}/{INPUTS}/{name}"
         return Transaction(txn=job_id, jobs=[planned], ops=[Op("rename", src, dst)])
 
     def _failure(self, job_id: str, code: str, params: dict[str, Any], inputs: dict[str, str],
@@ -107,15 +109,15 @@ class Planner:
              external: set[str]) -> tuple[list[Op], list[Op]]:
         """(ops after the commit point, snapshot copies before it) for jobs [(job id, names)] of one
         drop; the ticket travels with every job. Renames come first: copies read the job's own file."""
-        txn_rel = os.path.relpath(self.root / ".lipsyncd" / "intake", self.root)
+        txn_rel = _rel(self.root, self.share.transaction(txn))
 
         def dest(job_id: str, name: str) -> str:
-            return f"{txn_rel}/{txn}/{job_id}/{INPUTS}/{name}"
+            return f"{txn_rel}/{job_id}/{INPUTS}/{name}"
 
         if drop.folder is not None:
             # the whole folder becomes the first job's inputs/; later jobs get copies from there
             first = needs[0][0]
-            ops = [Op("rename", _rel(self.root, drop.folder), f"{txn_rel}/{txn}/{first}/{INPUTS}")]
+            ops = [Op("rename", _rel(self.root, drop.folder), f"{txn_rel}/{first}/{INPUTS}")]
             for job_id, names in needs[1:]:
                 for name in (drop.ticket.name, *names):
                     ops.append(Op("copy", dest(first, name), dest(job_id, name)))

@@ -21,6 +21,7 @@ from daemon.core.job import Job
 from daemon.core.lifecycle import Stopper, run_until_stopped
 from daemon.core.notify import Notifier
 from daemon.core.share import Share
+from daemon.core.state import JobState
 from daemon.core.ticket import Ticket, printable
 from daemon.intake import checks, layout, reasons, writers
 from daemon.intake.assembly import Assembler, NotReady, Transaction
@@ -47,12 +48,12 @@ class Intake:
         self.cfg = config.intake
         self.config = config
         self.share = share
-        self.inbox = share.folder("inbox")
+        self.inbox = share.inbox
         self.clock, self.wall = clock, wall
         self.settler = Settler(self.cfg.settle_s, self.cfg.settle_scans, clock)
-        self.assembler = Assembler(share.root, config.general.language)
-        self.planner = Planner(share.root, config.worker.engine, wall)
-        self.ledger = Ledger(share.root)
+        self.assembler = Assembler(share, config.general.language)
+        self.planner = Planner(share, config.worker.engine, wall)
+        self.ledger = Ledger(share)
         self.completeness = Completeness()
         self.sweeper = Sweeper(self.inbox, self.cfg.orphan_timeout_min * 60,
                                Settler(0, 1, clock))
@@ -65,7 +66,7 @@ class Intake:
     def start(self) -> None:
         """Complete whatever a crash interrupted, before looking at the inbox again."""
         for job in self.assembler.recover():
-            log.info("%s: recovered into %s/", job.id, job.state)
+            log.info("%s: recovered into %s/", job.id, job.state.folder)
 
     def step(self) -> bool:
         try:
@@ -75,7 +76,7 @@ class Intake:
         if low is not None:
             self._pause(low)  # the drops wait in inbox/; settle state restarts when we resume
             return False
-        refused = layout.problem(self.share.root)  # at every scan: a link may replace inbox/ any time
+        refused = layout.problem(self.share)  # at every scan: a link may replace inbox/ any time
         if refused is not None:
             self._pause(refused)
             return False
@@ -214,7 +215,7 @@ class Intake:
             planned.notes = ticket.notes
         landed = self._commit(drop, tx, ticket, refs)
         for job, key in zip(landed, keys, strict=False):
-            if job.state != "failed":
+            if job.state is not JobState.FAILED:
                 self.ledger.record(key, job.id)
         return bool(landed)
 
@@ -242,23 +243,23 @@ class Intake:
             refs.subtract(ticket.files)  # the next ticket sharing a file may now be its last user
         for job in landed:
             note = history.JobLog(job.id, job.path, log)
-            if job.state == "failed":
+            if job.state is JobState.FAILED:
                 report = job.report() or {}
                 note.warning("rejected %s: %s", drop.label, report.get("message_en", report.get("code")))
             else:
-                note.info("accepted %s into %s/", drop.label, job.state)
-            for line in ticket.notes if ticket is not None and job.state != "failed" else ():
+                note.info("accepted %s into %s/", drop.label, job.state.folder)
+            for line in ticket.notes if ticket is not None and job.state is not JobState.FAILED else ():
                 note.info("note: %s", line)
         return landed
 
     def _guard(self, tx: Transaction) -> None:
         """Last look before the commit point: the layout is still real and no writer holds a source."""
-        refused = layout.problem(self.share.root)
+        refused = layout.problem(self.share)
         if refused is not None:
             raise NotReady(refused)
         if self.writers is None:  # one look at /proc per scan, and only in scans that commit something
             self.writers = writers.Writers((os.path.realpath(self.share.root),))
-        busy = self.writers.holding(tx.sources(self.share.root))
+        busy = self.writers.holding(tx.sources(self.share))
         if busy:
             path, who = next(iter(busy.items()))
             name = printable(os.path.basename(path))
@@ -270,7 +271,7 @@ class Intake:
         moved = False
         for name in self.sweeper.due(named):
             minutes = self.cfg.orphan_timeout_min
-            tx = self.planner.unclaimed(name, minutes, lambda job_id: (self.share.root / "failed" / job_id).exists())
+            tx = self.planner.unclaimed(name, minutes, lambda job_id: (self.share.failed / job_id).exists())
             try:
                 landed = self.assembler.commit(tx, self._guard)
             except NotReady as exc:
@@ -302,7 +303,7 @@ class Intake:
                   "refusing": self.paused if self.paused and self.paused.startswith("layout:") else "",
                   "waiting": self.board.to_json()}
         try:
-            atomic.write_json(self.share.internal / "roles" / "intake.json", status, fsync=False)
+            atomic.write_json(self.share.roles / "intake.json", status, fsync=False)
         except OSError as exc:
             log.debug("could not write intake status: %s", exc)
 
@@ -328,8 +329,8 @@ def run(config: Config, args: argparse.Namespace, beside: Companion | None = Non
     intake.start()
     wake = threading.Event()
     hint = _hint(wake, config.intake.scan_interval_s)
-    observer = _start_hint(share.folder("inbox"), hint) if config.intake.local_events else None
-    log.info("intake watching %s (scan every %.1f s, settle %.1f s)", share.folder("inbox"),
+    observer = _start_hint(share.inbox, hint) if config.intake.local_events else None
+    log.info("intake watching %s (scan every %.1f s, settle %.1f s)", share.inbox,
              config.intake.scan_interval_s, config.intake.settle_s)
     notifier = Notifier()
     notifier.ready("watching inbox/")

@@ -19,6 +19,7 @@ from pathlib import Path
 from daemon.core.config import Config
 from daemon.core.lifecycle import Stopper, run_until_stopped
 from daemon.core.notify import Notifier
+from daemon.core.share import Share
 from daemon.sentinel import metrics, status
 from daemon.sentinel.alerts import wording
 from daemon.sentinel.alerts.alert import Severity
@@ -51,7 +52,7 @@ class Role:
         survey = self.patrol.step()
         snapshot = self.patrol.snapshot(self.patrol.clock())
         if self._status_write is None or self._status_write.done():
-            internal = self.config.root / ".lipsyncd"
+            internal = Share(self.config.root).internal
             self._status_write = self.lane.submit(lambda: status.write_json(internal, snapshot))
         if self.config.watchdog.textfile_dir:
             try:

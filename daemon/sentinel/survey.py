@@ -52,7 +52,7 @@ class Survey:
 class Surveyor:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.internal = root / ".lipsyncd"
+        self.share = Share(root)
         self._accepted: dict[str, float] = {}  # staging folder → accepted_at (job.json is immutable)
         self._seen_failed: set[str] | None = None  # None until the first pass: old failures are not news
         self._seen_done: set[str] | None = None
@@ -69,17 +69,17 @@ class Surveyor:
         intake, intake_mtime = self._intake()
         intake_mtime = intake_mtime - skew if intake_mtime is not None else None
         failed = self._failed()
-        done_names = {e.name for e in _entries(self.root / "done")}
-        counts = {"inbox": _inbox_count(self.root / "inbox"), "staging": queued, "processing": len(processing),
+        done_names = {e.name for e in _entries(self.share.done)}
+        counts = {"inbox": _inbox_count(self.share.inbox), "staging": queued, "processing": len(processing),
                   "done": len(done_names), "failed": self._failed_count}
-        return Survey(time.time(), heartbeat.read_all(self.internal), processing, log_mtimes,
+        return Survey(time.time(), heartbeat.read_all(self.share.internal), processing, log_mtimes,
                       failed, queued, oldest, _free_bytes(self.root), intake, intake_mtime,
                       counts=counts, new_done=self._done(done_names))
 
     def _share_ahead_s(self) -> float:
         """How far the share's clock is ahead of ours (a probe file's server-stamped mtime); 0 if unknown."""
         try:
-            return Share(self.root).now() - time.time()
+            return self.share.now() - time.time()
         except OSError as exc:
             if is_unreachable(exc):
                 raise
@@ -92,7 +92,7 @@ class Surveyor:
             return []
         fresh = []
         for name in sorted(names - self._seen_done):
-            report = _json(self.root / "done" / name / "report.json")
+            report = _json(self.share.done / name / "report.json")
             if report is None:
                 continue  # the report is written before the move; unreadable now means next pass
             self._seen_done.add(name)
@@ -103,7 +103,7 @@ class Surveyor:
 
     def _processing(self) -> tuple[dict[str, Path], dict[str, float]]:
         folders, mtimes = {}, {}
-        for entry in _entries(self.root / "processing"):
+        for entry in _entries(self.share.processing):
             job = entry.name.split("@", 1)[0]
             folders[job] = Path(entry.path)
             try:
@@ -113,10 +113,10 @@ class Surveyor:
         return folders, mtimes
 
     def _staging(self) -> tuple[int, tuple[str, float] | None]:
-        names = [e.name for e in _entries(self.root / "staging")]
+        names = [e.name for e in _entries(self.share.staging)]
         for name in names:
             if name not in self._accepted:
-                data = _json(self.root / "staging" / name / "job.json")
+                data = _json(self.share.staging / name / "job.json")
                 accepted = data.get("accepted_at") if data else None
                 if isinstance(accepted, (int, float)):
                     self._accepted[name] = float(accepted)
@@ -128,14 +128,14 @@ class Surveyor:
         return len(names), (name, at)
 
     def _failed(self) -> list[FailedJob]:
-        names = {e.name for e in _entries(self.root / "failed")}
+        names = {e.name for e in _entries(self.share.failed)}
         self._failed_count = len(names)
         if self._seen_failed is None:
             self._seen_failed = names
             return []
         fresh = []
         for name in sorted(names - self._seen_failed):
-            report = _json(self.root / "failed" / name / "report.json")
+            report = _json(self.share.failed / name / "report.json")
             if report is None:
                 continue  # the worker writes report.json right after the move; next pass will see it
             self._seen_failed.add(name)
@@ -144,7 +144,7 @@ class Surveyor:
         return fresh
 
     def _intake(self) -> tuple[dict[str, Any] | None, float | None]:
-        path = self.internal / "roles" / "intake.json"
+        path = self.share.roles / "intake.json"
         try:
             mtime = path.stat().st_mtime
         except FileNotFoundError:

@@ -8,13 +8,12 @@ cannot be loaded, that job fails with the reason and the worker carries on.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from daemon.core import logs
 from daemon.core.config import Config
 from daemon.core.errors import ConfigError, JobRejected
-from daemon.core.share import INTERNAL
+from daemon.core.share import Share
 from daemon.worker.render import Renderer, RenderRequest
 
 
@@ -23,7 +22,7 @@ class Renderers:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.internal = Path(config.share.root) / INTERNAL
+        self.internal = Share(config.root).internal
         self._loaded: dict[str, Renderer] = {}
 
     def preload(self, name: str) -> None:

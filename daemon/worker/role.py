@@ -75,7 +75,7 @@ class Worker:
         self._next_takeover = now + self.config.worker.lease_s / 4
         for job in claim.recover(self.share, self.ident, self.config.worker.max_attempts,
                                  self.config.worker.lease_s, self.language):
-            log.warning("%s: taken over from a dead or expired owner; now in %s/", job.id, job.state)
+            log.warning("%s: taken over from a dead or expired owner; now in %s/", job.id, job.state.folder)
 
     def process(self, job: Job) -> None:
         problem = quarantine.spec_problem(job)
@@ -158,7 +158,7 @@ class Worker:
         except FileNotFoundError:
             # our folder was renamed away under us: a takeover after our lease expired
             raise JobLost(f"{attempt.id}: the job folder moved while we published (taken over)") from None
-        preview.write_done(path, final, request.video, stats, self.share.internal / "facecache", self.config.media)
+        preview.write_done(path, final, request.video, stats, self.share.facecache, self.config.media)
         self._finish(attempt, stats)
 
     def _finish(self, attempt: Attempt, stats: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from daemon.core import logs
 from daemon.core.config import AlertsConfig, Config, read_toml
 from daemon.core.errors import ConfigError
+from daemon.core.share import Share
 from daemon.sentinel.alerts.courier import Courier
 from daemon.sentinel.alerts.outbox import Outbox, Store
 from daemon.sentinel.alerts.robots import VENDORS
@@ -60,11 +61,11 @@ def build_outbox(config: Config, host: str, lane: Lane | None,
     alerts = with_secrets(config.alerts)
     now = clock or time.time
     built = [vendor.build(alerts, host, alerts.timeout_s, now) for vendor in VENDORS.values()]
-    internal = config.root / ".lipsyncd"
-    store = Store(Path(alerts.outbox_dir) if alerts.outbox_dir else internal / "outbox", lane)
+    share = Share(config.root)
+    store = Store(Path(alerts.outbox_dir) if alerts.outbox_dir else share.outbox, lane)
     couriers = [Courier(robot, per_minute, store, now, language=language(config))
                 for robot, per_minute in filter(None, built)]
-    journal = logs.host_folder(internal, host) / "alerts.jsonl"  # one per host: hosts never share a file
+    journal = logs.host_folder(share.internal, host) / "alerts.jsonl"  # one per host: hosts never share a file
     if not couriers:
         first, *rest = VENDORS
         log.warning("no chat robot configured ([alerts.%s] / %s): alerts go to the log and %s only", first,

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 
 from daemon.core.config import Config
+from daemon.core.share import Share
 from daemon.sentinel.managers.supervision import NoManager, ProcessManager
 from daemon.sentinel.managers.supervisord import Supervisord
 from daemon.sentinel.managers.systemctl import Systemd
@@ -21,10 +22,10 @@ log = logging.getLogger(__name__)
 
 def pick_manager(config: Config, env: Mapping[str, str]) -> ProcessManager:
     """The configured process manager; "auto" looks at how we ourselves were started."""
-    cfg, internal = config.watchdog, config.root / ".lipsyncd"
+    cfg, share = config.watchdog, Share(config.root)
     kind = cfg.process_manager
     if kind == "auto":
-        if env.get("LIPSYNCD_UP") or (internal / "control" / "up.json").exists():
+        if env.get("LIPSYNCD_UP") or (share.control / "up.json").exists():
             kind = "up"
         elif env.get("SUPERVISOR_ENABLED"):
             kind = "supervisord"
@@ -33,7 +34,7 @@ def pick_manager(config: Config, env: Mapping[str, str]) -> ProcessManager:
         else:
             kind = "none"
     if kind == "up":
-        return UpControl(internal)
+        return UpControl(share.internal)
     if kind == "supervisord":
         # the supervisord that started us says where it listens, also when process_manager names it
         url = env.get("SUPERVISOR_SERVER_URL") or cfg.supervisord_url
