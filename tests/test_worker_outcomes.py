@@ -228,7 +228,7 @@ def test_a_job_taken_over_mid_render_is_left_to_its_new_owner(root: Path, media_
     def taken_over(request: RenderRequest, progress_fn: ProgressFn, should_stop: StopFn) -> dict[str, Any]:
         _mux(request, progress_fn, should_stop)  # our result is written, not yet published
         ours = request.output.parent
-        theirs = state.move(Job(root, "processing", ours), JobState.PROCESSING, "lease expired: taken over",
+        theirs = state.move(Job(root, JobState.PROCESSING, ours), JobState.PROCESSING, "lease expired: taken over",
                             owner=other.owner_token())
         lease.write(theirs.path, other, 2)
         progress_fn(Progress("render", chunk=2, chunks=2))  # renewing our lease finds it gone
