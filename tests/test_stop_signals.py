@@ -17,17 +17,31 @@ import psutil
 import pytest
 from conftest import Roles, drop_job, entries, env_for, rendering, wait_for
 
+from daemon.core.config import MediaConfig
+from daemon.worker.media.encoder import count_frames
+
+CHUNK_FRAMES = MediaConfig().chunk_frames  # the role runs with the default chunk size
+
 
 def _processing_job(root: Path) -> Path | None:
     jobs = [j for j in (root / "processing").glob("*") if not j.name.startswith(".")]
     return jobs[0] if jobs else None
 
 
-def _rendering_mid_job(root: Path, segments: int = 1) -> Path:
-    """Wait until the worker writes segment `segments` of the job (those before it are complete)."""
-    wait_for(lambda: (job := _processing_job(root)) is not None and rendering(job)
-             and len(list((job / "work").glob("seg_*.mp4"))) >= segments, 90,
-             f"the worker to write segment {segments}")
+def _rendering_mid_job(root: Path, segments: int = 1, whole: bool = False) -> Path:
+    """Wait until the worker writes `segments` segments of the job; `whole`: until that many are complete.
+
+    Encoders run side by side, so a later segment's file appears while an earlier one is still encoded:
+    only a segment that probes with all its frames is a resume point.
+    """
+    def written(job: Path) -> int:
+        files = sorted((job / "work").glob("seg_*.mp4"))
+        if not whole:
+            return len(files)
+        return sum(1 for f in files if count_frames(MediaConfig(), f) == CHUNK_FRAMES)
+
+    wait_for(lambda: (job := _processing_job(root)) is not None and rendering(job) and written(job) >= segments,
+             90, f"the worker to write {'whole ' if whole else ''}segment {segments}")
     job = _processing_job(root)
     assert job is not None
     return job
@@ -113,7 +127,7 @@ def test_sigkill_of_the_worker_ends_its_ffmpeg_children_by_their_pipes(root: Pat
     roles.start("intake", env=env)
     worker = roles.start("worker", "--gpu", "0", env=env)
     drop_job(root, "talk", media_dir / "talk.wav", media_dir / "talk.mp4")
-    _rendering_mid_job(root, segments=2)  # no clean stop: only whole segments count, so one must be
+    _rendering_mid_job(root, whole=True)  # no clean stop: only whole segments count, so one must be
     children = _ffmpeg_of(worker.pid)
     assert children
     worker.kill()
