@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from daemon.worker.engines.wav2lip import generator, s3fd
+import daemon.worker.engines.wav2lip.generator as generator
+import daemon.worker.engines.wav2lip.s3fd as s3fd
 
 OFFICIAL_MB = 416  # maintainer, issue #141: "The size should be 416 MB"
 
