@@ -224,10 +224,15 @@ class ChunkedRenderer:
             # the engine sees the face region only (all it changes); boxes move into its pixels
             shift = np.array(region[:2] * 2, np.int32)
             local = np.where(faces[:, :1] >= 0, faces - shift, -1).astype(np.int32)
-            rgb = yuv.to_rgb(buf, plan.width, plan.height, self.engine.device, region)
-            out = self.engine.render(Chunk(start=start, frames=rgb, boxes=local), job.features)
+            # the parts, unsynchronised: the upload and write_back wait for the device, render only
+            # queues its work there (on a GPU its time is the host's: launches, Python)
+            with _timed(timings, "engine_upload"):
+                rgb = yuv.to_rgb(buf, plan.width, plan.height, self.engine.device, region)
+            with _timed(timings, "engine_render"):
+                out = self.engine.render(Chunk(start=start, frames=rgb, boxes=local), job.features)
             if out is not rgb:
-                yuv.write_back(buf, plan.width, plan.height, rgb, out, region)
+                with _timed(timings, "engine_write_back"):
+                    yuv.write_back(buf, plan.width, plan.height, rgb, out, region)
 
 
 def _spans(plan: Plan, first_chunk: int, batch: int) -> Iterator[tuple[int, int]]:
