@@ -87,3 +87,53 @@ def test_the_split_adapts_to_the_core_count() -> None:
 def test_the_frame_pool_grows_by_half_a_chunk_per_extra_encoder() -> None:
     assert SegmentEncoder.pool_size(250, 16, 1) == 4
     assert SegmentEncoder.pool_size(250, 16, 4) == 4 + 3 * 8
+
+
+def _thread_nices(pid: int) -> list[int]:
+    """Niceness of every thread of `pid` (field 19 of /proc/PID/task/TID/stat)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        out.append(int(fields[16]))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_encoder_children_and_their_threads_run_at_the_configured_niceness(
+        tmp_path: Path, inputs: tuple[Path, Path]) -> None:
+    import os
+    import threading
+
+    import psutil
+
+    audio, video = inputs
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: dict[int, set[int]] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        me = psutil.Process()
+        while not done.wait(0.005):
+            for child in me.children(recursive=True):
+                try:
+                    if "libx264" in child.cmdline():
+                        seen.setdefault(child.pid, set()).update(_thread_nices(child.pid))
+                except (psutil.Error, OSError):
+                    continue
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = render(tmp_path, audio, video, cfg=config(chunk_frames=CHUNK, batch_frames=4, encoders=2,
+                                                            encoder_threads=2, encoder_nice=6))
+    finally:
+        done.set()
+        watcher.join()
+    assert result.stats["frames"] == 57
+    assert seen, "no encoder child was seen running"
+    assert all(nices == {min(19, base + 6)} for nices in seen.values()), seen
+    # the render loop's thread (this one, in the test) kept its own priority
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
