@@ -103,7 +103,6 @@ class MediaConfig:
     # x264 children encoding consecutive chunks side by side, and threads each (0 = from the core count)
     encoders: int = setting(0, min=0, max=32)
     encoder_threads: int = setting(0, min=0, max=128)
-    encoder_nice: int = setting(0, min=0, max=19)  # x264 children yield the CPU to decode and the engine
     loop: str = setting("pingpong", choices=("pingpong", "wrap"))  # video shorter than audio
     # the box media children run in (worker/media/box.py); 0 MB = derived from the picture size
     sandbox: str = setting("auto", choices=("auto", "bwrap", "unshare", "limits"))

@@ -130,8 +130,7 @@ class SegmentEncoder:
         start, end = self.plan.chunk_range(self._next)
         argv = encode_argv(self.cfg, self.plan, self.workdir, self._next, self.threads)
         self._lanes.append(Lane(argv, self._next, end - start, self.cfg.pipe_bytes, self.chunk_timeout_s,
-                                self._free, box.for_encoder(self.cfg, self.plan, self.workdir),
-                                self.cfg.encoder_nice))
+                                self._free, box.for_encoder(self.cfg, self.plan, self.workdir)))
         self._next += 1
 
     @staticmethod

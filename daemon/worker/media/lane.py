@@ -8,7 +8,6 @@ to the shared free queue as soon as their frames are in the pipe.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 
@@ -22,7 +21,7 @@ class Lane:
     """Encodes chunk `chunk` (`frames` frames) with the encoder command `argv`."""
 
     def __init__(self, argv: list[str], chunk: int, frames: int, pipe_size: int, timeout_s: float,
-                 free: queue.Queue[np.ndarray], child_box: box.Box | None = None, nice: int = 0) -> None:
+                 free: queue.Queue[np.ndarray], child_box: box.Box | None = None) -> None:
         self.chunk = chunk
         self._left = frames
         self._free = free
@@ -31,18 +30,9 @@ class Lane:
         self._error: BaseException | None = None
         self._code: int | None = None
         self.child = process.Child(argv, stdin=True, pipe_size=pipe_size, name="ffmpeg-encode", box=child_box)
-        # the writer thread starts the child: niceness is per thread on Linux and a child inherits the
-        # spawning thread's, and bwrap's --die-with-parent follows that thread too, which lives as long
-        # as the child (it waits for it); the render loop's own thread keeps its priority
-        self._started = threading.Event()
-        self._spawn_error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(nice,), name=f"ffmpeg-encode-{chunk}",
-                                        daemon=True)
+        self.child.__enter__()
+        self._thread = threading.Thread(target=self._run, name=f"ffmpeg-encode-{chunk}", daemon=True)
         self._thread.start()
-        self._started.wait()
-        if self._spawn_error is not None:
-            self._thread.join()
-            raise self._spawn_error
 
     @property
     def wants_frames(self) -> bool:
@@ -90,15 +80,7 @@ class Lane:
         self.child.close(force=True)  # a writer blocked in write() gets a broken pipe and ends
         self._thread.join(timeout=10)
 
-    def _run(self, nice: int) -> None:
-        try:
-            _lower_priority(nice)
-            self.child.__enter__()
-        except BaseException as exc:  # raised again by __init__, in the caller's thread
-            self._spawn_error = exc
-            return
-        finally:
-            self._started.set()
+    def _run(self) -> None:
         while (frames := self._todo.get()) is not None:
             try:
                 if self._error is None:
@@ -116,15 +98,3 @@ class Lane:
 
     def _tail(self) -> str:
         return " ".join(self.child.stderr_tail().strip().splitlines()[-2:])[:300]
-
-
-
-def _lower_priority(nice: int) -> None:
-    """Add `nice` to the calling thread's niceness (children it spawns and their threads inherit it)."""
-    if nice <= 0 or not hasattr(os, "setpriority"):
-        return
-    try:
-        me = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + nice))
-    except OSError:
-        pass  # best effort: the child then runs at the worker's priority
