@@ -49,7 +49,7 @@ def test_paste_of_a_batch_equals_one_box_at_a_time_and_touches_nothing_else() ->
     assert int(diff.max()) <= 1 and float(diff.float().mean()) < 1e-3  # rounding ties of the resize
     assert torch.equal(got[2], f[2])
     changed = (got != f).any(-1)
-    for k, i in enumerate(ROWS):
+    for i in ROWS:
         x1, y1, x2, y2 = BOXES[i]
         changed[i, y1:y2, x1:x2] = False
     assert not changed.any()
