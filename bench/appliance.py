@@ -6,9 +6,11 @@ wav2lip engine with random weights in an official-format checkpoint; generated 2
 (the astronaut's head on a plain background, drifting), a faceless one (the same motion, a rocket),
 speech-like audio. Right before each of our jobs, the same box runs `ffmpeg -i clip -i speech -c:v libx264
 -preset veryfast -crf 20 -c:a aac`. "new" = bytes never seen (a fresh metadata tag: the face cache misses),
-"warm" = the presenter file submitted before. Repeats are interleaved; the JSON keeps every run, the
-summary medians and ratios (report.json's render_s and submit → done, each over plain), and the CPU
-seconds of the worker and of each kind of ffmpeg child (sampled every 50 ms from /proc).
+"warm" = the presenter file submitted before, "brief" = the face for the first 5 s then the rocket (the
+rest passes through), "long" = 10 minutes, "thirty" = 30 minutes (for its memory only: no plain run).
+Repeats are interleaved; the JSON keeps every run, the summary medians and ratios (report.json's
+render_s and submit → done, each over plain), the CPU seconds of the worker and of each kind of ffmpeg
+child and the worker tree's peak RSS (the sum over the worker and its children, sampled every 50 ms).
 """
 
 from __future__ import annotations
@@ -60,7 +62,19 @@ def inputs(root: Path, seconds: float, heights: set[int], long_min: int) -> dict
         files[f"long{h}"] = media.repeated(files[f"face{h}"], long_min, root / f"long{h}.mp4")
         speech_wav(root / "speech_long.wav", seconds * long_min, seed=2)
         files["speech_long"] = root / "speech_long.wav"
+    for h in sorted(heights):  # the face for the first 5 s, then the rocket: the rest passes through
+        files[f"brief{h}"] = root / f"brief{h}.mp4"
+        if not files[f"brief{h}"].exists():
+            ff("-i", files[f"face{h}"], "-i", files[f"noface{h}"], "-filter_complex",
+               "[0:v]trim=0:5,setpts=PTS-STARTPTS[a];[1:v]trim=5,setpts=PTS-STARTPTS[b];[a][b]concat=n=2:v=1",
+               "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "50", "-an", files[f"brief{h}"])
     return files
+
+
+def thirty_minutes(files: dict[str, Path], root: Path, height: int) -> None:
+    """A 30-minute presenter and speech (the 60 s ones stream-copied 30 times), for the memory case."""
+    files[f"thirty{height}"] = media.repeated(files[f"face{height}"], 30, root / f"thirty{height}.mp4")
+    files["speech_thirty"] = media.repeated(files["speech"], 30, root / "speech_thirty.wav")
 
 
 def fresh_copy(src: Path, dst: Path, tag: str) -> Path:
@@ -88,6 +102,13 @@ def kind(proc: psutil.Process) -> str:
     return "decode" if "ffmpeg" in argv else "other"
 
 
+def _rss(proc: psutil.Process) -> int:
+    try:
+        return int(proc.memory_info().rss)
+    except psutil.Error:
+        return 0
+
+
 class CpuSampler:
     """CPU seconds per pipeline part in a process tree: the largest user+system seen per pid."""
 
@@ -95,6 +116,7 @@ class CpuSampler:
         self.roots = [psutil.Process(p) for p in pids]
         self.seen: dict[int, tuple[str, float]] = {}
         self.base: dict[int, float] = {}
+        self.peak_rss = 0  # bytes: the largest sum of RSS over the tree (worker + ffmpeg children) seen
         for proc in self.roots:
             self.base[proc.pid] = self._cpu(proc)
         self._stop = threading.Event()
@@ -113,6 +135,7 @@ class CpuSampler:
                     procs = [root, *root.children(recursive=True)]
                 except psutil.Error:
                     continue
+                self.peak_rss = max(self.peak_rss, sum(_rss(p) for p in procs))
                 for proc in procs:
                     try:
                         cpu = self._cpu(proc) - self.base.get(proc.pid, 0.0)
@@ -182,7 +205,8 @@ class Appliance:
                 "accepted_to_claimed_s": round(report["timings"]["claimed_at"] - report["timings"]["accepted_at"], 3),
                 "frames": stats.get("frames"), "faces_missing": stats.get("faces_missing"),
                 "face_cache_hit": stats.get("face_cache_hit"), "cpu_split": stats.get("cpu_split"),
-                "timings_s": stats.get("timings_s"), "cpu_s": split}
+                "timings_s": stats.get("timings_s"), "cpu_s": split,
+                "peak_tree_rss_mb": round(cpu.peak_rss / 1e6, 1)}
 
     def close(self) -> None:
         os.killpg(self.up.pid, signal.SIGINT)
@@ -209,10 +233,12 @@ def parse(case: str) -> tuple[str, int]:
 
 def one_case(app: Appliance, files: dict[str, Path], work: Path, case: str, run: int) -> dict[str, Any]:
     state, height = parse(case)
-    speech = files["speech_long"] if state == "long" else files["speech"]
-    src = files[{"long": "long", "noface": "noface"}.get(state, "face") + str(height)]
+    speech = files.get(f"speech_{state}", files["speech"])  # long: 10 min, thirty: 30 min
+    src = files[{"long": "long", "noface": "noface", "brief": "brief", "thirty": "thirty"}.get(state, "face")
+                + str(height)]
     clip = files[f"warm{height}"] if state == "warm" else fresh_copy(src, work / f"{case}-{run}.mp4", f"{case}-{run}")
-    plain_s = plain(clip, speech, work / "plain.mp4")
+    # the 30-minute case is there for its memory: no plain transcode (70 s of device time)
+    plain_s = float("nan") if state == "thirty" else plain(clip, speech, work / "plain.mp4")
     row = {"case": case, "run": run, "plain_s": round(plain_s, 3), **app.submit(speech, clip, f"{case}-{run}")}
     row["render_over_plain"] = round(row["render_s"] / plain_s, 3)
     row["submit_over_plain"] = round(row["submit_to_done_s"] / plain_s, 3)
@@ -234,7 +260,8 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "median_render_over_plain": median([r["render_over_plain"] for r in group]),
                     "render_over_plain": [r["render_over_plain"] for r in group],
                     "median_submit_over_plain": median([r["submit_over_plain"] for r in group]),
-                    "submit_over_plain": [r["submit_over_plain"] for r in group]})
+                    "submit_over_plain": [r["submit_over_plain"] for r in group],
+                    "peak_tree_rss_mb": [r["peak_tree_rss_mb"] for r in group]})
     return out
 
 
@@ -253,6 +280,9 @@ def main() -> int:
     heights = {parse(c)[1] for c in args.cases}
     longs = any(parse(c)[0] == "long" for c in args.cases)
     files = inputs(work, args.seconds, heights, args.long_min if longs else 0)
+    for case in args.cases:
+        if parse(case)[0] == "thirty":
+            thirty_minutes(files, work, parse(case)[1])
     app = Appliance(work / "run", checkpoint(work / "wav2lip.pth"), dict(kv.split("=", 1) for kv in args.env))
     result: dict[str, Any] = {"command": " ".join(sys.argv), "cpus": os.cpu_count(), "rows": []}
     try:
@@ -264,7 +294,8 @@ def main() -> int:
                 row = one_case(app, files, work, case, run)
                 result["rows"].append(row)
                 print(json.dumps({k: row[k] for k in ("case", "run", "plain_s", "render_s", "submit_to_done_s",
-                                                      "render_over_plain", "faces_missing", "cpu_s")}), flush=True)
+                                                      "render_over_plain", "faces_missing", "peak_tree_rss_mb",
+                                                      "cpu_s")}), flush=True)
                 result["summary"] = summary(result["rows"])
                 args.out.write_text(json.dumps(result, indent=1))
     finally:

@@ -2,7 +2,9 @@
 # Issue 15 / 19 runs on the device machine, from a copy of this tree (SRC) with the slim static ffmpeg
 # (.tools/ffmpeg) and the wheels (.whl) carried at the checkout's root:
 #   run(command="bash .gpuwork/src/bench/run_appliance.sh PART", carry=[".gpuwork", ".tools", ".whl"])
-# PART: lanes+15 (x264 lane sweep, then the issue-15 cases) or 19 (shared GPU, RSS, one-encoder check).
+# PART: lanes+15 (x264 lane sweep, then the issue-15 cases) or 19 (shared GPU, RSS, one-encoder check);
+# stage: the engine stage alone (bench/engine_stage.py; OLD=dir of an earlier frames.py + composite.py).
+# TAG names this part's files (appliance$TAG.json ...), so one call can run the cases twice.
 set -uo pipefail
 ROOT=$PWD
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +26,7 @@ cd "$SRC" || exit 1
   cat "$SRC/.commit" 2>/dev/null || git -C "$SRC" log --oneline -1
 } > "$OUT/machine.txt" 2>&1
 PART=${1:-lanes+15}
+TAG=${TAG:-}
 W=/tmp/appl
 if [[ $PART == *lanes* ]]; then
   mkdir -p $W
@@ -35,11 +38,22 @@ a.inputs(Path('$W'), 60, {720, 1080}, 0)"
       | tee -a "$OUT/lanes.log"
   done
 fi
+if [[ $PART == *stage* ]]; then
+  mkdir -p $W
+  python3 -c "import sys; sys.path[:0] = ['bench']; from pathlib import Path; import appliance as a; \
+a.inputs(Path('$W'), 60, {720, 1080}, 0)"
+  for h in ${STAGE_HEIGHTS:-720 1080}; do
+    timeout ${TSTAGE:-150} python3 bench/engine_stage.py --clip $W/face$h.mp4 ${OLD:+--old $OLD} \
+      --out "$OUT/stage$h.json" 2>&1 | tee -a "$OUT/stage.log"
+  done
+fi
 if [[ $PART == *15* ]]; then
-  timeout ${T15:-420} python3 bench/appliance.py --out "$OUT/appliance.json" --workdir $W \
+  # shellcheck disable=SC2086 # CASES and ENVS are lists on purpose
+  timeout ${T15:-420} python3 bench/appliance.py --out "$OUT/appliance$TAG.json" --workdir $W \
     --cases ${CASES:-warm720 new720 noface720 warm1080 new1080 long720} --repeat ${REPEAT:-3} ${ENVS:+--env $ENVS} \
-    2>&1 | tee "$OUT/appliance.log"
-  cat $W/run/share-*.log > "$OUT/up15.log" 2>/dev/null
+    2>&1 | tee "$OUT/appliance$TAG.log"
+  cat $W/run/share-*.log > "$OUT/up15$TAG.log" 2>/dev/null
+  rm -rf $W/run
 fi
 if [[ $PART == *19* ]]; then
   timeout ${T19:-330} python3 bench/shared_gpu.py --out "$OUT/shared.json" --workers 1 2 4 --jobs ${JOBS:-12} \

@@ -76,14 +76,30 @@ def test_stop_with_chunks_in_flight_then_resume_gives_the_same_result(tmp_path: 
 
 def test_the_split_adapts_to_the_core_count() -> None:
     auto = MediaConfig()
-    assert cores.split(auto, 2) == cores.Split(1, 0, 1)  # CI and laptops: one x264 with its own threads
-    assert cores.split(auto, 16) == cores.Split(4, 0, 8)
-    assert cores.split(auto, 8) == cores.Split(2, 0, 4)
+    assert cores.split(auto, 2) == cores.Split(1, 0, 1, 1)  # CI and laptops: one x264, one decoder
+    assert cores.split(auto, 16) == cores.Split(4, 0, 8, 2)
+    assert cores.split(auto, 8) == cores.Split(2, 0, 4, 2)
     assert cores.split(auto, 64).encoders == cores.MAX_ENCODERS
-    fixed = MediaConfig(encoders=3, encoder_threads=2, face_threads=5)
-    assert cores.split(fixed, 16) == cores.Split(3, 2, 5)
+    fixed = MediaConfig(encoders=3, encoder_threads=2, face_threads=5, decoders=3)
+    assert cores.split(fixed, 16) == cores.Split(3, 2, 5, 3)
 
 
 def test_the_frame_pool_grows_by_half_a_chunk_per_extra_encoder() -> None:
     assert SegmentEncoder.pool_size(250, 16, 1) == 4
     assert SegmentEncoder.pool_size(250, 16, 4) == 4 + 3 * 8
+
+
+@pytest.mark.parametrize("case", ["forward", "pingpong"])
+def test_decoders_on_alternate_chunks_give_the_frames_of_one_decoder(tmp_path: Path, case: str) -> None:
+    """Each decoder seeks to every chunk it reads (and, ping-ponging, reads backwards): same frames, same order."""
+    audio = g.tone(tmp_path / "speech.wav", 2.3 if case == "forward" else 4.1)
+    video = g.clip(tmp_path / "v.mp4", seconds=2.4 if case == "forward" else 1.6, size=f"{W}x{H}")
+    results = {}
+    for ways in (1, 3):
+        (tmp_path / str(ways)).mkdir()
+        results[ways] = render(tmp_path / str(ways), audio, video, cfg=lanes(2, decoders=ways))
+        assert results[ways].stats["cpu_split"]["decoders"] == ways
+    one, three = results[1], results[3]
+    assert three.stats["frames"] == one.stats["frames"] == int(three.video["nb_read_packets"])
+    assert (one.stats["looped"] == "pingpong") == (case == "pingpong")
+    assert np.array_equal(g.decode_gray(three.path, W, H), g.decode_gray(one.path, W, H))

@@ -91,7 +91,7 @@ class MediaConfig:
     vfr_fps: float = setting(25.0, min=1, max=120)
     max_height: int = setting(0, min=0, max=8192)  # 0 = keep; a job's options.max_height may lower it
     chunk_frames: int = setting(250, min=8, max=10000)  # resume granularity (one segment per chunk)
-    batch_frames: int = setting(16, min=1, max=1000)  # frames per batch; 2 batches are in memory at once
+    batch_frames: int = setting(64, min=1, max=1000)  # frames per batch (decode, engine, encode)
     x264_preset: str = setting("veryfast", choices=("ultrafast", "superfast", "veryfast", "faster",
                                                     "fast", "medium", "slow"))
     crf: int = setting(20, min=0, max=51)
@@ -103,6 +103,7 @@ class MediaConfig:
     # x264 children encoding consecutive chunks side by side, and threads each (0 = from the core count)
     encoders: int = setting(0, min=0, max=32)
     encoder_threads: int = setting(0, min=0, max=128)
+    decoders: int = setting(0, min=0, max=8)  # decoder children on alternate chunks; 0 = from the core count
     loop: str = setting("pingpong", choices=("pingpong", "wrap"))  # video shorter than audio
     # the box media children run in (worker/media/box.py); 0 MB = derived from the picture size
     sandbox: str = setting("auto", choices=("auto", "bwrap", "unshare", "limits"))

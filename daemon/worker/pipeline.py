@@ -1,6 +1,6 @@
 """The chunked renderer: probe → plan → speech features once → per chunk: decode, faces, engine, encode.
 
-Decoding, rendering and encoding overlap (a reader thread, this thread, a writer thread per encoder
+Decoding, rendering and encoding overlap (reader threads, this thread, a writer thread per encoder
 child, several chunks encoding at once) and memory is a fixed pool of batches whatever the length
 (decode pipe and encode pipes in between; the speech track is a memory map read in blocks). Each chunk
 ends a durable segment, so a new attempt on the same workdir resumes from the last finished chunk and
@@ -34,7 +34,7 @@ from daemon.worker.media.decoder import FrameSource, read_model_audio
 from daemon.worker.media.plan import Plan, make_plan
 from daemon.worker.media.preflight import check_decoded_audio, preflight
 from daemon.worker.media.probe import MediaInfo
-from daemon.worker.media.readahead import ReadAhead
+from daemon.worker.media.readahead import Interleaved
 from daemon.worker.render import Interrupted, Progress, ProgressFn, RenderRequest, StopFn
 
 log = logging.getLogger(__name__)
@@ -168,10 +168,12 @@ class ChunkedRenderer:
             return 0
         batch = max(1, min(self.cfg.batch_frames, self.engine.max_batch()))
         cores = split(self.cfg)
+        chunks = _spans(plan, job.first, batch)
+        ways = max(1, min(cores.decoders, len(chunks)))
         encoder = enc.SegmentEncoder(self.cfg, plan, request.workdir, job.first, batch, cores.encoders,
-                                     cores.encoder_threads)
-        reader = ReadAhead(FrameSource(self.cfg, job.video, plan), _spans(plan, job.first, batch),
-                           encoder.buffer)
+                                     cores.encoder_threads, Interleaved.held(ways))
+        reader = Interleaved([FrameSource(self.cfg, job.video, plan) for _ in range(ways)], chunks,
+                             encoder.buffer)
         started, done = time.monotonic(), 0
         try:
             with _timed(timings, "prepare"):  # the speech features, while the reader decodes ahead
@@ -222,18 +224,24 @@ class ChunkedRenderer:
             # the engine sees the face region only (all it changes); boxes move into its pixels
             shift = np.array(region[:2] * 2, np.int32)
             local = np.where(faces[:, :1] >= 0, faces - shift, -1).astype(np.int32)
-            rgb = yuv.to_rgb(buf, plan.width, plan.height, self.engine.device, region)
-            out = self.engine.render(Chunk(start=start, frames=rgb, boxes=local), job.features)
+            # the parts, unsynchronised: the upload and write_back wait for the device, render only
+            # queues its work there (on a GPU its time is the host's: launches, Python)
+            with _timed(timings, "engine_upload"):
+                rgb = yuv.to_rgb(buf, plan.width, plan.height, self.engine.device, region)
+            with _timed(timings, "engine_render"):
+                out = self.engine.render(Chunk(start=start, frames=rgb, boxes=local), job.features)
             if out is not rgb:
-                yuv.write_back(buf, plan.width, plan.height, rgb, out, region)
+                with _timed(timings, "engine_write_back"):
+                    yuv.write_back(buf, plan.width, plan.height, rgb, out, region)
 
 
-def _spans(plan: Plan, first_chunk: int, batch: int) -> Iterator[tuple[int, int]]:
-    """(start, count) of every batch from `first_chunk` on; batches never cross a chunk's end."""
+def _spans(plan: Plan, first_chunk: int, batch: int) -> list[list[tuple[int, int]]]:
+    """(start, count) of every batch from `first_chunk` on, per chunk; batches never cross a chunk's end."""
+    out = []
     for i in range(first_chunk, plan.chunks):
         start, end = plan.chunk_range(i)
-        for a in range(start, end, batch):
-            yield a, min(batch, end - a)
+        out.append([(a, min(batch, end - a)) for a in range(start, end, batch)])
+    return out
 
 
 @functools.lru_cache(maxsize=1)

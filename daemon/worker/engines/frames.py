@@ -65,8 +65,43 @@ def _group(pixels: int, device: torch.device) -> int:
     return max(1, budget // max(1, pixels))
 
 
-def _upload(plane: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(plane)).to(device)
+class _Staging:
+    """One pinned host buffer per process for uploads to a CUDA device, grown to the largest batch.
+
+    A batch's three face-region planes are gathered into it and cross in one copy: pinned memory is
+    read by the GPU's DMA engine directly, pageable memory is first staged by the driver (three uploads
+    were three such round trips per batch). Only the render loop's thread uploads frames, and the copy
+    is synchronous, so the buffer is free again when `upload` returns.
+    """
+
+    def __init__(self) -> None:
+        self._host: torch.Tensor | None = None
+
+    def upload(self, parts: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+        total = sum(p.size for p in parts)
+        if self._host is None or self._host.numel() < total:
+            self._host = torch.empty(max(total, 1), dtype=torch.uint8).pin_memory()
+        flat = self._host.numpy()
+        at = 0
+        for part in parts:
+            np.copyto(flat[at:at + part.size].reshape(part.shape), part)
+            at += part.size
+        on_device = self._host[:total].to(device)
+        out, at = [], 0
+        for part in parts:
+            out.append(on_device[at:at + part.size].view(part.shape))
+            at += part.size
+        return out
+
+
+_STAGING = _Staging()
+
+
+def _upload(parts: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    """Host arrays (strided views allowed) → contiguous uint8 tensors on `device`, one transfer on CUDA."""
+    if device.type == "cuda":
+        return _STAGING.upload(parts, device)
+    return [torch.from_numpy(np.ascontiguousarray(p)).to(device) for p in parts]
 
 
 def to_rgb(buf: np.ndarray, width: int, height: int, device: torch.device,
@@ -74,9 +109,8 @@ def to_rgb(buf: np.ndarray, width: int, height: int, device: torch.device,
     """(N, frame_bytes) yuv420p → (N, h, w, 3) uint8 RGB on `device`, of `region` (default: whole)."""
     x1, y1, x2, y2 = region or (0, 0, width, height)
     y, u, v = _planes(buf, width, height)
-    ys = _upload(y[:, y1:y2, x1:x2], device)
-    us = _upload(u[:, y1 // 2:y2 // 2, x1 // 2:x2 // 2], device)
-    vs = _upload(v[:, y1 // 2:y2 // 2, x1 // 2:x2 // 2], device)
+    ys, us, vs = _upload([y[:, y1:y2, x1:x2], u[:, y1 // 2:y2 // 2, x1 // 2:x2 // 2],
+                          v[:, y1 // 2:y2 // 2, x1 // 2:x2 // 2]], device)
     n, h, w = ys.shape
     h2, w2 = h // 2, w // 2
     out = torch.empty((n, h, w, 3), dtype=torch.uint8, device=device)
@@ -98,33 +132,43 @@ def write_back(buf: np.ndarray, width: int, height: int, before: torch.Tensor, a
 
     Only changed pixels get new luma, only 2×2 blocks with a changed pixel get new chroma (the mean of
     the block's four RGB values); every other byte keeps its decoded value. The work is batched on the
-    frames' device with one transfer back per plane and group of frames.
+    frames' device: one small download says which frames, rows and columns changed, then one download
+    per group of frames brings the new planes and their change masks back together.
     """
     ox, oy = (region or (0, 0, width, height))[:2]
     hit = (before != after).any(-1)  # (N, h, w)
-    changed = torch.nonzero(hit.flatten(1).any(1)).flatten().cpu().numpy()
+    n, h, _ = hit.shape
+    anywhere = hit.any(0)
+    summary = torch.cat([hit.flatten(1).any(1), anywhere.any(1), anywhere.any(0)]).cpu().numpy()
+    changed = np.flatnonzero(summary[:n])
     if changed.size == 0:
         return 0
-    box = changed_box(hit[changed].any(0))
-    assert box is not None  # the changed frames have a changed pixel
-    x1, y1, x2, y2 = box
+    x1, y1, x2, y2 = _even_box(summary[n:n + h], summary[n + h:])
     y, u, v = _planes(buf, width, height)
     step = _group((y2 - y1) * (x2 - x1), after.device)
+    cy, cx = (oy + y1) // 2, (ox + x1) // 2
     for a in range(0, changed.size, step):
         rows = changed[a:a + step]
         idx = torch.from_numpy(rows).to(after.device)
         luma, cb, cr, hit1, hit2 = _to_yuv(after[idx, y1:y2, x1:x2], hit[idx, y1:y2, x1:x2])
+        h2, w2 = hit2.shape[1:]
         for k, i in enumerate(rows):
             np.copyto(y[i, oy + y1:oy + y2, ox + x1:ox + x2], luma[k], where=hit1[k])
-            cy, cx = (oy + y1) // 2, (ox + x1) // 2
-            h2, w2 = hit2.shape[1:]
             np.copyto(u[i, cy:cy + h2, cx:cx + w2], cb[k], where=hit2[k])
             np.copyto(v[i, cy:cy + h2, cx:cx + w2], cr[k], where=hit2[k])
     return int(changed.size)
 
 
+def _even_box(rows: np.ndarray, cols: np.ndarray) -> tuple[int, int, int, int]:
+    """Even-aligned (x1, y1, x2, y2) around the true entries of a row mask and a column mask."""
+    ry, rx = np.flatnonzero(rows), np.flatnonzero(cols)
+    y1, y2, x1, x2 = int(ry[0]), int(ry[-1]) + 1, int(rx[0]), int(rx[-1]) + 1
+    return x1 - x1 % 2, y1 - y1 % 2, x2 + x2 % 2, y2 + y2 % 2
+
+
 def _to_yuv(rgb8: torch.Tensor, hit: torch.Tensor) -> tuple[np.ndarray, ...]:
-    """(G,h,w,3) uint8 RGB with even h, w → Y, U, V planes as uint8 arrays and where each changed."""
+    """(G,h,w,3) uint8 RGB with even h, w → Y, U, V planes as uint8 arrays and where each changed
+    (computed on the device, brought back in one transfer)."""
     rgb = rgb8.float()
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     luma = (16.0 + 0.257 * r + 0.504 * g + 0.098 * b).round_().clamp_(0, 255).to(torch.uint8)
@@ -134,15 +178,11 @@ def _to_yuv(rgb8: torch.Tensor, hit: torch.Tensor) -> tuple[np.ndarray, ...]:
     cb = (128.0 - 0.148 * r - 0.291 * g + 0.439 * b).round_().clamp_(0, 255).to(torch.uint8)
     cr = (128.0 + 0.439 * r - 0.368 * g - 0.071 * b).round_().clamp_(0, 255).to(torch.uint8)
     hit2 = hit[:, 0::2, 0::2] | hit[:, 0::2, 1::2] | hit[:, 1::2, 0::2] | hit[:, 1::2, 1::2]
-    return tuple(t.cpu().numpy() for t in (luma, cb, cr, hit, hit2))
-
-
-def changed_box(hit: torch.Tensor) -> tuple[int, int, int, int] | None:
-    """Even-aligned (x1, y1, x2, y2) around the true pixels of an (h, w) mask, or None."""
-    rows = hit.any(1).nonzero()
-    if rows.numel() == 0:
-        return None
-    cols = hit.any(0).nonzero()
-    y1, y2 = int(rows[0]), int(rows[-1]) + 1
-    x1, x2 = int(cols[0]), int(cols[-1]) + 1
-    return x1 - x1 % 2, y1 - y1 % 2, x2 + x2 % 2, y2 + y2 % 2
+    parts = (luma, cb, cr, hit.to(torch.uint8), hit2.to(torch.uint8))
+    flat = torch.cat([p.flatten(1) for p in parts], 1).cpu().numpy()
+    out, at = [], 0
+    for p in parts:
+        size = p[0].numel()
+        out.append(flat[:, at:at + size].reshape(p.shape))
+        at += size
+    return out[0], out[1], out[2], out[3].view(bool), out[4].view(bool)

@@ -1,8 +1,10 @@
-"""How the worker's CPU cores are split between the x264 encoder children and the face pass.
+"""How the worker's CPU cores are split between decoders, x264 encoder children and the face pass.
 
 A plain ffmpeg transcode runs one x264 with all cores; x264's frame threads stop scaling well before 16
 cores, and our output is already cut into independent closed-GOP segments, so K encoders with fewer
-threads each encode consecutive chunks side by side. The face pass gets the cores left over.
+threads each encode consecutive chunks side by side. Likewise one decoder writing raw frames into a pipe
+is serial (its pipe writes), so bigger boxes decode alternate chunks in two. The face pass gets the
+cores left over.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from daemon.core.config import MediaConfig
 CORES_PER_ENCODER = 4  # one more child per this many cores
 MAX_ENCODERS = 4  # each in-flight encoder holds up to half a chunk of raw frames (memory)
 MIN_CORES_FOR_LANES = 8  # small boxes (CI, laptops): one encoder with x264's own thread count
+PARALLEL_DECODERS = 2  # on boxes with MIN_CORES_FOR_LANES or more
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class Split:
     encoders: int  # x264 children running at once, one chunk each
     encoder_threads: int  # x264 threads per child; 0 = x264's own choice (1.5 x cores, shared)
     face_threads: int  # face-pass segments analysed at once
+    decoders: int = 1  # decoder children, each reading every `decoders`-th chunk
 
 
 def usable_cpus() -> int:
@@ -32,7 +36,7 @@ def usable_cpus() -> int:
 
 
 def split(cfg: MediaConfig, cpus: int | None = None) -> Split:
-    """media.encoders / encoder_threads / face_threads, each 0 = chosen from the core count."""
+    """media.encoders / encoder_threads / face_threads / decoders, each 0 = chosen from the core count."""
     cpus = cpus or usable_cpus()
     auto_lanes = 1 if cpus < MIN_CORES_FOR_LANES else min(MAX_ENCODERS, cpus // CORES_PER_ENCODER)
     encoders = cfg.encoders or auto_lanes
@@ -43,4 +47,5 @@ def split(cfg: MediaConfig, cpus: int | None = None) -> Split:
     threads = cfg.encoder_threads
     # x264 leaves cores idle between frames (lookahead, entropy coding): the face pass fits in there
     faces = cfg.face_threads or max(1, min(8, cpus // 2))
-    return Split(encoders, threads, faces)
+    decoders = cfg.decoders or (1 if cpus < MIN_CORES_FOR_LANES else PARALLEL_DECODERS)
+    return Split(encoders, threads, faces, decoders)

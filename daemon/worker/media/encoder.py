@@ -71,14 +71,15 @@ class SegmentEncoder:
     """
 
     def __init__(self, cfg: MediaConfig, plan: Plan, workdir: Path, first_chunk: int, batch: int,
-                 encoders: int = 1, threads: int = 0) -> None:
+                 encoders: int = 1, threads: int = 0, extra_buffers: int = 0) -> None:
         self.cfg, self.plan, self.workdir = cfg, plan, workdir
         self.encoders, self.threads = max(1, encoders), threads
         self.chunk_timeout_s = 60 + cfg.timeout_factor * plan.chunk_frames * plan.fps_den / plan.fps_num
         self._next = first_chunk
         self._lanes: list[Lane] = []  # oldest first; the last one may still want frames
         self._free: queue.Queue[np.ndarray] = queue.Queue()
-        for _ in range(self.pool_size(plan.chunk_frames, batch, self.encoders)):
+        # extra_buffers: what more decoders beyond the first hold ahead (readahead.Interleaved.held)
+        for _ in range(self.pool_size(plan.chunk_frames, batch, self.encoders) + extra_buffers):
             self._free.put(np.empty((batch, plan.frame_bytes), np.uint8))
         self.waited_for_lanes = 0.0  # seconds submit() waited for an encoder to finish its chunk
 

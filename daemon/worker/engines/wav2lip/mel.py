@@ -1,8 +1,8 @@
 """Wav2Lip's audio front-end (reference/wav2lip.md §2) without librosa, and the frame ↔ mel-window map.
 
 Equal to `audio.melspectrogram` under librosa 0.7 (reflect-padded centred STFT, Slaney mel): later
-librosa pads with zeros, which shifts the edges the model was trained on. The STFT runs in blocks of
-frames, so memory stays flat for long audio.
+librosa pads with zeros, which shifts the edges the model was trained on. The STFT, and for long audio
+the pre-emphasis and the padding too, run in blocks of frames, so memory stays flat for long audio.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ MEL_STEP = 16  # columns per video frame window
 COLS_PER_SECOND = SAMPLE_RATE / HOP  # 80
 SILENCE = -4.0  # what a column of silence normalises to
 _BLOCK = 4096  # STFT frames per block
+_WHOLE = 16 * SAMPLE_RATE  # up to this many samples the signal is prepared whole (it is short)
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -52,26 +53,59 @@ def sanitize(wav: np.ndarray) -> np.ndarray:
 
 
 def melspectrogram(wav16k: np.ndarray) -> np.ndarray:
-    """(80, 1 + len // 200) float32 in [-4, 4] for 16 kHz mono samples."""
-    x = sanitize(wav16k)
-    if x.size < 2:
-        x = np.zeros(2)
-    y = np.empty_like(x)
-    y[0] = x[0]
-    y[1:] = x[1:] - PREEMPHASIS * x[:-1]  # lfilter([1, -0.97], [1]) with zero initial state
-    padded = np.pad(y, N_FFT // 2, mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
-    n = 1 + y.size // HOP
+    """(80, 1 + len // 200) float32 in [-4, 4] for 16 kHz mono samples (a memory map is read in blocks)."""
+    samples = np.asarray(wav16k).reshape(-1)
+    n = 1 + max(samples.size, 2) // HOP
     window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(WIN) / WIN)  # periodic Hann
     basis = mel_basis().astype(np.float64)
     out = np.empty((N_MELS, n), dtype=np.float32)
+    whole = _whole(samples) if samples.size <= _WHOLE else None
     for start in range(0, n, _BLOCK):
-        block = frames[start:min(n, start + _BLOCK)]
+        stop = min(n, start + _BLOCK)
+        # frame f covers padded samples f·HOP .. f·HOP + N_FFT, i.e. y[f·HOP − N_FFT/2 ..] reflected
+        lo, hi = start * HOP, (stop - 1) * HOP + N_FFT
+        segment = whole[lo:hi] if whole is not None else _padded(samples, lo, hi)
+        block = np.lib.stride_tricks.sliding_window_view(segment, N_FFT)[::HOP]
         magnitude = np.abs(np.fft.rfft(block * window, axis=1))
         mel = magnitude @ basis.T
         db = 20.0 * np.log10(np.maximum(1e-5, mel)) - 20.0
-        out[:, start:start + block.shape[0]] = np.clip(0.08 * db + 4.0, -4.0, 4.0).T
+        out[:, start:stop] = np.clip(0.08 * db + 4.0, -4.0, 4.0).T
     return out
+
+
+def _emphasised(x: np.ndarray) -> np.ndarray:
+    """lfilter([1, -0.97], [1]) with zero initial state."""
+    y = np.empty_like(x)
+    y[0] = x[0]
+    y[1:] = x[1:] - PREEMPHASIS * x[:-1]
+    return y
+
+
+def _whole(samples: np.ndarray) -> np.ndarray:
+    """The whole pre-emphasised signal, reflect-padded by N_FFT/2 each side (short audio: numpy's
+    reflect padding also covers pads longer than the signal)."""
+    x = sanitize(samples)
+    if x.size < 2:
+        x = np.zeros(2)
+    return np.pad(_emphasised(x), N_FFT // 2, mode="reflect")
+
+
+def _padded(samples: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """`_whole(samples)[lo:hi]` of a signal longer than N_FFT, reading only the samples it needs: a
+    30-minute track then holds one block's float64 samples, not three whole float64 copies (~0.7 GB)."""
+    pad = N_FFT // 2
+    # output index j ↔ signal index j − pad, reflected at both ends (no edge sample repeated)
+    k = np.arange(lo - pad, hi - pad)
+    last = samples.size - 1
+    k = np.where(k < 0, -k, np.where(k > last, 2 * last - k, k))
+    first, end = int(k.min()), int(k.max()) + 1
+    start = max(0, first - 1)  # one sample before, for the pre-emphasis of `first`
+    x = sanitize(samples[start:end])
+    y = np.empty_like(x)
+    y[1:] = x[1:] - PREEMPHASIS * x[:-1]
+    y[0] = x[0] if start == 0 else 0.0  # y[0] of the whole signal is x[0]; otherwise never indexed
+    picked: np.ndarray = y[k - start]
+    return picked
 
 
 def reference_frame_count(n_cols: int, fps: float) -> int:
