@@ -16,8 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import daemon.worker.engines.wav2lip.memory as memory
+import daemon.worker.engines.wav2lip.s3fd as s3fd
 from daemon.core.errors import EnvironmentFault
-from daemon.worker.engines.wav2lip import memory, s3fd
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+import daemon.worker.engines.wav2lip.checkpoint as checkpoint
+import daemon.worker.engines.wav2lip.composite as composite
+import daemon.worker.engines.wav2lip.detection as detection
+import daemon.worker.engines.wav2lip.mel as mel
+import daemon.worker.engines.wav2lip.memory as memory
+import daemon.worker.engines.wav2lip.track as track
 from daemon.core.config import Wav2LipEngineConfig
 from daemon.core.errors import ConfigError
 from daemon.worker.engines.base import Chunk
-from daemon.worker.engines.wav2lip import checkpoint, composite, detection, mel, memory, track
 from daemon.worker.engines.wav2lip.generator import Wav2Lip
 
 log = logging.getLogger(__name__)
