@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,10 +25,8 @@ class FakeClock:
 
 
 @pytest.fixture
-def server() -> Iterator[ChatServer]:
-    srv = ChatServer(ding_keyword="lipsyncd").start()
-    yield srv
-    srv.down()
+def server(chat: ChatServer) -> ChatServer:
+    return chat  # conftest's robot server
 
 
 def alert(i: int, key: str = "job") -> Alert:

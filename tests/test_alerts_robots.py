@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,8 @@ from daemon.sentinel.alerts.robots import VENDORS, Delivery, DingTalkRobot, Feis
 
 
 @pytest.fixture
-def server() -> Iterator[ChatServer]:
-    srv = ChatServer(ding_keyword="lipsyncd").start()
-    yield srv
-    srv.down()
+def server(chat: ChatServer) -> ChatServer:
+    return chat  # conftest's robot server
 
 
 def ding(server: ChatServer, **kw: object) -> DingTalkRobot:

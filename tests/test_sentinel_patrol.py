@@ -71,10 +71,8 @@ def make_config(root: Path, extra: str = "", **watchdog: Any) -> Config:
 
 
 @pytest.fixture
-def server() -> Iterator[ChatServer]:
-    srv = ChatServer(ding_keyword="lipsyncd").start()
-    yield srv
-    srv.down()
+def server(chat: ChatServer) -> ChatServer:
+    return chat  # conftest's robot server
 
 
 @pytest.fixture
