@@ -207,7 +207,8 @@ class SupervisorLab:
 
     def worker_pid(self) -> int | None:
         info = self.info("lipsyncd-worker:lipsyncd-worker-0")
-        return int(info["pid"]) if info.get("statename") == "RUNNING" and info.get("pid") else None
+        # STARTING has its pid too: a worker renders within supervisord's startsecs=10 on a fast box
+        return int(info["pid"]) if info.get("statename") in ("STARTING", "RUNNING") and info.get("pid") else None
 
     def restart_worker(self) -> None:
         # what `supervisorctl restart` does: stop (SIGTERM, wait until it exits), then start

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def claims_in(job_dir: Path) -> list[dict[str, object]]:
     return [x for x in lines if x.get("to") == "processing"]
 
 
-@pytest.mark.slow  # about 4 minutes on 2 cores; the 200-ticket burst in test_up.py runs by default
+@pytest.mark.slow  # about 4 minutes on 2 cores, longer on a loaded box
+@pytest.mark.timeout(900)
 def test_four_workers_race_over_500_jobs_and_each_is_done_once(root: Path, media_dir: Path, roles: Roles) -> None:
     env = env_for(root, LIPSYNCD_INTAKE_SETTLE_S="0.2")
     roles.start("intake", env=env)
@@ -51,13 +53,18 @@ def test_four_workers_race_over_500_jobs_and_each_is_done_once(root: Path, media
     assert len(owners) == 4, owners
 
 
+def _host_a_with_a_job(root: Path, media_dir: Path, roles: Roles) -> tuple[dict[str, str], subprocess.Popen[bytes]]:
+    """Intake and host A's worker (2 s leases) with the 40 s talk job claimed by host A: (env, its worker)."""
+    base = env_for(root, LIPSYNCD_WORKER_LEASE_S="2")
+    owner = roles.intake_and_worker(root, dict(base, LIPSYNCD_GENERAL_HOST_NAME="hostA"))
+    drop_job(root, "talk", media_dir / "talk.wav", media_dir / "talk.mp4")
+    wait_for(lambda: any((root / "processing").glob("*@hostA*")), 60, "host A to claim")
+    return base, owner
+
+
 def test_paused_owner_loses_its_job_and_exactly_one_result_is_published(root: Path, media_dir: Path,
                                                                        roles: Roles) -> None:
-    base = env_for(root, LIPSYNCD_WORKER_LEASE_S="2")
-    roles.start("intake", env=base)
-    owner = roles.start("worker", env=dict(base, LIPSYNCD_GENERAL_HOST_NAME="hostA"))
-    wait_for(lambda: (root / "inbox").is_dir(), 20, "share folders")
-    drop_job(root, "talk", media_dir / "talk.wav", media_dir / "talk.mp4")
+    base, owner = _host_a_with_a_job(root, media_dir, roles)
     wait_for(lambda: any(rendering(j) for j in (root / "processing").glob("*@hostA*")), 60, "host A to render")
     os.killpg(owner.pid, signal.SIGSTOP)  # the whole host A pauses (worker and its ffmpeg)
     roles.start("worker", env=dict(base, LIPSYNCD_GENERAL_HOST_NAME="hostB"))
@@ -109,12 +116,7 @@ def test_leases_are_judged_by_share_time_not_by_skewed_local_clocks(root: Path,
 def test_worker_with_a_clock_hours_ahead_leaves_fresh_leases_alone(root: Path, media_dir: Path,
                                                                    roles: Roles) -> None:
     """A real worker process under faketime +5h must not steal a job whose owner refreshes its lease."""
-    base = env_for(root, LIPSYNCD_WORKER_LEASE_S="2")
-    roles.start("intake", env=base)
-    owner = roles.start("worker", env=dict(base, LIPSYNCD_GENERAL_HOST_NAME="hostA"))
-    wait_for(lambda: (root / "inbox").is_dir(), 20, "share folders")
-    drop_job(root, "talk", media_dir / "talk.wav", media_dir / "talk.mp4")
-    wait_for(lambda: any((root / "processing").glob("*@hostA*")), 60, "host A to claim")
+    base, owner = _host_a_with_a_job(root, media_dir, roles)
     skewed = dict(base, LIPSYNCD_GENERAL_HOST_NAME="hostB", FAKETIME="+5h",
                   LD_PRELOAD="/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
     thief = roles.start("worker", env=skewed)
