@@ -80,46 +80,53 @@ class Rotation:
         return cls(int(general.log_max_mb * 1024 * 1024), general.log_keep)  # type: ignore[attr-defined]
 
 
-def append(path: Path, line: str, rotation: Rotation) -> None:
-    """Append one line; when the file is past its size, rotate it first.
+_UNLOCKED: set[Path] = set()  # files whose lock the filesystem refused, said once each
 
-    Every role of this host appends to the same file, so rotation happens under an exclusive lock on a
-    lock file beside it; O_APPEND keeps each small write whole between the processes.
+
+def append(path: Path, line: str, rotation: Rotation) -> None:
+    """Append one line; when the file would pass its size, rotate it first.
+
+    Every role of this host appends to the same file: the size check, the rotation and the write happen
+    under an exclusive lock on a lock file beside it, so no file passes its size and no line lands in a
+    file just rotated away. Where the filesystem refuses locks, O_APPEND still keeps each line whole.
     """
     data = line.encode("utf-8")
     for folder in (path.parent.parent, path.parent):  # logs/<host>/ on a first line; never .lipsyncd itself,
         if not folder.is_dir():                       # which would recreate an unmounted share locally
             folder.mkdir(exist_ok=True)
+    lock = os.open(path.with_name(f".{path.name}.lock"), os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        if os.stat(path).st_size + len(data) > rotation.max_bytes:
-            _rotate(path, rotation)
-    except FileNotFoundError:
-        pass
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError as exc:  # e.g. ENOLCK on a share without a lock manager: lines stay whole
+            if path not in _UNLOCKED:  # stderr, not logging: this may be the log handler's own write
+                _UNLOCKED.add(path)
+                print(f"lipsyncd: no lock for {path} ({exc.strerror}): its rotation may race between "
+                      "processes", file=sys.stderr)
+        try:
+            if os.stat(path).st_size + len(data) > rotation.max_bytes:
+                _rotate(path, rotation)
+        except FileNotFoundError:
+            pass
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
+        os.close(lock)  # closing releases the flock
 
 
 def _rotate(path: Path, rotation: Rotation) -> None:
-    lock = os.open(path.with_name(f".{path.name}.lock"), os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.stat(path).st_size <= rotation.max_bytes // 2:
-            return  # another process rotated it while we waited for the lock
-        for i in range(rotation.keep - 1, 0, -1):
-            older = path.with_name(f"{path.name}.{i}")
-            if older.exists():
-                os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
-        if rotation.keep:
-            os.replace(path, path.with_name(f"{path.name}.1"))
-        else:
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-    finally:
-        os.close(lock)  # closing releases the flock
+    """Shift path → path.1 → path.2 …, keeping `rotation.keep` old files; the caller holds the lock."""
+    for i in range(rotation.keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{i}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
+    if rotation.keep:
+        os.replace(path, path.with_name(f"{path.name}.1"))
+    else:
+        os.unlink(path)
 
 
 class _ShareFile(logging.Handler):
