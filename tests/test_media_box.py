@@ -252,7 +252,9 @@ def test_limits_hold_without_prlimit_through_the_trampoline(tmp_path: Path, monk
 
 
 def test_a_real_decoder_of_a_job_runs_boxed_and_still_delivers_every_frame(tmp_path: Path) -> None:
-    clip = g.clip(tmp_path / "v.mp4", seconds=2, fps="25", size="160x120", audio=False)
+    # 10 s of 320x240 (28 MB raw) while 2 s are read: far more than the socket buffer, so the decoder
+    # is still running (blocked on its stdout) when we look at it
+    clip = g.clip(tmp_path / "v.mp4", seconds=10, fps="25", size="320x240", audio=False)
     info = probe(clip, CFG)
     plan = make_plan(info, 2.0, CFG, None, {})
     source = FrameSource(CFG, info, plan)

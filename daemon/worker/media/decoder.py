@@ -10,11 +10,9 @@ MP4 exits 0.
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import math
 import threading
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,15 +112,7 @@ def decode_argv(cfg: MediaConfig, info: MediaInfo, plan: Plan, src_start: int, c
 
 def read_frames(child: process.Child, out: np.ndarray) -> int:
     """Fill the C-contiguous `out` from the child's stdout; returns the bytes read (fewer at EOF)."""
-    view = out.data.cast("B")
-    stream = typing.cast(io.RawIOBase, child.stdout)
-    got = 0
-    while got < len(view):
-        k = stream.readinto(view[got:])  # short reads are normal on pipes
-        if not k:
-            break
-        got += k
-    return got
+    return child.read_into(out.data.cast("B"))
 
 
 class _Stream:
