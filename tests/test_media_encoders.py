@@ -13,6 +13,7 @@ from renderkit import assert_in_sync, audio_seconds, config, render
 from daemon.core.config import MediaConfig
 from daemon.worker.media import cores
 from daemon.worker.media.encoder import SegmentEncoder
+from daemon.worker.media.plan import MIN_PIECE, Plan
 from daemon.worker.render import Interrupted
 
 CHUNK = 10
@@ -103,3 +104,54 @@ def test_decoders_on_alternate_chunks_give_the_frames_of_one_decoder(tmp_path: P
     assert three.stats["frames"] == one.stats["frames"] == int(three.video["nb_read_packets"])
     assert (one.stats["looped"] == "pingpong") == (case == "pingpong")
     assert np.array_equal(g.decode_gray(three.path, W, H), g.decode_gray(one.path, W, H))
+
+
+def plan_of(frames: int, chunk: int, pieces: int) -> Plan:
+    return Plan(fps_num=25, fps_den=1, width=W, height=H, frames=frames, source_frames=frames, chunk_frames=chunk,
+                loop="pingpong", audio_s=frames / 25, still=False, deinterlace=False, tail_pieces=pieces)
+
+
+@pytest.mark.parametrize("frames", [1, 24, 250, 251, 1500, 1510, 1560, 1749])
+@pytest.mark.parametrize("pieces", [1, 2, 4, 7])
+def test_the_last_chunk_is_cut_in_pieces_that_tile_it(frames: int, pieces: int) -> None:
+    plan, whole = plan_of(frames, 250, pieces), plan_of(frames, 250, 1)
+    ranges = [plan.chunk_range(i) for i in range(plan.chunks)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == frames
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))  # no gap, no overlap
+    body = whole.chunks - 1
+    assert ranges[:body] == [whole.chunk_range(i) for i in range(body)]  # only the last chunk changes
+    last = whole.chunk_range(body)
+    cut = ranges[body:]
+    assert len(cut) == max(1, min(pieces, (last[1] - last[0]) // MIN_PIECE))
+    assert all(end - start >= min(MIN_PIECE, last[1] - last[0]) for start, end in cut)
+    assert max(e - s for s, e in cut) - min(e - s for s, e in cut) <= 1  # even pieces
+    assert {plan.block(i) for i in range(body, plan.chunks)} == {body}  # one decoder block
+
+
+def test_a_last_chunk_in_pieces_gives_the_frames_of_a_whole_one_and_resumes(tmp_path: Path) -> None:
+    audio = g.tone(tmp_path / "speech.wav", 4.6)
+    video = g.clip(tmp_path / "v.mp4", seconds=5, size=f"{W}x{H}")
+    cut = dict(chunk_frames=60, batch_frames=8, encoders=3, encoder_threads=1)
+    (tmp_path / "whole").mkdir()
+    whole = render(tmp_path / "whole", audio, video, cfg=config(**cut, tail_pieces=1))
+    checks = iter([False, False, True])  # stops before the second piece of the last chunk
+    with pytest.raises(Interrupted):
+        render(tmp_path, audio, video, cfg=config(**cut, tail_pieces=3), should_stop=lambda: next(checks))
+    pieces = render(tmp_path, audio, video, cfg=config(**cut, tail_pieces=3))
+    frames = pieces.stats["frames"]
+    assert frames == whole.stats["frames"] == int(pieces.video["nb_read_packets"]) == 115
+    assert (whole.stats["chunks"], pieces.stats["chunks"]) == (2, 3)  # 60 + 55, 60 + 27 + 28
+    assert pieces.stats["resumed_from"] == 2 and pieces.stats["frames_rendered"] == 28
+    assert_in_sync(pieces, audio_seconds(audio), 25.0)
+    assert np.array_equal(g.decode_gray(pieces.path, W, H)[:60], g.decode_gray(whole.path, W, H)[:60])
+    ref, got = g.decode_gray(whole.path, W, H).astype(int), g.decode_gray(pieces.path, W, H).astype(int)
+    diffs = np.abs(got[:, None] - ref[None]).mean(axis=(2, 3))
+    assert (diffs.argmin(axis=1) == np.arange(frames)).all()  # every frame where it belongs
+    # the same x264 settings; a piece opens a GOP of its own, so only the coding noise differs: measured
+    # against the source, the cut result is as close as the whole one
+    src = g.decode_gray(video, W, H)[:frames].astype(int)
+    err_whole, err_cut = np.abs(ref - src).mean(axis=(1, 2)), np.abs(got - src).mean(axis=(1, 2))
+    assert err_cut.mean() <= 1.05 * err_whole.mean() and err_cut.max() <= 1.05 * err_whole.max()
+    for i, n in enumerate((60, 27, 28)):
+        flags = keyframes(tmp_path / "work" / f"seg_{i:05d}.mp4")
+        assert len(flags) == n and flags[0].startswith("K"), (i, flags)

@@ -75,7 +75,7 @@ class ChunkedRenderer:
         job = self._start(request, progress)
         plan = job.plan
         progress(Progress(phase="prepare", chunk=job.first, chunks=plan.chunks,
-                          frames_done=min(plan.frames, job.first * plan.chunk_frames),
+                          frames_done=plan.chunk_range(job.first)[0] if job.first < plan.chunks else plan.frames,
                           frames_total=plan.frames))
         sound = enc.AudioTrack(self.cfg, plan, job.audio, request.workdir)  # encodes while we render
         try:
@@ -120,7 +120,10 @@ class ChunkedRenderer:
             limit_s = 60 + self.cfg.timeout_factor * (audio.duration or 0)
             samples, offset = read_model_audio(self.cfg, audio, request.workdir / AUDIO16K, limit_s)
             check_decoded_audio(audio.path.name, samples / 16000, self.cfg)
-        plan = make_plan(video, samples / 16000, self.cfg, self.engine.fps, request.options)
+        # one piece of the last chunk per encoder child (a plan made on a box of another core count
+        # differs there, so a job moved to it starts over: never a wrong resume)
+        plan = make_plan(video, samples / 16000, self.cfg, self.engine.fps, request.options,
+                         self.cfg.tail_pieces or split(self.cfg).encoders)
         checkpoint = Checkpoint(request.workdir, self.cfg)
         first = checkpoint.resume_point(
             fingerprint(request.audio, request.video, self.engine.name, request.options, plan), plan)
@@ -236,11 +239,16 @@ class ChunkedRenderer:
 
 
 def _spans(plan: Plan, first_chunk: int, batch: int) -> list[list[tuple[int, int]]]:
-    """(start, count) of every batch from `first_chunk` on, per chunk; batches never cross a chunk's end."""
-    out = []
+    """(start, count) of every batch from `first_chunk` on, per chunk_frames-block (the decoders take
+    turns by block: the last chunk's pieces are one block, one seek); batches never cross a chunk's end."""
+    out: list[list[tuple[int, int]]] = []
+    block = -1
     for i in range(first_chunk, plan.chunks):
         start, end = plan.chunk_range(i)
-        out.append([(a, min(batch, end - a)) for a in range(start, end, batch)])
+        if plan.block(i) != block:
+            block = plan.block(i)
+            out.append([])
+        out[-1] += [(a, min(batch, end - a)) for a in range(start, end, batch)]
     return out
 
 

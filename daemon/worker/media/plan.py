@@ -1,6 +1,10 @@
 """The render plan of one job: output geometry and rate (a ticket's crop and fixed face box included),
 frame count, chunks, and the source frame map.
 
+The last chunk is cut in `tail_pieces` (one per encoder child by default): every chunk is its own
+x264 child, so the job's last frames are then encoded side by side instead of by one child alone after
+everything else is done (0.7-1.9 s of a 60 s job on the GPU box, bench/RESULTS.md, issue 15).
+
 Output length is the audio's, always: frames = round(audio seconds × fps). When the video is shorter
 it loops (ping-pong or wrap); when longer it is trimmed. The plan is pure arithmetic on probe results,
 so a resumed attempt rebuilds exactly the same plan and chunk boundaries.
@@ -30,6 +34,9 @@ messages.register({
 })
 
 
+MIN_PIECE = 25  # frames: a piece of the last chunk costs an encoder start; shorter ones gain nothing
+
+
 @dataclass(frozen=True)
 class Run:
     """Output frames [out_start, out_start+count) show source frames src_start.. (backwards if reverse)."""
@@ -57,6 +64,7 @@ class Plan:
     crop: tuple[int, int, int, int] | None = None
     # the ticket's `face_box` in output pixels (x1, y1, x2, y2): every frame's face, no detection
     face_box: tuple[int, int, int, int] | None = None
+    tail_pieces: int = 1  # the last chunk_frames-chunk is cut in up to this many chunks (MIN_PIECE each)
 
     @property
     def fps(self) -> float:
@@ -72,11 +80,28 @@ class Plan:
 
     @property
     def chunks(self) -> int:
-        return -(-self.frames // self.chunk_frames)
+        return self._body + self._pieces
 
     def chunk_range(self, i: int) -> tuple[int, int]:
-        start = i * self.chunk_frames
-        return start, min(self.frames, start + self.chunk_frames)
+        """Output frames [start, end) of chunk i: chunk_frames each, the last one cut in pieces."""
+        if i < self._body:
+            start = i * self.chunk_frames
+            return start, start + self.chunk_frames
+        first, n, k = self._body * self.chunk_frames, self.frames - self._body * self.chunk_frames, i - self._body
+        return first + n * k // self._pieces, first + n * (k + 1) // self._pieces
+
+    def block(self, i: int) -> int:
+        """Which chunk_frames-block chunk i lies in (the pieces of the last chunk share one)."""
+        return min(i, self._body)
+
+    @property
+    def _body(self) -> int:  # whole chunks before the last one
+        return -(-self.frames // self.chunk_frames) - 1
+
+    @property
+    def _pieces(self) -> int:
+        last = self.frames - self._body * self.chunk_frames
+        return max(1, min(self.tail_pieces, last // MIN_PIECE))
 
     def source_index(self, j: int) -> int:
         m = self.source_frames
@@ -145,7 +170,7 @@ def output_size(video: MediaInfo, cfg: MediaConfig, max_height: int | None,
 
 
 def make_plan(video: MediaInfo, audio_s: float, cfg: MediaConfig, engine_fps: float | None,
-              options: dict[str, Any]) -> Plan:
+              options: dict[str, Any], tail_pieces: int = 1) -> Plan:
     rate = output_rate(video, cfg, engine_fps, _number_option(options, "fps"))
     crop = crop_region(video, options.get("crop"))
     width, height = output_size(video, cfg, _int_option(options, "max_height"), crop)
@@ -163,7 +188,8 @@ def make_plan(video: MediaInfo, audio_s: float, cfg: MediaConfig, engine_fps: fl
                 frames=frames, source_frames=source, chunk_frames=cfg.chunk_frames, loop=loop,
                 audio_s=audio_s, still=video.is_still,
                 deinterlace=bool(video.video and video.video.interlaced), crop=crop,
-                face_box=fixed_box(video, options.get("face_box"), crop, (width, height)))
+                face_box=fixed_box(video, options.get("face_box"), crop, (width, height)),
+                tail_pieces=max(1, tail_pieces))
 
 
 def _int_option(options: dict[str, Any], key: str) -> int | None:
