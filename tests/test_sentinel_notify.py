@@ -61,3 +61,14 @@ def test_without_notify_socket_everything_is_a_no_op() -> None:
 
 def test_a_vanished_socket_does_not_raise() -> None:
     assert not Notifier({"NOTIFY_SOCKET": "/nonexistent/notify"}).ready()
+
+
+def test_a_manager_that_stops_reading_costs_a_dropped_ping_not_a_hung_role(
+        listener: tuple[socket.socket, str]) -> None:
+    """Its queue holds net.unix.max_dgram_qlen datagrams; a blocking send past that never returned
+    (seen: a watchdog that ignored SIGTERM in a loaded test run)."""
+    sock, path = listener
+    notifier = Notifier({"NOTIFY_SOCKET": path})
+    sent = [notifier.status(f"pass {i}") for i in range(64)]  # nobody reads
+    assert sent[0] and not all(sent)
+    assert sock.recv(4096).decode() == "STATUS=pass 0"  # what was queued is intact

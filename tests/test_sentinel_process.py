@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +27,16 @@ def spawn(config: Path, env: dict[str, str], *extra: str, role: str = "watchdog"
     return subprocess.Popen([sys.executable, "-m", "daemon", "--config", str(config), *extra, role], cwd=REPO,
                             text=True, env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), **env},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def drain(sock: socket.socket, into: list[str]) -> None:
+    """Every datagram up to STOPPING=1 (or 30 s of silence)."""
+    sock.settimeout(30)
+    try:
+        while not into or into[-1] != "STOPPING=1":
+            into.append(sock.recv(4096).decode())
+    except (TimeoutError, OSError):
+        pass
 
 
 def test_watchdog_process_notifies_systemd_and_stops_cleanly(tmp_path: Path) -> None:
@@ -43,6 +54,9 @@ def test_watchdog_process_notifies_systemd_and_stops_cleanly(tmp_path: Path) -> 
     proc = spawn(config, {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"})
     try:
         messages = [sock.recv(4096).decode() for _ in range(4)]
+        rest: list[str] = []  # keep reading, as systemd does (a full queue only costs pings)
+        reader = threading.Thread(target=drain, args=(sock, rest), daemon=True)
+        reader.start()
         assert messages[0].startswith("READY=1\nSTATUS=watching")
         assert all(m.startswith("WATCHDOG=1\nSTATUS=") for m in messages[1:])
         status_file = root / ".lipsyncd" / "roles" / "watchdog.json"
@@ -53,13 +67,7 @@ def test_watchdog_process_notifies_systemd_and_stops_cleanly(tmp_path: Path) -> 
         assert status["pid"] == proc.pid and status["share_ok"] is True and status["manager"] == "none"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
-        rest = []
-        sock.settimeout(0.5)
-        try:
-            while True:
-                rest.append(sock.recv(4096).decode())
-        except TimeoutError:
-            pass
+        reader.join(30)
         assert rest and rest[-1] == "STOPPING=1"
     finally:
         if proc.poll() is None:

@@ -10,6 +10,8 @@ import os
 import socket
 from collections.abc import Mapping
 
+SEND_TIMEOUT_S = 0.5
+
 
 class Notifier:
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
@@ -33,6 +35,9 @@ class Notifier:
         text = "\n".join(f"{k.upper()}={v}" for k, v in fields.items())
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # a manager that stops reading fills its queue (10 datagrams): a ping then blocked the
+                # role for good, stop signals included; now it is dropped after a moment
+                sock.settimeout(SEND_TIMEOUT_S)
                 sock.connect(self.address)
                 sock.sendall(text.encode("utf-8"))
         except OSError:
