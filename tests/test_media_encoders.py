@@ -78,8 +78,9 @@ def test_stop_with_chunks_in_flight_then_resume_gives_the_same_result(tmp_path: 
 def test_the_split_adapts_to_the_core_count() -> None:
     auto = MediaConfig()
     assert cores.split(auto, 2) == cores.Split(1, 0, 1, 1)  # CI and laptops: one x264, one decoder
-    assert cores.split(auto, 16) == cores.Split(4, 0, 8, 2)
-    assert cores.split(auto, 8) == cores.Split(2, 0, 4, 2)
+    assert cores.split(auto, 16) == cores.Split(6, 3, 8, 2)  # six x264 children on 3 threads each
+    assert cores.split(auto, 8) == cores.Split(3, 3, 4, 2)
+    assert cores.split(auto, 32) == cores.Split(6, 6, 8, 2)
     assert cores.split(auto, 64).encoders == cores.MAX_ENCODERS
     fixed = MediaConfig(encoders=3, encoder_threads=2, face_threads=5, decoders=3)
     assert cores.split(fixed, 16) == cores.Split(3, 2, 5, 3)

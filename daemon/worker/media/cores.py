@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from daemon.core.config import MediaConfig
 
-CORES_PER_ENCODER = 4  # one more child per this many cores
-MAX_ENCODERS = 4  # each in-flight encoder holds up to half a chunk of raw frames (memory)
+ENCODERS_PER_8_CORES = 3  # children per core count (6 on 16 cores), each with cores / children threads
+MAX_ENCODERS = 6  # each in-flight encoder holds up to half a chunk of raw frames (memory)
 MIN_CORES_FOR_LANES = 8  # small boxes (CI, laptops): one encoder with x264's own thread count
 PARALLEL_DECODERS = 2  # on boxes with MIN_CORES_FOR_LANES or more
 
@@ -38,13 +38,14 @@ def usable_cpus() -> int:
 def split(cfg: MediaConfig, cpus: int | None = None) -> Split:
     """media.encoders / encoder_threads / face_threads / decoders, each 0 = chosen from the core count."""
     cpus = cpus or usable_cpus()
-    auto_lanes = 1 if cpus < MIN_CORES_FOR_LANES else min(MAX_ENCODERS, cpus // CORES_PER_ENCODER)
+    auto_lanes = 1 if cpus < MIN_CORES_FOR_LANES else min(MAX_ENCODERS, cpus * ENCODERS_PER_8_CORES // 8)
     encoders = cfg.encoders or auto_lanes
-    # every child keeps x264's own thread count (1.5 x cores): while K run the kernel shares the cores
-    # among them, and the last chunk of a job, alone at the end, still gets all of them. K x (cores / K)
-    # threads left that chunk on a quarter of the box: 0.6-0.8 s of encoding after the last frame of a
-    # 60 s 720p job on the H200 box (bench/RESULTS.md, issue 15)
-    threads = cfg.encoder_threads
+    # K children with cores / K threads each (rounded up): x264 scales better as more children with
+    # fewer threads (6 x 3 on 16 cores: 10 % less render time at 1080p than 4 children with x264's own
+    # 24 threads each, 12 % less x264 CPU, 15 % less memory; bench/RESULTS.md, issue 15 third round).
+    # The last chunk is cut in one piece per child (plan.tail_pieces), so the job's end is not left to
+    # one child on a few threads. One child alone keeps x264's own count.
+    threads = cfg.encoder_threads or (0 if encoders == 1 else -(-cpus // encoders))
     # x264 leaves cores idle between frames (lookahead, entropy coding): the face pass fits in there
     faces = cfg.face_threads or max(1, min(8, cpus // 2))
     decoders = cfg.decoders or (1 if cpus < MIN_CORES_FOR_LANES else PARALLEL_DECODERS)
