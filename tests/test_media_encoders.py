@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mediagen as g
@@ -156,3 +158,49 @@ def test_a_last_chunk_in_pieces_gives_the_frames_of_a_whole_one_and_resumes(tmp_
     for i, n in enumerate((60, 27, 28)):
         flags = keyframes(tmp_path / "work" / f"seg_{i:05d}.mp4")
         assert len(flags) == n and flags[0].startswith("K"), (i, flags)
+
+
+SLOW_X264 = """
+import sys, time
+path, log = sys.argv[1], sys.argv[2]
+with open(log, "a") as f:
+    f.write(f"start {path} {time.monotonic()}\\n")
+n = 0
+while block := sys.stdin.buffer.read(65536):
+    n += len(block)
+    time.sleep(0.1)
+with open(path, "wb") as f:
+    f.write(str(n).encode())
+with open(log, "a") as f:
+    f.write(f"end {path} {time.monotonic()}\\n")
+"""
+
+
+def test_the_render_loop_queues_chunks_ahead_of_busy_encoders_without_more_children(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk's frames are taken while its child must still wait for a turn; children start in chunk
+    order and never more than encoders + 1 run at once; every segment gets all its frames."""
+    from daemon.worker.media import encoder as enc
+    log = tmp_path / "children.log"
+    monkeypatch.setattr(enc, "encode_argv", lambda cfg, plan, workdir, chunk, threads=0: [
+        sys.executable, "-c", SLOW_X264, str(workdir / f"seg_{chunk:05d}.mp4"), str(log)])
+    plan = plan_of(48, 8, 1)  # six chunks of 8 frames
+    cfg = MediaConfig(sandbox="limits")
+    coder = SegmentEncoder(cfg, plan, tmp_path, 0, batch=4, encoders=2, extra_buffers=20)
+    t = time.monotonic()
+    for start in range(0, 32, 4):  # four chunks' frames, while the children write at their slow pace
+        buf = coder.buffer()
+        assert buf is not None
+        buf[:4] = start
+        coder.submit(buf[:4])
+    queued_in = time.monotonic() - t
+    coder.finish()
+    events = {(kind, Path(path).name): float(ts) for kind, path, ts in
+              (line.split() for line in log.read_text().splitlines())}
+    starts = [events["start", f"seg_{i:05d}.mp4"] for i in range(4)]
+    ends = [events["end", f"seg_{i:05d}.mp4"] for i in range(4)]
+    assert starts[3] >= ends[0]  # chunk 3's child waited for its turn: chunk 0's was done
+    assert max(sum(s <= at for s in starts) - sum(e <= at for e in ends) for at in starts) <= 3  # encoders + 1
+    # a child takes >= 0.2 s per chunk (two reads): all four chunks were taken before the first was done
+    assert queued_in < min(ends) - t
+    assert all((tmp_path / f"seg_{i:05d}.mp4").read_text() == str(8 * plan.frame_bytes) for i in range(4))

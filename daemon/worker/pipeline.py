@@ -189,7 +189,7 @@ class ChunkedRenderer:
                     raise Interrupted(f"stopped before chunk {i + 1} of {plan.chunks}")
                 start, end = plan.chunk_range(i)
                 for _ in range(start, end, batch):
-                    with _timed(timings, "decode"):  # waiting for the reader (or, through it, the encoder)
+                    with _timed(timings, "decode"):  # waiting for the reader (or, through it, the encoders)
                         first, frames = reader.get()
                     self._batch(job, first, frames)
                     encoder.submit(frames)
@@ -211,7 +211,6 @@ class ChunkedRenderer:
         finally:
             reader.close()
             timings["decode_waited_for_encoder"] += reader.waited_for_buffers
-            timings["waited_for_encoders"] += encoder.waited_for_lanes
         return done
 
     def _batch(self, job: _Job, start: int, buf: np.ndarray) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +63,12 @@ class SegmentEncoder:
     One x264 is what bound the render loop (the reader waited 2.4–4.4 s per minute of video for it,
     bench/RESULTS.md), and its threads scale poorly past a few cores; every chunk is a closed-GOP segment
     of its own, so K children with a share of the cores each encode K chunks at once. The caller fills
-    `buffer()`s and `submit()`s them in frame order (a batch never crosses a chunk's end); each chunk's
-    lane writes at its child's pace, so a chunk whose encoder is still busy keeps its frames queued while
-    the next chunk renders: the buffer pool holds about half a chunk per extra encoder (cores.py).
-    `finish()` waits for every segment; a stop between chunks leaves only whole segments.
+    `buffer()`s and `submit()`s them in frame order (a batch never crosses a chunk's end); each chunk gets
+    a lane at once, whose child starts when the lane K + 1 places before it is done (lane.py), and each
+    lane writes at its child's pace: a chunk whose encoder is busy or not started keeps its frames queued
+    while the next chunk renders, and the buffer pool (about half a chunk per extra encoder, cores.py) is
+    what the render loop waits for. `finish()` waits for every segment; a stop between chunks leaves only
+    whole segments.
     """
 
     def __init__(self, cfg: MediaConfig, plan: Plan, workdir: Path, first_chunk: int, batch: int,
@@ -77,11 +78,11 @@ class SegmentEncoder:
         self.chunk_timeout_s = 60 + cfg.timeout_factor * plan.chunk_frames * plan.fps_den / plan.fps_num
         self._next = first_chunk
         self._lanes: list[Lane] = []  # oldest first; the last one may still want frames
+        self._turns: list[threading.Event] = []  # every lane's `finished`, in chunk order
         self._free: queue.Queue[np.ndarray] = queue.Queue()
         # extra_buffers: what more decoders beyond the first hold ahead (readahead.Interleaved.held)
         for _ in range(self.pool_size(plan.chunk_frames, batch, self.encoders) + extra_buffers):
             self._free.put(np.empty((batch, plan.frame_bytes), np.uint8))
-        self.waited_for_lanes = 0.0  # seconds submit() waited for an encoder to finish its chunk
 
     @staticmethod
     def pool_size(chunk_frames: int, batch: int, encoders: int) -> int:
@@ -120,18 +121,17 @@ class SegmentEncoder:
         self._lanes.clear()
 
     def _open_lane(self) -> None:
-        """Start the next chunk's child once at most K lanes are left running. The one before it has
-        all its frames by now and only finishes them: starting next to it, the new child's start-up
-        overlaps that tail (with K = 1, a stall at every chunk boundary otherwise)."""
-        waiting = time.monotonic()
-        while len(self._lanes) > self.encoders:
-            self._lanes.pop(0).join()
+        """The next chunk's lane, whose child starts once the lane K + 1 chunks back is done: the one just
+        before it has all its frames by now and only finishes them, so the new child's start-up overlaps
+        that tail (with K = 1, a stall at every chunk boundary otherwise)."""
         self._lanes = [lane for lane in self._lanes if not self._reaped(lane)]
-        self.waited_for_lanes += time.monotonic() - waiting
         start, end = self.plan.chunk_range(self._next)
         argv = encode_argv(self.cfg, self.plan, self.workdir, self._next, self.threads)
-        self._lanes.append(Lane(argv, self._next, end - start, self.cfg.pipe_bytes, self.chunk_timeout_s,
-                                self._free, boxes.for_encoder(self.cfg, self.plan, self.workdir)))
+        after = self._turns[-(self.encoders + 1)] if len(self._turns) > self.encoders else None
+        lane = Lane(argv, self._next, end - start, self.cfg.pipe_bytes, self.chunk_timeout_s, self._free,
+                    boxes.for_encoder(self.cfg, self.plan, self.workdir), after)
+        self._lanes.append(lane)
+        self._turns = [*self._turns[-self.encoders:], lane.finished]
         self._next += 1
 
     @staticmethod

@@ -1,15 +1,20 @@
 """One x264 encoder child for one chunk, fed from its own writer thread.
 
-The segment encoder (encoder.py) keeps up to `media.encoders` lanes busy on consecutive chunks: a lane
-takes the chunk's batches as they are rendered, writes them to its child at x264's pace and, after the
-chunk's last frame, closes stdin and waits for the child to write the segment's index. Buffers go back
-to the shared free queue as soon as their frames are in the pipe.
+The segment encoder (encoder.py) opens a lane per chunk as soon as the chunk's first batch is rendered.
+A lane takes the chunk's batches as they come; its child starts once the lane `after` it has finished
+(so at most `media.encoders` + 1 children run), then it writes the batches at x264's pace and, after the
+chunk's last frame, closes stdin and waits for the child to write the segment's index. Until its child
+starts, a lane only holds its batches: the render loop goes on rendering the next chunk instead of
+waiting for an encoder (0.5 s of a 60 s 720p job, 1.1 s at 1080p on the GPU box, bench/RESULTS.md), and
+the shared pool of buffers still bounds the memory. Buffers go back to the pool as soon as their frames
+are in the pipe.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -18,19 +23,24 @@ from daemon.worker.media import box, process
 
 
 class Lane:
-    """Encodes chunk `chunk` (`frames` frames) with the encoder command `argv`."""
+    """Encodes chunk `chunk` (`frames` frames) with the encoder command `argv`, once `after` is set."""
 
     def __init__(self, argv: list[str], chunk: int, frames: int, pipe_size: int, timeout_s: float,
-                 free: queue.Queue[np.ndarray], child_box: box.Box | None = None) -> None:
+                 free: queue.Queue[np.ndarray], child_box: box.Box | None = None,
+                 after: threading.Event | None = None) -> None:
         self.chunk = chunk
+        self.finished = threading.Event()  # the child is done (or never started): the next lanes may go
+        self._argv, self._pipe_size, self._child_box = argv, pipe_size, child_box
         self._left = frames
         self._free = free
         self._timeout_s = timeout_s
+        self._after = after
         self._todo: queue.Queue[np.ndarray | None] = queue.Queue()
         self._error: BaseException | None = None
         self._code: int | None = None
-        self.child = process.Child(argv, stdin=True, pipe_size=pipe_size, name="ffmpeg-encode", box=child_box)
-        self.child.__enter__()
+        self._lock = threading.Lock()  # the child's start against abort()
+        self._aborted = threading.Event()
+        self.child: process.Child | None = None
         self._thread = threading.Thread(target=self._run, name=f"ffmpeg-encode-{chunk}", daemon=True)
         self._thread.start()
 
@@ -70,31 +80,62 @@ class Lane:
         if isinstance(error, process.ChildTimeout):
             raise EnvironmentFault(f"the encoder of chunk {self.chunk + 1} timed out: {error}") from None
         if error is None or isinstance(error, (OSError, ValueError)):  # broken pipe: the child died
-            code = self._code if self._code is not None else self.child.wait(10)
+            code = self._code
+            if code is None and self.child is not None:
+                code = self.child.wait(10)
             raise EnvironmentFault(f"the encoder failed (exit {code}): {self._tail()}") from None
         raise error
 
     def abort(self) -> None:
+        with self._lock:
+            self._aborted.set()
+            child = self.child
         self._left = 0
         self._todo.put(None)
-        self.child.close(force=True)  # a writer blocked in write() gets a broken pipe and ends
+        if child is not None:
+            child.close(force=True)  # a writer blocked in write() gets a broken pipe and ends
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        try:
+            self._wait_turn()
+            with self._lock:
+                if not self._aborted.is_set():
+                    self.child = process.Child(self._argv, stdin=True, pipe_size=self._pipe_size,
+                                               name="ffmpeg-encode", box=self._child_box)
+                    self.child.__enter__()
+        except BaseException as exc:  # handed to the caller's thread by check()
+            self._error = exc
+        try:
+            self._write(self.child)
+        finally:
+            self.finished.set()
+
+    def _wait_turn(self) -> None:
+        while self._after is not None and not self._after.wait(0.1):
+            if self._aborted.is_set():
+                return
+
+    def _write(self, child: process.Child | None) -> None:
+        write: Callable[[memoryview], object] | None = child.stdin.write if child is not None else None
         while (frames := self._todo.get()) is not None:
             try:
-                if self._error is None:
-                    self.child.stdin.write(frames.data.cast("B"))
+                if self._error is None and write is not None:
+                    write(frames.data.cast("B"))
             except BaseException as exc:  # handed to the caller's thread by check()
                 self._error = exc
             finally:
                 self._free.put(frames if frames.base is None else frames.base)
+        if child is None:
+            return
         try:
-            self.child.stdin.close()
+            child.stdin.close()
             # never terminate an encoder on the success path: it writes the segment's index last
-            self._code = self.child.wait(self._timeout_s)
+            self._code = child.wait(self._timeout_s)
         except BaseException as exc:
             self._error = self._error or exc
 
     def _tail(self) -> str:
+        if self.child is None:
+            return ""
         return " ".join(self.child.stderr_tail().strip().splitlines()[-2:])[:300]
