@@ -13,6 +13,7 @@ import pytest
 from renderkit import assert_in_sync, audio_seconds, config, render
 
 from daemon.core.config import MediaConfig
+from daemon.worker.checkpoint import Checkpoint
 from daemon.worker.media import cores
 from daemon.worker.media.encoder import SegmentEncoder
 from daemon.worker.media.plan import MIN_PIECE, Plan
@@ -204,3 +205,21 @@ def test_the_render_loop_queues_chunks_ahead_of_busy_encoders_without_more_child
     # a child takes >= 0.2 s per chunk (two reads): all four chunks were taken before the first was done
     assert queued_in < min(ends) - t
     assert all((tmp_path / f"seg_{i:05d}.mp4").read_text() == str(8 * plan.frame_bytes) for i in range(4))
+
+
+def test_the_mux_check_counts_only_the_segments_no_encoder_counted(tmp_path: Path,
+                                                                  inputs: tuple[Path, Path]) -> None:
+    """Each lane counts its segment as it finishes; before the mux only segments kept from an earlier
+    attempt are probed again."""
+    audio, video = inputs
+    render(tmp_path, audio, video, cfg=lanes(3))
+    work, plan, cfg = tmp_path / "work", plan_of(57, CHUNK, 1), MediaConfig()
+    checkpoint = Checkpoint(work, cfg)
+    checkpoint.verify(plan)  # all probed: complete
+    sizes = {i: plan.chunk_range(i)[1] - plan.chunk_range(i)[0] for i in range(plan.chunks)}
+    (work / "seg_00002.mp4").write_bytes(b"cut off")
+    with pytest.raises(RuntimeError, match="segment 2 has None frames"):
+        checkpoint.verify(plan, {i: n for i, n in sizes.items() if i != 2})
+    checkpoint.verify(plan, sizes)  # what the encoders counted is not probed again
+    with pytest.raises(RuntimeError, match="segment 2 has 9 frames, expected 10"):
+        checkpoint.verify(plan, {**sizes, 2: 9})

@@ -8,6 +8,7 @@ index or a short one). A new attempt keeps the longest such prefix and re-render
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -57,12 +58,16 @@ class Checkpoint:
         self._clear(done)
         return done
 
-    def verify(self, plan: Plan) -> None:
-        """Every segment complete before the mux; a gap here is a bug, not bad input. Up to eight ffprobe
-        children count segments at once: each costs a process start, which dominates for short segments."""
-        with ThreadPoolExecutor(max(1, min(8, plan.chunks)), thread_name_prefix="verify") as pool:
-            counts = list(pool.map(lambda i: count_frames(self.cfg, segment_path(self.workdir, i)),
-                                   range(plan.chunks)))
+    def verify(self, plan: Plan, counted: Mapping[int, int | None] | None = None) -> None:
+        """Every segment complete before the mux; a gap here is a bug, not bad input. `counted`: what the
+        encoders counted in the segments they just wrote; the rest (kept from an earlier attempt) are
+        counted here, up to eight ffprobe children at once (each costs a process start)."""
+        known = counted or {}
+        todo = [i for i in range(plan.chunks) if known.get(i) is None]
+        with ThreadPoolExecutor(max(1, min(8, len(todo))), thread_name_prefix="verify") as pool:
+            probed = dict(zip(todo, pool.map(lambda i: count_frames(self.cfg, segment_path(self.workdir, i)),
+                                             todo), strict=True))
+        counts = [known[i] if known.get(i) is not None else probed[i] for i in range(plan.chunks)]
         for i, got in enumerate(counts):
             start, end = plan.chunk_range(i)
             if got != end - start:

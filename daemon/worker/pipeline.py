@@ -57,6 +57,7 @@ class _Job:
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     boxes: Boxes | FixedBoxes | None = None
     features: Any = None
+    counted: dict[int, int | None] = field(default_factory=dict)  # chunk → frames, from its encoder
 
 
 class ChunkedRenderer:
@@ -83,7 +84,7 @@ class ChunkedRenderer:
             progress(Progress(phase="finalize", chunk=plan.chunks, chunks=plan.chunks, frames_done=plan.frames,
                               frames_total=plan.frames))
             with _timed(job.timings, "mux"):
-                job.checkpoint.verify(plan)
+                job.checkpoint.verify(plan, job.counted)
                 enc.mux(self.cfg, plan, request.workdir, sound.wait(), request.output)
                 got = enc.count_frames(self.cfg, request.output)
                 if got != plan.frames:
@@ -204,6 +205,7 @@ class ChunkedRenderer:
                                   eta_s=round((plan.frames - end) * elapsed / done, 1)))
             with _timed(timings, "encode"):
                 encoder.finish()
+            job.counted.update(encoder.counted)
         except BaseException:
             reader.close()
             encoder.abort()

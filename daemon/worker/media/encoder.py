@@ -79,6 +79,7 @@ class SegmentEncoder:
         self._next = first_chunk
         self._lanes: list[Lane] = []  # oldest first; the last one may still want frames
         self._turns: list[threading.Event] = []  # every lane's `finished`, in chunk order
+        self.counted: dict[int, int | None] = {}  # chunk → frames its finished segment probes with
         self._free: queue.Queue[np.ndarray] = queue.Queue()
         # extra_buffers: what more decoders beyond the first hold ahead (readahead.Interleaved.held)
         for _ in range(self.pool_size(plan.chunk_frames, batch, self.encoders) + extra_buffers):
@@ -113,7 +114,7 @@ class SegmentEncoder:
         for lane in self._lanes:
             lane.close_early()
         while self._lanes:
-            self._lanes.pop(0).join()
+            self._join(self._lanes.pop(0))
 
     def abort(self) -> None:
         for lane in self._lanes:
@@ -128,18 +129,23 @@ class SegmentEncoder:
         start, end = self.plan.chunk_range(self._next)
         argv = encode_argv(self.cfg, self.plan, self.workdir, self._next, self.threads)
         after = self._turns[-(self.encoders + 1)] if len(self._turns) > self.encoders else None
+        segment = segment_path(self.workdir, self._next)
         lane = Lane(argv, self._next, end - start, self.cfg.pipe_bytes, self.chunk_timeout_s, self._free,
-                    boxes.for_encoder(self.cfg, self.plan, self.workdir), after)
+                    boxes.for_encoder(self.cfg, self.plan, self.workdir), after,
+                    lambda: count_frames(self.cfg, segment))
         self._lanes.append(lane)
         self._turns = [*self._turns[-self.encoders:], lane.finished]
         self._next += 1
 
-    @staticmethod
-    def _reaped(lane: Lane) -> bool:
+    def _reaped(self, lane: Lane) -> bool:
         if lane.running:
             return False
-        lane.join()  # raises if its segment failed
+        self._join(lane)
         return True
+
+    def _join(self, lane: Lane) -> None:
+        lane.join()  # raises if its segment failed
+        self.counted[lane.chunk] = lane.counted
 
     def _check(self) -> None:
         for lane in self._lanes:

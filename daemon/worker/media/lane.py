@@ -3,7 +3,8 @@
 The segment encoder (encoder.py) opens a lane per chunk as soon as the chunk's first batch is rendered.
 A lane takes the chunk's batches as they come; its child starts once the lane `after` it has finished
 (so at most `media.encoders` + 1 children run), then it writes the batches at x264's pace and, after the
-chunk's last frame, closes stdin and waits for the child to write the segment's index. Until its child
+chunk's last frame, closes stdin, waits for the child to write the segment's index and counts the
+segment's frames (the check the mux needs, done while other chunks still encode). Until its child
 starts, a lane only holds its batches: the render loop goes on rendering the next chunk instead of
 waiting for an encoder (0.5 s of a 60 s 720p job, 1.1 s at 1080p on the GPU box, bench/RESULTS.md), and
 the shared pool of buffers still bounds the memory. Buffers go back to the pool as soon as their frames
@@ -27,7 +28,7 @@ class Lane:
 
     def __init__(self, argv: list[str], chunk: int, frames: int, pipe_size: int, timeout_s: float,
                  free: queue.Queue[np.ndarray], child_box: box.Box | None = None,
-                 after: threading.Event | None = None) -> None:
+                 after: threading.Event | None = None, count: Callable[[], int | None] | None = None) -> None:
         self.chunk = chunk
         self.finished = threading.Event()  # the child is done (or never started): the next lanes may go
         self._argv, self._pipe_size, self._child_box = argv, pipe_size, child_box
@@ -35,6 +36,8 @@ class Lane:
         self._free = free
         self._timeout_s = timeout_s
         self._after = after
+        self._count = count
+        self.counted: int | None = None  # frames the finished segment probes with (`count`), once written
         self._todo: queue.Queue[np.ndarray | None] = queue.Queue()
         self._error: BaseException | None = None
         self._code: int | None = None
@@ -132,6 +135,8 @@ class Lane:
             child.stdin.close()
             # never terminate an encoder on the success path: it writes the segment's index last
             self._code = child.wait(self._timeout_s)
+            if self._code == 0 and self._error is None and self._count is not None:
+                self.counted = self._count()  # here, not all of them before the mux
         except BaseException as exc:
             self._error = self._error or exc
 
