@@ -30,14 +30,20 @@ def config(**media: Any) -> Config:
 
 
 def render(tmp: Path, audio: Path, video: Path, *, engine: Engine | None = None, options: dict | None = None,
-           cfg: Config | None = None, should_stop=lambda: False, workdir: Path | None = None) -> Result:  # type: ignore[no-untyped-def]
+           cfg: Config | None = None, should_stop=lambda: False, workdir: Path | None = None,
+           on_progress=None) -> Result:  # type: ignore[no-untyped-def]
     cfg = cfg or config()
     out = tmp / "result.mp4.tmp"
     seen: list[Progress] = []
     renderer = ChunkedRenderer(cfg, tmp / ".lipsyncd", engine or CopyEngine())
     request = RenderRequest(job_id="job1", attempt=1, audio=audio, video=video, output=out,
                             workdir=workdir or tmp / "work", engine="copy", options=options or {})
-    stats = renderer.render(request, seen.append, should_stop)
+    def progress(news: Progress) -> None:
+        seen.append(news)
+        if on_progress is not None:
+            on_progress(news)
+
+    stats = renderer.render(request, progress, should_stop)
     info = g.ffprobe(out)
     return Result(out, stats, seen, g.stream(info, "video"), g.stream(info, "audio"), info["format"])
 
