@@ -6,8 +6,9 @@ meant for the worker never reaches them (the worker stops them itself, between c
 pipes ends them by themselves, also when the worker is killed.
 A child's stdout is one end of a Unix socket pair, not a pipe: `read_into` fills a whole buffer in one
 blocking call (MSG_WAITALL) with the GIL released throughout. A pipe returns at most its size per read,
-and each read's return waits for the GIL: beside a busy render thread a reader got 140 frames/s of
-720p through a pipe against 2300 through the socket (bench/RESULTS.md, issue 15 third round).
+and each read's return waits for the GIL: beside a busy Python thread a reader got 137 frames/s of
+720p through a pipe against 1415 through the socket on the GPU box (bench/RESULTS.md, issue 15
+third round).
 A child given a `box.Box` runs inside it (limits, no network, a narrow view); how it ended is judged
 once, on a normal end: a limit hit is the file's fault (JobRejected), the box failing is ours.
 """
