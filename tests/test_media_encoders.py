@@ -13,6 +13,7 @@ import pytest
 from renderkit import assert_in_sync, audio_seconds, config, render
 
 from daemon.core.config import MediaConfig
+from daemon.core.errors import EnvironmentFault
 from daemon.worker.checkpoint import Checkpoint
 from daemon.worker.media import cores
 from daemon.worker.media.encoder import SegmentEncoder
@@ -223,3 +224,18 @@ def test_the_mux_check_counts_only_the_segments_no_encoder_counted(tmp_path: Pat
     checkpoint.verify(plan, sizes)  # what the encoders counted is not probed again
     with pytest.raises(RuntimeError, match="segment 2 has 9 frames, expected 10"):
         checkpoint.verify(plan, {**sizes, 2: 9})
+
+
+def test_an_encoder_that_cannot_start_is_the_machines_fault_and_gives_its_frames_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from daemon.worker.media import encoder as enc
+    monkeypatch.setattr(enc, "encode_argv", lambda cfg, plan, workdir, chunk, threads=0: [
+        str(tmp_path / "no-such-ffmpeg")])
+    monkeypatch.setattr(enc.boxes, "for_encoder", lambda cfg, plan, workdir: None)  # spawned bare: no start
+    coder = SegmentEncoder(MediaConfig(sandbox="limits"), plan_of(8, 8, 1), tmp_path, 0, batch=4)
+    pool = [coder.buffer() for _ in range(SegmentEncoder.pool_size(8, 4, 1))]  # every buffer taken
+    assert all(b is not None for b in pool)
+    coder.submit(pool[0][:4])  # type: ignore[index]
+    with pytest.raises(EnvironmentFault, match="not found"):
+        coder.finish()
+    assert coder._free.qsize() == 1  # the batch it held is back in the pool

@@ -104,9 +104,10 @@ class Lane:
             self._wait_turn()
             with self._lock:
                 if not self._aborted.is_set():
-                    self.child = process.Child(self._argv, stdin=True, pipe_size=self._pipe_size,
-                                               name="ffmpeg-encode", box=self._child_box)
-                    self.child.__enter__()
+                    child = process.Child(self._argv, stdin=True, pipe_size=self._pipe_size,
+                                          name="ffmpeg-encode", box=self._child_box)
+                    child.__enter__()  # a child that did not start stays None: its batches go back
+                    self.child = child
         except BaseException as exc:  # handed to the caller's thread by check()
             self._error = exc
         try:
@@ -120,11 +121,10 @@ class Lane:
                 return
 
     def _write(self, child: process.Child | None) -> None:
-        write: Callable[[memoryview], object] | None = child.stdin.write if child is not None else None
         while (frames := self._todo.get()) is not None:
             try:
-                if self._error is None and write is not None:
-                    write(frames.data.cast("B"))
+                if self._error is None and child is not None:
+                    child.stdin.write(frames.data.cast("B"))
             except BaseException as exc:  # handed to the caller's thread by check()
                 self._error = exc
             finally:
