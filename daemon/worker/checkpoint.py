@@ -62,13 +62,13 @@ class Checkpoint:
         """Every segment complete before the mux; a gap here is a bug, not bad input. `counted`: what the
         encoders counted in the segments they just wrote; the rest (kept from an earlier attempt) are
         counted here, up to eight ffprobe children at once (each costs a process start)."""
-        known = counted or {}
-        todo = [i for i in range(plan.chunks) if known.get(i) is None]
+        counts: dict[int, int | None] = {i: n for i, n in (counted or {}).items() if n is not None}
+        todo = [i for i in range(plan.chunks) if i not in counts]
         with ThreadPoolExecutor(max(1, min(8, len(todo))), thread_name_prefix="verify") as pool:
-            probed = dict(zip(todo, pool.map(lambda i: count_frames(self.cfg, segment_path(self.workdir, i)),
+            counts.update(zip(todo, pool.map(lambda i: count_frames(self.cfg, segment_path(self.workdir, i)),
                                              todo), strict=True))
-        counts = [known[i] if known.get(i) is not None else probed[i] for i in range(plan.chunks)]
-        for i, got in enumerate(counts):
+        for i in range(plan.chunks):
+            got = counts[i]
             start, end = plan.chunk_range(i)
             if got != end - start:
                 raise RuntimeError(f"segment {i} has {got} frames, expected {end - start}")

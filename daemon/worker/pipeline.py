@@ -172,11 +172,11 @@ class ChunkedRenderer:
             return 0
         batch = max(1, min(self.cfg.batch_frames, self.engine.max_batch()))
         cores = split(self.cfg)
-        chunks = _spans(plan, job.first, batch)
-        ways = max(1, min(cores.decoders, len(chunks)))
+        blocks = _spans(plan, job.first, batch)
+        ways = max(1, min(cores.decoders, len(blocks)))
         encoder = enc.SegmentEncoder(self.cfg, plan, request.workdir, job.first, batch, cores.encoders,
                                      cores.encoder_threads, Interleaved.held(ways))
-        reader = Interleaved([FrameSource(self.cfg, job.video, plan) for _ in range(ways)], chunks,
+        reader = Interleaved([FrameSource(self.cfg, job.video, plan) for _ in range(ways)], blocks,
                              encoder.buffer)
         started, done = time.monotonic(), 0
         try:

@@ -87,14 +87,14 @@ class Interleaved:
     them (FrameSource restarts on a jump), a cost of a fraction of a GOP.
     """
 
-    def __init__(self, sources: Sequence[FrameSource], chunks: Sequence[Sequence[tuple[int, int]]],
+    def __init__(self, sources: Sequence[FrameSource], blocks: Sequence[Sequence[tuple[int, int]]],
                  take: Take) -> None:
-        ways = max(1, min(len(sources), len(chunks)))
-        self._readers = [ReadAhead(sources[k], [span for chunk in chunks[k::ways] for span in chunk], take)
+        ways = max(1, min(len(sources), len(blocks)))
+        self._readers = [ReadAhead(sources[k], [span for block in blocks[k::ways] for span in block], take)
                          for k in range(ways)]
         for unused in sources[ways:]:
             unused.close()
-        self._order = iter([k % ways for k, chunk in enumerate(chunks) for _ in chunk])
+        self._order = iter([k % ways for k, block in enumerate(blocks) for _ in block])
 
     def get(self) -> tuple[int, np.ndarray]:
         """The next (start, frames) in frame order, from the reader of its chunk."""
