@@ -38,7 +38,7 @@ def busy(stop: threading.Event) -> None:
             x += i
 
 
-def read_pipe(argv: list[str], buf: np.ndarray, frames: int) -> int:
+def read_pipe(argv: list[str], buf: np.ndarray) -> int:
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
     assert proc.stdout is not None
     fcntl.fcntl(proc.stdout.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ, as the worker did
@@ -57,7 +57,7 @@ def read_pipe(argv: list[str], buf: np.ndarray, frames: int) -> int:
     return got
 
 
-def read_socket(argv: list[str], buf: np.ndarray, frames: int) -> int:
+def read_socket(argv: list[str], buf: np.ndarray) -> int:
     with process.Child(argv, stdout=True, pipe_size=1 << 20) as child:
         got = 0
         while (filled := child.read_into(buf.data.cast("B"))) == buf.nbytes:
@@ -89,7 +89,7 @@ def main() -> None:
                 if loaded:
                     hog.start()
                 t = time.perf_counter()
-                got = read(argv, buf, plan.source_frames)
+                got = read(argv, buf)
                 dt = time.perf_counter() - t
                 stop.set()
                 if loaded:
