@@ -117,6 +117,9 @@ class CpuSampler:
         self.seen: dict[int, tuple[str, float]] = {}
         self.base: dict[int, float] = {}
         self.peak_rss = 0  # bytes: the largest sum of RSS over the tree (worker + ffmpeg children) seen
+        self.peak_parts: dict[str, float] = {}  # MB per part (worker, encode, decode...) in that sample
+        self.started = time.perf_counter()
+        self.lives: dict[int, list[float]] = {}  # pid → [first seen, last seen] s after the start
         for proc in self.roots:
             self.base[proc.pid] = self._cpu(proc)
         self._stop = threading.Event()
@@ -135,8 +138,16 @@ class CpuSampler:
                     procs = [root, *root.children(recursive=True)]
                 except psutil.Error:
                     continue
-                self.peak_rss = max(self.peak_rss, sum(_rss(p) for p in procs))
+                now = time.perf_counter() - self.started
+                sizes = [(p, _rss(p)) for p in procs]
+                if sum(size for _, size in sizes) > self.peak_rss:
+                    self.peak_rss = sum(size for _, size in sizes)
+                    self.peak_parts = {}
+                    for p, size in sizes:
+                        part = self.seen.get(p.pid, (None, 0.0))[0] or kind(p)
+                        self.peak_parts[part] = round(self.peak_parts.get(part, 0.0) + size / 1e6, 1)
                 for proc in procs:
+                    self.lives.setdefault(proc.pid, [now, now])[1] = now
                     try:
                         cpu = self._cpu(proc) - self.base.get(proc.pid, 0.0)
                     except psutil.Error:
@@ -151,6 +162,13 @@ class CpuSampler:
         for name, cpu in self.seen.values():
             out[name] = round(out.get(name, 0.0) + cpu, 2)
         return out
+
+    def children(self) -> list[tuple[str, float, float]]:
+        """(part, first seen, last seen) of every child, seconds after the sampler started, by start."""
+        roots = {r.pid for r in self.roots}
+        lives = [(self.seen.get(pid, ("gone", 0.0))[0], round(a, 2), round(b, 2))
+                 for pid, (a, b) in self.lives.items() if pid not in roots]
+        return sorted(lives, key=lambda child: child[1])
 
 
 class Appliance:
@@ -199,14 +217,17 @@ class Appliance:
             raise RuntimeError(f"submit failed ({done.returncode}): {done.stdout[-1500:]} {done.stderr[-1500:]}")
         [job] = set(os.listdir(self.root / "done")) - before
         report = json.loads((self.root / "done" / job / "report.json").read_text())
+        result_bytes = (self.root / "done" / job / report["output"]).stat().st_size
         shutil.rmtree(self.root / "done" / job)  # results are big; keep the share small
         stats = report["stats"]
         return {"submit_to_done_s": round(wall, 3), "render_s": round(report["timings"]["render_s"], 3),
                 "accepted_to_claimed_s": round(report["timings"]["claimed_at"] - report["timings"]["accepted_at"], 3),
-                "frames": stats.get("frames"), "faces_missing": stats.get("faces_missing"),
+                "frames": stats.get("frames"), "result_bytes": result_bytes,
+                "faces_missing": stats.get("faces_missing"),
                 "face_cache_hit": stats.get("face_cache_hit"), "cpu_split": stats.get("cpu_split"),
                 "timings_s": stats.get("timings_s"), "cpu_s": split,
-                "peak_tree_rss_mb": round(cpu.peak_rss / 1e6, 1)}
+                "peak_tree_rss_mb": round(cpu.peak_rss / 1e6, 1), "peak_parts_mb": cpu.peak_parts,
+                "children": cpu.children()}
 
     def close(self) -> None:
         os.killpg(self.up.pid, signal.SIGINT)
@@ -239,7 +260,9 @@ def one_case(app: Appliance, files: dict[str, Path], work: Path, case: str, run:
     clip = files[f"warm{height}"] if state == "warm" else fresh_copy(src, work / f"{case}-{run}.mp4", f"{case}-{run}")
     # the 30-minute case is there for its memory: no plain transcode (70 s of device time)
     plain_s = float("nan") if state == "thirty" else plain(clip, speech, work / "plain.mp4")
-    row = {"case": case, "run": run, "plain_s": round(plain_s, 3), **app.submit(speech, clip, f"{case}-{run}")}
+    plain_bytes = (work / "plain.mp4").stat().st_size if state != "thirty" else None
+    row = {"case": case, "run": run, "plain_s": round(plain_s, 3), "plain_bytes": plain_bytes,
+           **app.submit(speech, clip, f"{case}-{run}")}
     row["render_over_plain"] = round(row["render_s"] / plain_s, 3)
     row["submit_over_plain"] = round(row["submit_to_done_s"] / plain_s, 3)
     if state != "warm":

@@ -17,7 +17,8 @@ from daemon.core.errors import EnvironmentFault
 from daemon.worker.checkpoint import Checkpoint
 from daemon.worker.media import cores
 from daemon.worker.media.encoder import SegmentEncoder
-from daemon.worker.media.plan import MIN_PIECE, Plan
+from daemon.worker.media.plan import DECODE_BLOCK, MIN_PIECE, Plan
+from daemon.worker.pipeline import _spans
 from daemon.worker.render import Interrupted
 
 CHUNK = 10
@@ -131,6 +132,23 @@ def test_the_last_chunk_is_cut_in_pieces_that_tile_it(frames: int, pieces: int) 
     assert all(end - start >= min(MIN_PIECE, last[1] - last[0]) for start, end in cut)
     assert max(e - s for s, e in cut) - min(e - s for s, e in cut) <= 1  # even pieces
     assert {plan.block(i) for i in range(body, plan.chunks)} == {body}  # one decoder block
+
+
+@pytest.mark.parametrize("chunk", [60, 100, 125, 250, 400])
+@pytest.mark.parametrize("frames", [90, 1500, 1510])
+def test_decoder_blocks_are_whole_chunks_of_at_least_a_default_gop(chunk: int, frames: int) -> None:
+    plan = plan_of(frames, chunk, 6)
+    assert plan.block_frames % chunk == 0 and DECODE_BLOCK <= plan.block_frames < DECODE_BLOCK + chunk
+    blocks = [plan.block(i) for i in range(plan.chunks)]
+    assert blocks == sorted(blocks) and blocks[0] == 0
+    for i in range(plan.chunks):  # a block is one run of frames: it starts where a new one begins
+        start = plan.chunk_range(i)[0]
+        assert blocks[i] == start // plan.block_frames
+        assert (i == 0 or blocks[i] != blocks[i - 1]) == (start % plan.block_frames == 0)
+    spans = _spans(plan, 0, 64)
+    assert [s for block in spans for s in block][0][0] == 0 and len(spans) == blocks[-1] + 1
+    for block in spans:  # no seek inside a block: its batches follow each other
+        assert all(a[0] + a[1] == b[0] for a, b in zip(block, block[1:], strict=False))
 
 
 def test_a_last_chunk_in_pieces_gives_the_frames_of_a_whole_one_and_resumes(tmp_path: Path) -> None:

@@ -240,8 +240,8 @@ class ChunkedRenderer:
 
 
 def _spans(plan: Plan, first_chunk: int, batch: int) -> list[list[tuple[int, int]]]:
-    """(start, count) of every batch from `first_chunk` on, per chunk_frames-block (the decoders take
-    turns by block: the last chunk's pieces are one block, one seek); batches never cross a chunk's end."""
+    """(start, count) of every batch from `first_chunk` on, per decoder block (`Plan.block`: the decoders
+    take turns by block, one seek each); batches never cross a chunk's end."""
     out: list[list[tuple[int, int]]] = []
     block = -1
     for i in range(first_chunk, plan.chunks):

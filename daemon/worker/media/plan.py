@@ -35,6 +35,9 @@ messages.register({
 
 
 MIN_PIECE = 25  # frames: a piece of the last chunk costs an encoder start; shorter ones gain nothing
+# frames a decoder reads after one seek at least (whole chunks): a seek decodes from the keyframe before
+# it, and x264's default GOP is 250 frames, so short chunks read in turns would decode much twice
+DECODE_BLOCK = 250
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,15 @@ class Plan:
         first, n, k = self._body * self.chunk_frames, self.frames - self._body * self.chunk_frames, i - self._body
         return first + n * k // self._pieces, first + n * (k + 1) // self._pieces
 
+    @property
+    def block_frames(self) -> int:
+        """Frames per decoder block: the whole chunks of at least DECODE_BLOCK frames."""
+        return self.chunk_frames * -(-DECODE_BLOCK // self.chunk_frames)
+
     def block(self, i: int) -> int:
-        """Which chunk_frames-block chunk i lies in (the pieces of the last chunk share one)."""
-        return min(i, self._body)
+        """Which block of `block_frames` chunk i starts in (the decoders take turns by block; the last
+        chunk's pieces lie in one)."""
+        return self.chunk_range(i)[0] // self.block_frames
 
     @property
     def _body(self) -> int:  # whole chunks before the last one

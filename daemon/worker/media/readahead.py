@@ -83,8 +83,8 @@ class Interleaved:
     One ffmpeg writing raw frames into a pipe is serial: on the GPU box it delivered ~1000 frames/s
     at 720p alone and ~700 beside the encoders, the render loop's bound once the engine stage took
     less (bench/RESULTS.md, issue 15 second round). Reader k decodes blocks k, k + n, k + 2n... (a
-    block: the batches of one chunk, or of the pieces of the last one); its decoder seeks at each of
-    them (FrameSource restarts on a jump), a cost of a fraction of a GOP.
+    block: the batches of the whole chunks in `Plan.block_frames`, at least a GOP of x264's default);
+    its decoder seeks at each of them (FrameSource restarts on a jump), a cost of a fraction of a GOP.
     """
 
     def __init__(self, sources: Sequence[FrameSource], blocks: Sequence[Sequence[tuple[int, int]]],
