@@ -114,6 +114,7 @@ class Lane:
             self._write(self.child)
         finally:
             self.finished.set()
+        self._count_segment()
 
     def _wait_turn(self) -> None:
         while self._after is not None and not self._after.wait(0.1):
@@ -135,10 +136,18 @@ class Lane:
             child.stdin.close()
             # never terminate an encoder on the success path: it writes the segment's index last
             self._code = child.wait(self._timeout_s)
-            if self._code == 0 and self._error is None and self._count is not None:
-                self.counted = self._count()  # here, not all of them before the mux
         except BaseException as exc:
             self._error = self._error or exc
+
+    def _count_segment(self) -> None:
+        """The finished segment's frames (here, not all of them before the mux), after `finished` is set:
+        the probe does not hold back the next lane's child (it did: the next child waited for it)."""
+        if self._code != 0 or self._error is not None or self._count is None:
+            return
+        try:
+            self.counted = self._count()
+        except BaseException as exc:
+            self._error = exc
 
     def _tail(self) -> str:
         if self.child is None:
