@@ -16,8 +16,10 @@ from daemon.core.config import MediaConfig
 from daemon.core.errors import EnvironmentFault
 from daemon.worker.checkpoint import Checkpoint
 from daemon.worker.media import cores
+from daemon.worker.media.decoder import decode_argv
 from daemon.worker.media.encoder import SegmentEncoder
 from daemon.worker.media.plan import DECODE_BLOCK, MIN_PIECE, Plan
+from daemon.worker.media.probe import probe
 from daemon.worker.pipeline import _spans
 from daemon.worker.render import Interrupted
 
@@ -82,13 +84,27 @@ def test_stop_with_chunks_in_flight_then_resume_gives_the_same_result(tmp_path: 
 
 def test_the_split_adapts_to_the_core_count() -> None:
     auto = MediaConfig()
-    assert cores.split(auto, 2) == cores.Split(1, 0, 1, 1)  # CI and laptops: one x264, one decoder
-    assert cores.split(auto, 16) == cores.Split(6, 3, 8, 2)  # six x264 children on 3 threads each
-    assert cores.split(auto, 8) == cores.Split(3, 3, 4, 2)
-    assert cores.split(auto, 32) == cores.Split(6, 6, 8, 2)
+    # CI and laptops: one x264 on its own threads, one decoder; the decoders get their share of the cores
+    assert cores.split(auto, 2) == cores.Split(1, 0, 1, 1, 2, 2)
+    assert cores.split(auto, 16) == cores.Split(6, 3, 8, 2, 8, 2)  # six x264 children on 3 threads each
+    assert cores.split(auto, 8) == cores.Split(3, 3, 4, 2, 4, 2)
+    assert cores.split(auto, 32) == cores.Split(6, 6, 8, 2, 16, 4)
     assert cores.split(auto, 64).encoders == cores.MAX_ENCODERS
     fixed = MediaConfig(encoders=3, encoder_threads=2, face_threads=5, decoders=3)
-    assert cores.split(fixed, 16) == cores.Split(3, 2, 5, 3)
+    assert cores.split(fixed, 16) == cores.Split(3, 2, 5, 3, 5, 3)
+
+
+def test_decoders_run_on_their_share_of_the_cores(tmp_path: Path) -> None:
+    video = g.clip(tmp_path / "v.mp4", seconds=1, size=f"{W}x{H}")
+    info = probe(video, MediaConfig())
+    plan = plan_of(25, 25, 1)
+    shares = cores.split(MediaConfig())
+    argv = decode_argv(MediaConfig(), info, plan, 0, 25, threads=shares.decoder_threads)
+    assert argv[argv.index("-threads") + 1] == str(shares.decoder_threads)
+    assert argv.index("-threads") < argv.index("-i")  # the decoder's, not an output option
+    assert "-threads" not in decode_argv(MediaConfig(), info, plan, 0, 25)
+    decoded = subprocess.run(argv, capture_output=True, timeout=60, check=True).stdout
+    assert len(decoded) == 25 * plan.frame_bytes
 
 
 def test_the_frame_pool_grows_by_half_a_chunk_per_extra_encoder() -> None:

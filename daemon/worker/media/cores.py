@@ -26,6 +26,8 @@ class Split:
     encoder_threads: int  # x264 threads per child; 0 = x264's own choice (1.5 x cores, shared)
     face_threads: int  # face-pass segments analysed at once
     decoders: int = 1  # decoder children, each reading every `decoders`-th chunk
+    decoder_threads: int = 0  # ffmpeg threads per render decoder; 0 = ffmpeg's own count
+    face_decoder_threads: int = 0  # ffmpeg threads per face-pass decoder (face_threads of them at once)
 
 
 def usable_cpus() -> int:
@@ -49,4 +51,7 @@ def split(cfg: MediaConfig, cpus: int | None = None) -> Split:
     # x264 leaves cores idle between frames (lookahead, entropy coding): the face pass fits in there
     faces = cfg.face_threads or max(1, min(8, cpus // 2))
     decoders = cfg.decoders or (1 if cpus < MIN_CORES_FOR_LANES else PARALLEL_DECODERS)
-    return Split(encoders, threads, faces, decoders)
+    # decoders running side by side share the cores too: ffmpeg's own count is a frame thread per core
+    # (16 on the GPU box), each holding frames of its own, so the face pass's 8 decoders at once held
+    # 629 MB of a 30-minute job's peak (bench/RESULTS.md, issue 15 fourth round)
+    return Split(encoders, threads, faces, decoders, max(1, cpus // decoders), max(1, cpus // faces))

@@ -23,6 +23,7 @@ from daemon.core.errors import EnvironmentFault, JobRejected
 from daemon.worker.media import boxes, process
 from daemon.worker.media import commandline as cl
 from daemon.worker.media.commandline import Filter, chain_text
+from daemon.worker.media.cores import split
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import STILL_FORMAT, MediaInfo
 from daemon.worker.media.shortfall import cut_off, tolerance
@@ -90,12 +91,14 @@ def filter_graph(plan: Plan, ffmpeg: str) -> str:
 
 
 def decode_argv(cfg: MediaConfig, info: MediaInfo, plan: Plan, src_start: int, count: int,
-                sampling: Sampling | None = None) -> list[str]:
+                sampling: Sampling | None = None, threads: int = 0) -> list[str]:
     """ffmpeg writing `count` raw frames on stdout: source frames src_start, src_start+every, ... (every
-    frame at the plan's size unless `sampling` says otherwise)."""
+    frame at the plan's size unless `sampling` says otherwise), decoded on `threads` (0: ffmpeg's count)."""
     sampling = sampling or Sampling.rendered(plan)
     ffmpeg = process.resolve(cfg.ffmpeg)
     options: dict[str, object] = {"protocol_whitelist": "file"}
+    if threads:
+        options["threads"] = threads
     if src_start:
         options["ss"] = f"{src_start * plan.fps_den / plan.fps_num:.6f}"
     if info.is_still:
@@ -121,7 +124,7 @@ class _Stream:
     def __init__(self, cfg: MediaConfig, info: MediaInfo, plan: Plan, pos: int) -> None:
         self.pos = pos
         self.ended = False
-        argv = decode_argv(cfg, info, plan, pos, plan.source_frames - pos)
+        argv = decode_argv(cfg, info, plan, pos, plan.source_frames - pos, threads=split(cfg).decoder_threads)
         self.child = process.Child(argv, stdout=True, pipe_size=cfg.pipe_bytes, name="ffmpeg-decode",
                                    box=boxes.for_decoder(cfg, info, plan))
         self.child.__enter__()
