@@ -111,3 +111,26 @@ def test_half_resolution_search_finds_a_large_face_and_refines_it_at_full_size()
     big = transform.resize(data.astronaut().mean(axis=2) / 255.0, (512, 512))  # face ~93 px
     box = detect(big)
     assert box is not None and iou(box, np.array([175, 70, 268, 163], float)) > 0.5
+
+
+def test_the_look_near_the_last_face_follows_it_and_a_jump_falls_back_to_the_whole_picture(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from skimage import data, transform
+
+    from daemon.worker.faces import lbp
+
+    searches: list[int] = []
+    real = lbp._search
+    monkeypatch.setattr(lbp, "_search", lambda gray: searches.append(1) or real(gray))
+    grey = data.astronaut().mean(axis=2) / 255.0
+    small = transform.resize(grey, (256, 256))  # the face at EXPECTED, ~46 px
+    last = lbp.detect(small)
+    assert last is not None and len(searches) == 1
+    moved = np.roll(small, 6, axis=1)  # a face_every later: a few pixels on
+    box = lbp.detect(moved, last)
+    assert box is not None and iou(box, EXPECTED + [6, 0, 6, 0]) > 0.5
+    assert len(searches) == 1  # found near the last box: no whole-picture search
+    jumped = np.roll(small, 100, axis=1)  # a cut to another shot: the face is elsewhere
+    box = lbp.detect(jumped, last)
+    assert box is not None and iou(box, EXPECTED + [100, 0, 100, 0]) > 0.5
+    assert len(searches) == 2  # not near the last box: the whole picture found it

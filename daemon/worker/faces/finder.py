@@ -12,6 +12,7 @@ from daemon.core.config import MediaConfig
 from daemon.worker.faces.analysis import FacePass
 from daemon.worker.faces.cache import Entry, content_hash
 from daemon.worker.faces.lbp import LBP_BATCH
+from daemon.worker.faces.lbp import VERSION as LBP_VERSION
 from daemon.worker.faces.lbp import analyser as lbp_analyser
 from daemon.worker.faces.sampling import RGB_BATCH, RgbDetector, Samples, rgb_analyser
 from daemon.worker.media.plan import Plan
@@ -47,10 +48,11 @@ class FaceFinder:
         return FacePass(self.cfg, info, plan, how, count, entry, self.geometry, cached=entry.load(count))
 
     def _key(self, info: MediaInfo, plan: Plan, how: Samples) -> str:
-        # an LBP key names only the sample size: boxes found in segments differ from a whole-video pass
-        # only in where tracking restarts, so one key serves both; any other detector names itself and
-        # its decode height, so no entry serves another detector
-        tail = f"s{self.cfg.face_max_side}" if self.detector is None else f"{self.geometry}-h{how.height}"
+        # an LBP key names the sample size and the search's version: boxes found in segments differ from
+        # a whole-video pass only in where tracking restarts, so one key serves both; any other detector
+        # names itself and its decode height, so no entry serves another detector
+        tail = f"s{self.cfg.face_max_side}-v{LBP_VERSION}" if self.detector is None \
+            else f"{self.geometry}-h{how.height}"
         crop = "-c" + "_".join(map(str, plan.crop)) if plan.crop else ""  # same size, other region
         size = f"{plan.width}x{plan.height}{crop}"
         return f"{content_hash(info.path)}-{plan.fps_num}_{plan.fps_den}-{size}-e{self.cfg.face_every}-{tail}"
