@@ -140,11 +140,11 @@ class CpuSampler:
                     continue
                 now = time.perf_counter() - self.started
                 sizes = [(p, _rss(p)) for p in procs]
-                if sum(size for _, size in sizes) > self.peak_rss:
-                    self.peak_rss = sum(size for _, size in sizes)
-                    self.peak_parts = {}
+                total = sum(size for _, size in sizes)
+                if total > self.peak_rss:
+                    self.peak_rss, self.peak_parts = total, {}
                     for p, size in sizes:
-                        part = self.seen.get(p.pid, (None, 0.0))[0] or kind(p)
+                        part = self._part(p)
                         self.peak_parts[part] = round(self.peak_parts.get(part, 0.0) + size / 1e6, 1)
                 for proc in procs:
                     self.lives.setdefault(proc.pid, [now, now])[1] = now
@@ -152,8 +152,12 @@ class CpuSampler:
                         cpu = self._cpu(proc) - self.base.get(proc.pid, 0.0)
                     except psutil.Error:
                         continue
-                    name = self.seen.get(proc.pid, (None, 0.0))[0] or kind(proc)
+                    name = self._part(proc)
                     self.seen[proc.pid] = (name, max(cpu, self.seen.get(proc.pid, ("", 0.0))[1]))
+
+    def _part(self, proc: psutil.Process) -> str:
+        """The part a process was first seen as (its command line can be gone by now), else its kind."""
+        return self.seen.get(proc.pid, (None, 0.0))[0] or kind(proc)
 
     def stop(self) -> dict[str, float]:
         self._stop.set()
