@@ -273,3 +273,27 @@ def test_an_encoder_that_cannot_start_is_the_machines_fault_and_gives_its_frames
     with pytest.raises(EnvironmentFault, match="not found"):
         coder.finish()
     assert coder._free.qsize() == 1  # the batch it held is back in the pool
+
+
+def test_a_lane_lets_the_next_child_go_before_it_counts_its_segment(tmp_path: Path) -> None:
+    import queue
+    import threading
+
+    from daemon.worker.media.lane import Lane
+
+    counting, release = threading.Event(), threading.Event()
+
+    def count() -> int:
+        counting.set()
+        release.wait(30)
+        return 3
+
+    free: queue.Queue[np.ndarray] = queue.Queue()
+    argv = [sys.executable, "-c", "import sys; sys.stdin.buffer.read()"]
+    lane = Lane(argv, 0, 3, 1 << 16, 30, free, count=count)
+    lane.put(np.zeros((3, 8), np.uint8))
+    assert counting.wait(30)
+    assert lane.finished.is_set() and lane.counted is None  # the next lane may start; the probe still runs
+    release.set()
+    lane.join()
+    assert lane.counted == 3 and free.qsize() == 1
