@@ -85,13 +85,48 @@ def test_stop_with_chunks_in_flight_then_resume_gives_the_same_result(tmp_path: 
 def test_the_split_adapts_to_the_core_count() -> None:
     auto = MediaConfig()
     # CI and laptops: one x264 on its own threads, one decoder; the decoders get their share of the cores
-    assert cores.split(auto, 2) == cores.Split(1, 0, 1, 1, 2, 2)
-    assert cores.split(auto, 16) == cores.Split(6, 3, 8, 2, 8, 2)  # six x264 children on 3 threads each
-    assert cores.split(auto, 8) == cores.Split(3, 3, 4, 2, 4, 2)
-    assert cores.split(auto, 32) == cores.Split(6, 6, 8, 2, 16, 4)
+    assert cores.split(auto, 2) == cores.Split(1, 0, 1, 1, 2, 2, 0)  # one child: no ramp
+    assert cores.split(auto, 16) == cores.Split(6, 3, 8, 2, 8, 2, 16)  # six x264 children on 3 threads each
+    assert cores.split(auto, 8) == cores.Split(3, 3, 4, 2, 4, 2, 8)
+    assert cores.split(auto, 32) == cores.Split(6, 6, 8, 2, 16, 4, 32)
     assert cores.split(auto, 64).encoders == cores.MAX_ENCODERS
-    fixed = MediaConfig(encoders=3, encoder_threads=2, face_threads=5, decoders=3)
-    assert cores.split(fixed, 16) == cores.Split(3, 2, 5, 3, 5, 3)
+    fixed = MediaConfig(encoders=3, encoder_threads=2, face_threads=5, decoders=3, ramp_threads=False)
+    assert cores.split(fixed, 16) == cores.Split(3, 2, 5, 3, 5, 3, 0)
+
+
+def test_the_last_whole_chunks_children_ramp_up_to_the_cores() -> None:
+    split = cores.split(MediaConfig(), 16)
+    # a 60 s job at 25 fps: five whole chunks of 250, then the last one's pieces (1250 frames after chunk 0)
+    assert [split.chunk_threads(250, 1500 - 250 * (i + 1)) for i in range(5)] == [3, 4, 4, 6, 8]
+    assert split.chunk_threads(250, 0) == 16  # a last chunk kept whole: the cores
+    assert split.chunk_threads(250, 250 * 40) == 3  # early in a long job: the share of the cores
+    assert cores.split(MediaConfig(ramp_threads=False), 16).chunk_threads(250, 250) == 3
+    assert cores.split(MediaConfig(), 2).chunk_threads(250, 0) == 0  # one child: x264's own count
+
+
+def test_each_whole_chunks_encoder_gets_its_ramped_threads_and_the_pieces_the_share(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from daemon.worker.media import encoder as enc
+    seen: dict[int, int] = {}
+
+    def argv(cfg: MediaConfig, plan: Plan, workdir: Path, chunk: int, threads: int = 0) -> list[str]:
+        seen[chunk] = threads
+        return [sys.executable, "-c", "import sys, pathlib; pathlib.Path(sys.argv[1]).write_bytes("
+                "sys.stdin.buffer.read())", str(workdir / f"seg_{chunk:05d}.mp4")]
+    monkeypatch.setattr(enc, "encode_argv", argv)
+    plan = Plan(fps_num=25, fps_den=1, width=8, height=8, frames=40, source_frames=40, chunk_frames=8,
+                loop="wrap", audio_s=1.6, still=False, deinterlace=False, tail_pieces=8)
+    assert plan.chunks == 5 and not plan.whole(4)  # four whole chunks; 8 frames < MIN_PIECE: one piece
+    split = cores.split(MediaConfig(), 16)
+    coder = SegmentEncoder(MediaConfig(sandbox="limits"), plan, tmp_path, 0, batch=4, encoders=6,
+                           threads=split.encoder_threads, chunk_threads=split.chunk_threads)
+    for _ in range(0, plan.frames, 4):
+        buf = coder.buffer()
+        assert buf is not None
+        coder.submit(buf[:4])
+    coder.finish()
+    # frames after chunks 0..3: 32, 24, 16, 8 → 16 x 8 / (8 + after) rounded up; the piece keeps 3
+    assert seen == {0: 4, 1: 4, 2: 6, 3: 8, 4: 3}
 
 
 def test_decoders_run_on_their_share_of_the_cores(tmp_path: Path) -> None:

@@ -105,6 +105,7 @@ class MediaConfig:
     encoder_threads: int = setting(0, min=0, max=128)
     decoders: int = setting(0, min=0, max=8)  # decoder children on alternate chunks; 0 = from the core count
     tail_pieces: int = setting(0, min=0, max=32)  # the last chunk cut in this many; 0 = one per encoder
+    ramp_threads: bool = setting(True)  # the last whole chunks' children get more threads (cores.py)
     loop: str = setting("pingpong", choices=("pingpong", "wrap"))  # video shorter than audio
     # the box media children run in (worker/media/box.py); 0 MB = derived from the picture size
     sandbox: str = setting("auto", choices=("auto", "bwrap", "unshare", "limits"))

@@ -175,7 +175,7 @@ class ChunkedRenderer:
         blocks = _spans(plan, job.first, batch)
         ways = max(1, min(cores.decoders, len(blocks)))
         encoder = enc.SegmentEncoder(self.cfg, plan, request.workdir, job.first, batch, cores.encoders,
-                                     cores.encoder_threads, Interleaved.held(ways))
+                                     cores.encoder_threads, Interleaved.held(ways), cores.chunk_threads)
         reader = Interleaved([FrameSource(self.cfg, job.video, plan) for _ in range(ways)], blocks,
                              encoder.buffer)
         started, done = time.monotonic(), 0

@@ -28,6 +28,18 @@ class Split:
     decoders: int = 1  # decoder children, each reading every `decoders`-th chunk
     decoder_threads: int = 0  # ffmpeg threads per render decoder; 0 = ffmpeg's own count
     face_decoder_threads: int = 0  # ffmpeg threads per face-pass decoder (face_threads of them at once)
+    tail_cpus: int = 0  # cores the child of one of the job's last whole chunks may grow to; 0 = fixed threads
+
+    def chunk_threads(self, chunk_frames: int, frames_after: int) -> int:
+        """x264 threads for a whole chunk with `frames_after` of the job's frames after it: the cores
+        over the chunks left from it on (cores x chunk / (chunk + after)), at least `encoder_threads`.
+        A child's threads are fixed when it starts, and the last chunks' children outlive the others, so
+        they take the cores those leave idle (each 3-thread child runs at its own pace, ~190 frames/s at
+        720p, whatever is free beside it, bench/RESULTS.md, issue 15 fifth round)."""
+        if not self.tail_cpus or not self.encoder_threads:
+            return self.encoder_threads
+        share = -(-self.tail_cpus * chunk_frames // (chunk_frames + frames_after))
+        return max(self.encoder_threads, min(self.tail_cpus, share))
 
 
 def usable_cpus() -> int:
@@ -54,4 +66,5 @@ def split(cfg: MediaConfig, cpus: int | None = None) -> Split:
     # decoders running side by side share the cores too: ffmpeg's own count is a frame thread per core
     # (16 on the GPU box), each holding frames of its own, so the face pass's 8 decoders at once held
     # 629 MB of a 30-minute job's peak (bench/RESULTS.md, issue 15 fourth round)
-    return Split(encoders, threads, faces, decoders, max(1, cpus // decoders), max(1, cpus // faces))
+    return Split(encoders, threads, faces, decoders, max(1, cpus // decoders), max(1, cpus // faces),
+                 cpus if cfg.ramp_threads and encoders > 1 else 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,9 +73,11 @@ class SegmentEncoder:
     """
 
     def __init__(self, cfg: MediaConfig, plan: Plan, workdir: Path, first_chunk: int, batch: int,
-                 encoders: int = 1, threads: int = 0, extra_buffers: int = 0) -> None:
+                 encoders: int = 1, threads: int = 0, extra_buffers: int = 0,
+                 chunk_threads: Callable[[int, int], int] | None = None) -> None:
         self.cfg, self.plan, self.workdir = cfg, plan, workdir
         self.encoders, self.threads = max(1, encoders), threads
+        self._chunk_threads = chunk_threads  # (chunk_frames, frames after the chunk) → threads; cores.Split
         self.chunk_timeout_s = 60 + cfg.timeout_factor * plan.chunk_frames * plan.fps_den / plan.fps_num
         self._next = first_chunk
         self._lanes: list[Lane] = []  # oldest first; the last one may still want frames
@@ -127,7 +130,7 @@ class SegmentEncoder:
         that tail (with K = 1, a stall at every chunk boundary otherwise)."""
         self._lanes = [lane for lane in self._lanes if not self._reaped(lane)]
         start, end = self.plan.chunk_range(self._next)
-        argv = encode_argv(self.cfg, self.plan, self.workdir, self._next, self.threads)
+        argv = encode_argv(self.cfg, self.plan, self.workdir, self._next, self._threads(self._next, end))
         after = self._turns[-(self.encoders + 1)] if len(self._turns) > self.encoders else None
         segment = segment_path(self.workdir, self._next)
         lane = Lane(argv, self._next, end - start, self.cfg.pipe_bytes, self.chunk_timeout_s, self._free,
@@ -136,6 +139,12 @@ class SegmentEncoder:
         self._lanes.append(lane)
         self._turns = [*self._turns[-self.encoders:], lane.finished]
         self._next += 1
+
+    def _threads(self, chunk: int, end: int) -> int:
+        """The pieces of the last chunk keep `threads`; whole chunks may ramp up towards the end."""
+        if self._chunk_threads is None or not self.plan.whole(chunk):
+            return self.threads
+        return self._chunk_threads(self.plan.chunk_frames, self.plan.frames - end)
 
     def _reaped(self, lane: Lane) -> bool:
         if lane.running:

@@ -93,6 +93,10 @@ class Plan:
         first, n, k = self._body * self.chunk_frames, self.frames - self._body * self.chunk_frames, i - self._body
         return first + n * k // self._pieces, first + n * (k + 1) // self._pieces
 
+    def whole(self, i: int) -> bool:
+        """Chunk i is chunk_frames long (not a piece of the last one)."""
+        return i < self._body
+
     @property
     def block_frames(self) -> int:
         """Frames per decoder block: the whole chunks of at least DECODE_BLOCK frames."""
