@@ -277,6 +277,34 @@ def test_the_render_loop_queues_chunks_ahead_of_busy_encoders_without_more_child
     assert all((tmp_path / f"seg_{i:05d}.mp4").read_text() == str(8 * plan.frame_bytes) for i in range(4))
 
 
+def test_the_last_chunks_pieces_start_as_their_frames_come_not_in_turns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pieces are the job's end: their children start beside the whole chunks' children, which
+    still take their turns; every segment gets all its frames."""
+    from daemon.worker.media import encoder as enc
+    log = tmp_path / "children.log"
+    monkeypatch.setattr(enc, "encode_argv", lambda cfg, plan, workdir, chunk, threads=0: [
+        sys.executable, "-c", SLOW_X264, str(workdir / f"seg_{chunk:05d}.mp4"), str(log)])
+    plan = plan_of(300, 100, 4)  # chunks 0-1 of 100 frames (>= 1.4 s each here), then 4 pieces of 25
+    assert plan.chunks == 6 and plan.pieces == 4
+    coder = SegmentEncoder(MediaConfig(sandbox="limits"), plan, tmp_path, 0, batch=4, encoders=1,
+                           extra_buffers=80)
+    for first, end in map(plan.chunk_range, range(plan.chunks)):
+        for start in range(first, end, 4):  # a batch never crosses a chunk's end
+            buf = coder.buffer()
+            assert buf is not None
+            coder.submit(buf[:min(4, end - start)])
+    coder.finish()
+    events = {(kind, Path(path).name): float(ts) for kind, path, ts in
+              (line.split() for line in log.read_text().splitlines())}
+    starts = [events["start", f"seg_{i:05d}.mp4"] for i in range(6)]
+    ends = [events["end", f"seg_{i:05d}.mp4"] for i in range(6)]
+    assert all(starts[i] < ends[0] for i in range(2, 6))  # no piece waited for a whole chunk's child
+    sizes = [b - a for a, b in map(plan.chunk_range, range(6))]
+    assert [int((tmp_path / f"seg_{i:05d}.mp4").read_text()) for i in range(6)] == \
+        [n * plan.frame_bytes for n in sizes]
+
+
 def test_the_mux_check_counts_only_the_segments_no_encoder_counted(tmp_path: Path,
                                                                   inputs: tuple[Path, Path]) -> None:
     """Each lane counts its segment as it finishes; before the mux only segments kept from an earlier

@@ -65,11 +65,11 @@ class SegmentEncoder:
     bench/RESULTS.md), and its threads scale poorly past a few cores; every chunk is a closed-GOP segment
     of its own, so K children with a share of the cores each encode K chunks at once. The caller fills
     `buffer()`s and `submit()`s them in frame order (a batch never crosses a chunk's end); each chunk gets
-    a lane at once, whose child starts when the lane K + 1 places before it is done (lane.py), and each
-    lane writes at its child's pace: a chunk whose encoder is busy or not started keeps its frames queued
-    while the next chunk renders, and the buffer pool (about half a chunk per extra encoder, cores.py) is
-    what the render loop waits for. `finish()` waits for every segment; a stop between chunks leaves only
-    whole segments.
+    a lane at once, whose child starts when the lane K + 1 places before it is done (lane.py; the last
+    chunk's pieces start at once), and each lane writes at its child's pace: a chunk whose encoder is
+    busy or not started keeps its frames queued while the next chunk renders, and the buffer pool (about
+    half a chunk per extra encoder, cores.py) is what the render loop waits for. `finish()` waits for
+    every segment; a stop between chunks leaves only whole segments.
     """
 
     def __init__(self, cfg: MediaConfig, plan: Plan, workdir: Path, first_chunk: int, batch: int,
@@ -131,7 +131,11 @@ class SegmentEncoder:
         self._lanes = [lane for lane in self._lanes if not self._reaped(lane)]
         start, end = self.plan.chunk_range(self._next)
         argv = encode_argv(self.cfg, self.plan, self.workdir, self._next, self._threads(self._next, end))
-        after = self._turns[-(self.encoders + 1)] if len(self._turns) > self.encoders else None
+        # the last chunk's pieces start as their frames come: they are the job's end, each child is short,
+        # and waiting for turns left them to run one after another while cores idled (bench/RESULTS.md,
+        # issue 15 fifth round); a last chunk kept whole waits like the rest
+        piece = self.plan.pieces > 1 and not self.plan.whole(self._next)
+        after = self._turns[-(self.encoders + 1)] if len(self._turns) > self.encoders and not piece else None
         segment = segment_path(self.workdir, self._next)
         lane = Lane(argv, self._next, end - start, self.cfg.pipe_bytes, self.chunk_timeout_s, self._free,
                     boxes.for_encoder(self.cfg, self.plan, self.workdir), after,

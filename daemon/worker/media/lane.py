@@ -1,14 +1,14 @@
 """One x264 encoder child for one chunk, fed from its own writer thread.
 
-The segment encoder (encoder.py) opens a lane per chunk as soon as the chunk's first batch is rendered.
-A lane takes the chunk's batches as they come; its child starts once the lane `after` it has finished
-(so at most `media.encoders` + 1 children run), then it writes the batches at x264's pace and, after the
-chunk's last frame, closes stdin, waits for the child to write the segment's index and counts the
-segment's frames (the check the mux needs, done while other chunks still encode). Until its child
-starts, a lane only holds its batches: the render loop goes on rendering the next chunk instead of
-waiting for an encoder (0.5 s of a 60 s 720p job, 1.1 s at 1080p on the GPU box, bench/RESULTS.md), and
-the shared pool of buffers still bounds the memory. Buffers go back to the pool as soon as their frames
-are in the pipe.
+The segment encoder (encoder.py) opens a lane per chunk as soon as the chunk's first batch is rendered. A lane
+takes the chunk's batches as they come; its child starts once the lane `after` it has finished (so at most
+`media.encoders` + 1 children run, and the last chunk's pieces beside them), then it writes the batches at
+x264's pace and, after the chunk's last frame, closes stdin, waits for the child to write the segment's index
+and counts the segment's frames (the check the mux needs, done while other chunks still encode). Until its
+child starts, a lane only holds its batches: the render loop goes on rendering the next chunk instead of
+waiting for an encoder (0.5 s of a 60 s 720p job, 1.1 s at 1080p on the GPU box, bench/RESULTS.md), and the
+shared pool of buffers still bounds the memory. Buffers go back to the pool as soon as their frames are in the
+pipe.
 """
 
 from __future__ import annotations

@@ -93,6 +93,11 @@ class Plan:
         first, n, k = self._body * self.chunk_frames, self.frames - self._body * self.chunk_frames, i - self._body
         return first + n * k // self._pieces, first + n * (k + 1) // self._pieces
 
+    @property
+    def pieces(self) -> int:
+        """Chunks the last chunk_frames-chunk is cut in (1: kept whole)."""
+        return self._pieces
+
     def whole(self, i: int) -> bool:
         """Chunk i is chunk_frames long (not a piece of the last one)."""
         return i < self._body
