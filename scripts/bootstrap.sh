@@ -9,7 +9,9 @@ packages=(ffmpeg espeak-ng sox python3-venv python3-dev bubblewrap)  # bubblewra
 extras="[worker]"  # the render stack; an intake/watchdog-only host can `pip install lipsyncd` alone
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(chromium tmux faketime e2fsprogs prometheus)  # prometheus: promtool check metrics
-  packages+=(samba smbclient smbnetfs rsync)  # the Samba intake tests (tests/field/test_samba_intake.py)
+  packages+=(samba smbclient smbnetfs fuse3 rsync)  # the Samba intake tests (tests/field/test_samba_intake.py)
+  # the rest of the field lab (slow tests): a second host on sshfs, a booted systemd, a CPU hog
+  packages+=(sshfs openssh-server debootstrap systemd-container stress-ng)
   extras="[worker,test]"
 fi
 
