@@ -27,7 +27,7 @@ def claims_in(job_dir: Path) -> list[dict[str, object]]:
 
 
 @pytest.mark.slow  # about 4 minutes on 2 cores, longer on a loaded box
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 def test_four_workers_race_over_500_jobs_and_each_is_done_once(root: Path, media_dir: Path, roles: Roles) -> None:
     env = env_for(root, LIPSYNCD_INTAKE_SETTLE_S="0.2")
     roles.start("intake", env=env)
@@ -40,8 +40,15 @@ def test_four_workers_race_over_500_jobs_and_each_is_done_once(root: Path, media
         drop_job(root, f"m{i:03d}", audio, tiny)
     for n in range(4):
         roles.start("worker", "--name", f"w{n}", env=env)
-    wait_for(lambda: len(entries(root / "done")) + len(entries(root / "failed")) >= 500, 420,
-             "500 jobs to finish", interval=1.0)
+    # a hang guard, not a speed claim: about 4 minutes alone, much longer beside other work on 2 cores,
+    # so it fails only when no job finishes for two minutes
+    finished, last = 0, time.monotonic()
+    while finished < 500:
+        now = len(entries(root / "done")) + len(entries(root / "failed"))
+        if now > finished:
+            finished, last = now, time.monotonic()
+        assert time.monotonic() - last < 120, f"no job finished for 120 s ({finished} of 500 done)"
+        time.sleep(1.0)
     assert entries(root / "failed") == []
     owners: dict[str, int] = {}
     for job in entries(root / "done"):
