@@ -98,7 +98,7 @@ def test_the_last_whole_chunks_children_ramp_up_to_the_cores() -> None:
     split = cores.split(MediaConfig(), 16)
     # a 60 s job at 25 fps: five whole chunks of 250, then the last one's pieces (1250 frames after chunk 0)
     assert [split.chunk_threads(250, 1500 - 250 * (i + 1)) for i in range(5)] == [3, 4, 4, 6, 8]
-    assert split.chunk_threads(250, 0) == 16  # a last chunk kept whole: the cores
+    assert split.chunk_threads(250, 0) == 16  # nothing after it: all the cores, never more
     assert split.chunk_threads(250, 250 * 40) == 3  # early in a long job: the share of the cores
     assert cores.split(MediaConfig(ramp_threads=False), 16).chunk_threads(250, 250) == 3
     assert cores.split(MediaConfig(), 2).chunk_threads(250, 0) == 0  # one child: x264's own count

@@ -38,8 +38,8 @@ class Split:
         720p, whatever is free beside it, bench/RESULTS.md, issue 15 fifth round)."""
         if not self.tail_cpus or not self.encoder_threads:
             return self.encoder_threads
-        share = -(-self.tail_cpus * chunk_frames // (chunk_frames + frames_after))
-        return max(self.encoder_threads, min(self.tail_cpus, share))
+        share = -(-self.tail_cpus * chunk_frames // (chunk_frames + frames_after))  # at most tail_cpus
+        return max(self.encoder_threads, share)
 
 
 def usable_cpus() -> int:

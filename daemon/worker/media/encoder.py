@@ -145,7 +145,8 @@ class SegmentEncoder:
         self._next += 1
 
     def _threads(self, chunk: int, end: int) -> int:
-        """The pieces of the last chunk keep `threads`; whole chunks may ramp up towards the end."""
+        """Whole chunks may ramp up towards the end; the last chunk (in pieces or kept whole) keeps
+        `threads`."""
         if self._chunk_threads is None or not self.plan.whole(chunk):
             return self.threads
         return self._chunk_threads(self.plan.chunk_frames, self.plan.frames - end)
