@@ -210,10 +210,11 @@ class Child:
                 pass  # a broken pipe on close means the child is already gone
         self._close_stdout()
         running = force and proc.poll() is None
-        inside = tree.descendants(proc.pid) if running else []  # see tree.kill: a box's sandbox may outlive it
+        inside = tree.held(proc.pid) if running else []  # see tree.kill: a box's sandbox may outlive it
         if running:
             self._stopped = True
-            proc.terminate()
+            proc.terminate()  # pending until the SIGCONT: the child forks nothing more before it ends
+            tree.resume(proc.pid)
         try:
             self._reap(_REAP_GRACE_S)
         except subprocess.TimeoutExpired:
