@@ -49,8 +49,9 @@ def astronaut_png(path: Path) -> Path:
 
 
 def astronaut_clip(path: Path, seconds: float = 2.0, fps: int = 25, size: int = 256,
-                   audio: Path | None = None) -> Path:
-    """The astronaut portrait, gently moving (zoompan), as a short H.264 clip."""
+                   audio: Path | None = None, preset: str = "ultrafast") -> Path:
+    """The astronaut portrait, gently moving (zoompan), as a short H.264 clip (ultrafast: no B-frames;
+    veryfast: x264's B-frames, as most producers' files have)."""
     png = astronaut_png(path.with_suffix(".png"))
     n = int(round(seconds * fps))
     args: list[str | Path] = ["-loop", "1", "-framerate", str(fps), "-i", png]
@@ -58,7 +59,7 @@ def astronaut_clip(path: Path, seconds: float = 2.0, fps: int = 25, size: int = 
         args += ["-i", audio, "-map", "0:v", "-map", "1:a", "-c:a", "aac"]
     ff(*args, "-vf", f"zoompan=z='1.02+0.02*sin(2*PI*on/50)':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)'"
        f":d=1:s={size}x{size}:fps={fps},format=yuv420p", "-frames:v", str(n), "-c:v", "libx264",
-       "-preset", "ultrafast", "-crf", "12", path)
+       "-preset", preset, "-crf", "12", path)
     return path
 
 

@@ -134,3 +134,30 @@ def test_the_look_near_the_last_face_follows_it_and_a_jump_falls_back_to_the_who
     box = lbp.detect(jumped, last)
     assert box is not None and iou(box, EXPECTED + [100, 0, 100, 0]) > 0.5
     assert len(searches) == 2  # not near the last box: the whole picture found it
+
+
+def test_the_face_pass_skips_non_reference_frames_of_video_with_b_frames_and_finds_the_same_faces(
+        tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from daemon.worker.media.decoder import Sampling, decode_argv
+
+    bframes = g.astronaut_clip(tmp_path / "b.mp4", seconds=4, size=256, preset="veryfast")
+    flat = g.astronaut_clip(tmp_path / "p.mp4", seconds=1, size=256)  # ultrafast: no B-frames
+    info, flat_info = probe(bframes, CFG), probe(flat, CFG)
+    assert info.video is not None and info.video.reorder > 0 and flat_info.video.reorder == 0
+    plan = make_plan(info, 4.0, CFG, None, {})
+    faces = Sampling(5, 160, 160, "gray", nonref=True)
+    assert "noref" in decode_argv(CFG, info, plan, 0, 20, faces)
+    assert "noref" not in decode_argv(CFG, info, plan, 0, 20)  # the rendered frames: every one decoded
+    assert "noref" not in decode_argv(CFG, flat_info, make_plan(flat_info, 1.0, CFG, None, {}), 0, 5, faces)
+    full = replace(CFG, face_skip_nonref=False)
+    assert "noref" not in decode_argv(full, info, plan, 0, 20, faces)
+
+    skipped, _ = FaceFinder(CFG, tmp_path / "fc").boxes(info, plan)
+    decoded, cached = FaceFinder(full, tmp_path / "fc").boxes(info, plan)
+    assert not cached and len(list((tmp_path / "fc").glob("*.npy"))) == 2  # each under its own key
+    assert skipped.shape == decoded.shape == (100, 4) and (skipped[:, 0] >= 0).all()
+    # a sample shows its own frame or the one beside it: the gently moving face is where it was
+    assert min(iou(a.astype(float), b.astype(float)) for a, b in zip(skipped, decoded, strict=True)) > 0.8
+    assert min(iou(b.astype(float), EXPECTED) for b in skipped) > 0.5

@@ -100,6 +100,7 @@ class MediaConfig:
     face_every: int = setting(5, min=1, max=100)  # detect every N frames, interpolate between
     face_max_side: int = setting(320, min=96, max=2048)  # detection runs on frames scaled to this
     face_threads: int = setting(0, min=0, max=64)  # parallel face-pass segments; 0 = half the CPUs, <= 8
+    face_skip_nonref: bool = setting(True)  # face-pass decoders skip non-reference B-frames (decoder.py)
     # x264 children encoding consecutive chunks side by side, and threads each (0 = from the core count)
     encoders: int = setting(0, min=0, max=32)
     encoder_threads: int = setting(0, min=0, max=128)

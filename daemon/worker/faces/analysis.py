@@ -40,8 +40,8 @@ def decode_segment(cfg: MediaConfig, info: MediaInfo, plan: Plan, how: Samples, 
     and how many were decoded (fewer: the decoder ended early, or `stop` was set)."""
     a, b = part
     # the decoder seeks to a multiple of `every` and keeps every Nth frame: sample k is frame k·every
-    argv = decode_argv(cfg, info, plan, a * every, b - a, Sampling(every, how.width, how.height, how.pix_fmt),
-                       threads=split(cfg).face_decoder_threads)
+    sampling = Sampling(every, how.width, how.height, how.pix_fmt, nonref=True)
+    argv = decode_argv(cfg, info, plan, a * every, b - a, sampling, threads=split(cfg).face_decoder_threads)
     samples = np.full((b - a, 4), np.nan)
     frames = np.empty((how.batch, *how.shape), np.uint8)
     analyse = how.analyser()

@@ -15,6 +15,7 @@ from daemon.worker.faces.lbp import LBP_BATCH
 from daemon.worker.faces.lbp import VERSION as LBP_VERSION
 from daemon.worker.faces.lbp import analyser as lbp_analyser
 from daemon.worker.faces.sampling import RGB_BATCH, RgbDetector, Samples, rgb_analyser
+from daemon.worker.media.decoder import skips_nonref
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import MediaInfo
 
@@ -55,7 +56,8 @@ class FaceFinder:
             else f"{self.geometry}-h{how.height}"
         crop = "-c" + "_".join(map(str, plan.crop)) if plan.crop else ""  # same size, other region
         size = f"{plan.width}x{plan.height}{crop}"
-        return f"{content_hash(info.path)}-{plan.fps_num}_{plan.fps_den}-{size}-e{self.cfg.face_every}-{tail}"
+        nonref = "-nr" if skips_nonref(self.cfg, info) else ""  # samples may show a neighbouring frame
+        return f"{content_hash(info.path)}-{plan.fps_num}_{plan.fps_den}-{size}-e{self.cfg.face_every}-{tail}{nonref}"
 
     def _samples(self, plan: Plan) -> Samples:
         """The detector's samples: grey and at most face_max_side for LBP, RGB at the detector's height."""

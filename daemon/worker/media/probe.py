@@ -55,6 +55,7 @@ class VideoInfo:
     interlaced: bool
     nb_frames: int | None
     duration: float | None
+    reorder: int = 0  # ffprobe's has_b_frames: frames the decoder holds back to reorder (0: no B-frames)
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,8 @@ def _video(s: dict[str, Any]) -> VideoInfo:
                      fps=float(fps), r_fps=float(r_fps or fps),
                      vfr=bool(avg and r_fps and abs(float(avg) - float(r_fps)) > 0.01 * float(r_fps)),
                      pix_fmt=str(s.get("pix_fmt", "")), interlaced=field in ("tt", "bb", "tb", "bt"),
-                     nb_frames=_int(s.get("nb_frames")), duration=_float(s.get("duration")))
+                     nb_frames=_int(s.get("nb_frames")), duration=_float(s.get("duration")),
+                     reorder=_int(s.get("has_b_frames")) or 0)
 
 
 def _audio(s: dict[str, Any]) -> AudioInfo:
