@@ -20,7 +20,7 @@ from daemon.worker.media.decoder import decode_argv
 from daemon.worker.media.encoder import SegmentEncoder
 from daemon.worker.media.plan import DECODE_BLOCK, MIN_PIECE, Plan
 from daemon.worker.media.probe import probe
-from daemon.worker.pipeline import _spans
+from daemon.worker.pipeline import FIRST_BATCH, _batches, _spans
 from daemon.worker.render import Interrupted
 
 CHUNK = 10
@@ -200,6 +200,19 @@ def test_decoder_blocks_are_whole_chunks_of_at_least_a_default_gop(chunk: int, f
     assert [s for block in spans for s in block][0][0] == 0 and len(spans) == blocks[-1] + 1
     for block in spans:  # no seek inside a block: its batches follow each other
         assert all(a[0] + a[1] == b[0] for a, b in zip(block, block[1:], strict=False))
+
+
+def test_the_jobs_first_batch_is_short_so_rendering_starts_before_a_whole_batch_is_decoded() -> None:
+    assert FIRST_BATCH < 64
+    assert [n for _, n in _batches(0, 0, 250, 64)] == [FIRST_BATCH, 64, 64, 64, 250 - FIRST_BATCH - 192]
+    assert [n for _, n in _batches(1, 250, 500, 64)] == [64, 64, 64, 58]  # later chunks: whole batches
+    assert _batches(0, 0, 10, 64) == [(0, 10)] and _batches(0, 0, 40, 8) == [(0, 8), (8, 8), (16, 8), (24, 8),
+                                                                           (32, 8)]
+    plan = plan_of(1000, 250, 6)
+    fresh = [s for block in _spans(plan, 0, 64) for s in block]
+    resumed = [s for block in _spans(plan, 2, 64) for s in block]
+    assert fresh[:2] == [(0, FIRST_BATCH), (FIRST_BATCH, 64)] and fresh[-len(resumed):] == resumed
+    assert sum(n for _, n in fresh) == plan.frames
 
 
 def test_a_last_chunk_in_pieces_gives_the_frames_of_a_whole_one_and_resumes(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ from daemon.worker.render import Interrupted, Progress, ProgressFn, RenderReques
 log = logging.getLogger(__name__)
 
 AUDIO16K = "audio16k.wav"
+FIRST_BATCH = 16  # frames of the job's first batch (_batches)
 
 
 @dataclass
@@ -189,7 +190,7 @@ class ChunkedRenderer:
                     log.info("%s: stopping before chunk %d of %d", request.job_id, i + 1, plan.chunks)
                     raise Interrupted(f"stopped before chunk {i + 1} of {plan.chunks}")
                 start, end = plan.chunk_range(i)
-                for _ in range(start, end, batch):
+                for _ in _batches(i, start, end, batch):
                     with _timed(timings, "decode"):  # waiting for the reader (or, through it, the encoders)
                         first, frames = reader.get()
                     self._batch(job, first, frames)
@@ -239,6 +240,16 @@ class ChunkedRenderer:
                     yuv.write_back(buf, plan.width, plan.height, rgb, out, region)
 
 
+def _batches(chunk: int, start: int, end: int, batch: int) -> list[tuple[int, int]]:
+    """(start, count) of chunk `chunk`'s batches: `batch` frames each, the last one shorter; the job's
+    very first batch is FIRST_BATCH frames, so the engine and the first encoder start once that many are
+    decoded instead of a whole batch (nothing else runs yet: a batch's decode is the whole box's wait).
+    Only chunk 0's: an attempt resumed at a later chunk renders it in the batches the first one did."""
+    first = FIRST_BATCH if chunk == 0 and batch > FIRST_BATCH else batch
+    cuts = [start, *range(start + first, end, batch), end]
+    return [(a, b - a) for a, b in zip(cuts, cuts[1:], strict=False)]
+
+
 def _spans(plan: Plan, first_chunk: int, batch: int) -> list[list[tuple[int, int]]]:
     """(start, count) of every batch from `first_chunk` on, per decoder block (`Plan.block`: the decoders
     take turns by block, one seek each); batches never cross a chunk's end."""
@@ -249,7 +260,7 @@ def _spans(plan: Plan, first_chunk: int, batch: int) -> list[list[tuple[int, int
         if plan.block(i) != block:
             block = plan.block(i)
             out.append([])
-        out[-1] += [(a, min(batch, end - a)) for a in range(start, end, batch)]
+        out[-1] += _batches(i, start, end, batch)
     return out
 
 
