@@ -111,3 +111,63 @@ def test_memory_for_the_mel_does_not_grow_with_the_speech_length(tmp_path: Path)
         tracemalloc.stop()
         del mapped, out
     assert peaks[10] < peaks[2] + 4_000_000, peaks  # whole float64 copies: + 3 x 61 MB
+
+
+@pytest.mark.parametrize("seconds", [0.05, 1.0, 60.0])
+def test_the_engines_mel_filled_in_blocks_gives_the_windows_of_the_whole_one(seconds: float) -> None:
+    from daemon.worker.engines.wav2lip.engine import MelFeatures
+
+    wav = speechlike(seconds, seed=5)
+    whole = mel.pad_to_window(mel.melspectrogram(wav))
+    frames = max(1, round(seconds * 25))
+    features = MelFeatures(wav, 25.0, frames, "cpu")
+    features.wait()
+    assert features.mel.shape == whole.shape and np.array_equal(features.mel.numpy(), whole)
+    idx = np.arange(frames + 2)  # past the end: the final window
+    starts = mel.window_starts(whole.shape[1], 25.0, frames)[np.minimum(idx, frames - 1)]
+    expected = np.stack([whole[:, s:s + 16] for s in starts])[:, None]
+    assert np.array_equal(features.windows(idx).numpy(), expected)
+
+
+def test_the_first_frames_windows_come_before_the_rest_of_the_mel_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from daemon.worker.engines.wav2lip.engine import MelFeatures
+
+    gate, real = threading.Event(), mel.mel_blocks
+
+    def held(wav: np.ndarray):  # type: ignore[no-untyped-def]
+        for k, item in enumerate(real(wav)):
+            if k == 1:
+                assert gate.wait(30)
+            yield item
+
+    monkeypatch.setattr(mel, "mel_blocks", held)
+    wav = speechlike(60.0, seed=6)
+    features = MelFeatures(wav, 25.0, 1500, "cpu")
+    first = features.windows(np.arange(64))  # only the first block is made: these frames need no more
+    assert first.shape == (64, 1, 80, 16)
+    late: list[object] = []
+    waiter = threading.Thread(target=lambda: late.append(features.windows(np.array([1499]))))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive() and not late  # the last frame's window waits for its block
+    gate.set()
+    waiter.join(30)
+    assert not waiter.is_alive() and late[0].shape == (1, 1, 80, 16)  # type: ignore[attr-defined]
+    whole = mel.melspectrogram(wav)
+    assert np.array_equal(first.numpy()[:, 0], np.stack([whole[:, s:s + 16] for s in features.starts[:64]]))
+
+
+def test_a_failure_while_the_mel_is_made_is_raised_where_the_windows_are_asked_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from daemon.worker.engines.wav2lip.engine import MelFeatures
+
+    def broken(wav: np.ndarray):  # type: ignore[no-untyped-def]
+        raise MemoryError("no room for the mel")
+        yield  # a generator
+
+    monkeypatch.setattr(mel, "mel_blocks", broken)
+    features = MelFeatures(speechlike(2.0), 25.0, 50, "cpu")
+    with pytest.raises(MemoryError, match="no room"):
+        features.windows(np.arange(8))

@@ -9,8 +9,8 @@ into the yuv420p buffer, and takes the very same tensor back to mean "nothing ch
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,19 +31,54 @@ log = logging.getLogger(__name__)
 _AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-@dataclass
 class MelFeatures:
-    """Per-job audio: the normalised mel on the engine's device and each frame's first window column."""
+    """Per-job audio: the normalised mel on the engine's device and each frame's first window column.
 
-    mel: torch.Tensor  # (80, T >= 16) float32
-    starts: np.ndarray  # (n_frames,) int64
+    The mel is filled block by block by a thread of its own while the job renders (mel.mel_blocks): made
+    whole first, it held the first frame back 0.1-0.2 s in a 60 s job and 1.45 s in a 10-minute one on
+    the GPU box (bench/RESULTS.md, issue 15); `windows` waits only for the columns it reads.
+    """
+
+    def __init__(self, wav16k: np.ndarray, fps: float, n_frames: int, device: torch.device | str) -> None:
+        self.columns = mel.columns(wav16k)
+        width = max(self.columns, mel.MEL_STEP)  # audio shorter than one window: silence after it
+        self.mel = torch.full((mel.N_MELS, width), mel.SILENCE, dtype=torch.float32, device=device)
+        self.starts = mel.window_starts(width, fps, max(1, n_frames))
+        self._filled = 0  # columns on the device so far
+        self._error: BaseException | None = None
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._fill, args=(wav16k,), name="wav2lip-mel", daemon=True)
+        self._thread.start()
 
     def windows(self, frames: np.ndarray) -> torch.Tensor:
         """(B,1,80,16) mel windows for output frame indices (past the end: the final window)."""
         idx = np.minimum(frames, len(self.starts) - 1)
+        self.wait(int(self.starts[idx].max()) + mel.MEL_STEP if idx.size else 0)
         cols = torch.as_tensor(self.starts[idx], device=self.mel.device)
         unfolded = self.mel.unfold(1, mel.MEL_STEP, 1)  # (80, T-15, 16) view, no copy
         return unfolded[:, cols].permute(1, 0, 2).unsqueeze(1).contiguous()
+
+    def wait(self, end: int | None = None) -> None:
+        """Until columns 0..end-1 (default: all) are on the device; what the filling met is raised here."""
+        need = self.columns if end is None else min(end, self.columns)
+        with self._changed:
+            while self._filled < need and self._error is None:
+                self._changed.wait()
+            if self._error is not None:
+                raise self._error
+
+    def _fill(self, wav16k: np.ndarray) -> None:
+        try:
+            for start, block in mel.mel_blocks(wav16k):
+                stop = start + block.shape[1]
+                self.mel[:, start:stop].copy_(torch.from_numpy(np.ascontiguousarray(block)))
+                with self._changed:
+                    self._filled = stop
+                    self._changed.notify_all()
+        except BaseException as exc:  # handed to the rendering thread by wait()
+            with self._changed:
+                self._error = exc
+                self._changed.notify_all()
 
 
 def generate(model: Wav2Lip, audio: torch.Tensor, faces: torch.Tensor, precision: str,
@@ -146,9 +181,7 @@ class Wav2LipEngine:
                               self.config.hold_frames)
 
     def prepare(self, wav16k: np.ndarray, fps: float, n_frames: int) -> MelFeatures:
-        spec = mel.pad_to_window(mel.melspectrogram(wav16k))
-        starts = mel.window_starts(spec.shape[1], fps, max(1, n_frames))
-        return MelFeatures(torch.from_numpy(spec).to(self.device), starts)
+        return MelFeatures(wav16k, fps, n_frames, self.device)
 
     def max_batch(self) -> int:
         return self._batch

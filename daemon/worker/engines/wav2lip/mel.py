@@ -2,10 +2,13 @@
 
 Equal to `audio.melspectrogram` under librosa 0.7 (reflect-padded centred STFT, Slaney mel): later
 librosa pads with zeros, which shifts the edges the model was trained on. The STFT, and for long audio
-the pre-emphasis and the padding too, run in blocks of frames, so memory stays flat for long audio.
+the pre-emphasis and the padding too, run in blocks of frames, so memory stays flat for long audio; the
+engine fills its device copy block by block while the job renders (engine.MelFeatures).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -20,6 +23,7 @@ MEL_STEP = 16  # columns per video frame window
 COLS_PER_SECOND = SAMPLE_RATE / HOP  # 80
 SILENCE = -4.0  # what a column of silence normalises to
 _BLOCK = 4096  # STFT frames per block
+_FIRST_BLOCK = 256  # STFT frames of the first block (3.2 s of speech, the first 80 frames' windows)
 _WHOLE = 16 * SAMPLE_RATE  # up to this many samples the signal is prepared whole (it is short)
 
 
@@ -54,14 +58,27 @@ def sanitize(wav: np.ndarray) -> np.ndarray:
 
 def melspectrogram(wav16k: np.ndarray) -> np.ndarray:
     """(80, 1 + len // 200) float32 in [-4, 4] for 16 kHz mono samples (a memory map is read in blocks)."""
+    out = np.empty((N_MELS, columns(wav16k)), dtype=np.float32)
+    for start, block in mel_blocks(wav16k):
+        out[:, start:start + block.shape[1]] = block
+    return out
+
+
+def columns(wav16k: np.ndarray) -> int:
+    """Mel columns (STFT frames) of these samples."""
+    return 1 + max(np.asarray(wav16k).size, 2) // HOP
+
+
+def mel_blocks(wav16k: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """melspectrogram in order, a block of columns at a time: (first column, (80, n) float32). The first
+    block is _FIRST_BLOCK columns, so a job's first frames have their windows before the rest is done."""
     samples = np.asarray(wav16k).reshape(-1)
-    n = 1 + max(samples.size, 2) // HOP
+    n = columns(samples)
     window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(WIN) / WIN)  # periodic Hann
     basis = mel_basis().astype(np.float64)
-    out = np.empty((N_MELS, n), dtype=np.float32)
     whole = _whole(samples) if samples.size <= _WHOLE else None
-    for start in range(0, n, _BLOCK):
-        stop = min(n, start + _BLOCK)
+    for start in (0, *range(min(n, _FIRST_BLOCK), n, _BLOCK)):
+        stop = min(n, _FIRST_BLOCK if start == 0 else start + _BLOCK)
         # frame f covers padded samples f·HOP .. f·HOP + N_FFT, i.e. y[f·HOP − N_FFT/2 ..] reflected
         lo, hi = start * HOP, (stop - 1) * HOP + N_FFT
         segment = whole[lo:hi] if whole is not None else _padded(samples, lo, hi)
@@ -69,8 +86,7 @@ def melspectrogram(wav16k: np.ndarray) -> np.ndarray:
         magnitude = np.abs(np.fft.rfft(block * window, axis=1))
         mel = magnitude @ basis.T
         db = 20.0 * np.log10(np.maximum(1e-5, mel)) - 20.0
-        out[:, start:stop] = np.clip(0.08 * db + 4.0, -4.0, 4.0).T
-    return out
+        yield start, np.clip(0.08 * db + 4.0, -4.0, 4.0).T.astype(np.float32)
 
 
 def _emphasised(x: np.ndarray) -> np.ndarray:
