@@ -17,7 +17,7 @@ import numpy as np
 
 from daemon.core.config import MediaConfig
 from daemon.core.errors import EnvironmentFault
-from daemon.worker.media import boxes, process
+from daemon.worker.media import boxes, mp4index, process
 from daemon.worker.media.lane import Lane
 from daemon.worker.media.plan import Plan
 from daemon.worker.media.probe import MediaInfo
@@ -167,7 +167,13 @@ class SegmentEncoder:
 
 
 def count_frames(cfg: MediaConfig, path: Path) -> int | None:
-    """Video packets in one of our own files (index only, fast); None when it does not parse."""
+    """Video packets in one of our own files (index only, fast); None when it does not parse. Read from
+    the MP4 index in-process (mp4index.py), ffprobe only for a file that index reader cannot read."""
+    counted = mp4index.video_samples(path)
+    return counted if counted is not None else _probe_frames(cfg, path)
+
+
+def _probe_frames(cfg: MediaConfig, path: Path) -> int | None:
     argv = [process.resolve(cfg.ffprobe), "-v", "error", "-protocol_whitelist", "file", "-format_whitelist",
             "mov", "-count_packets", "-select_streams", "v:0", "-show_entries", "stream=nb_read_packets",
             "-of", "csv=p=0", "file:" + str(path)]
