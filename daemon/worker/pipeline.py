@@ -204,6 +204,7 @@ class ChunkedRenderer:
                 progress(Progress(phase="render", chunk=i + 1, chunks=plan.chunks, frames_done=end,
                                   frames_total=plan.frames, fps=round(done / elapsed, 2),
                                   eta_s=round((plan.frames - end) * elapsed / done, 1)))
+            reader.close()  # every frame is read: its decoders end while the last encoders finish
             with _timed(timings, "encode"):
                 encoder.finish()
             job.counted.update(encoder.counted)

@@ -95,14 +95,18 @@ class Interleaved:
         for unused in sources[ways:]:
             unused.close()
         self._order = iter([k % ways for k, block in enumerate(blocks) for _ in block])
+        self._closed = False
 
     def get(self) -> tuple[int, np.ndarray]:
         """The next (start, frames) in frame order, from the reader of its chunk."""
         return self._readers[next(self._order)].get()
 
     def close(self) -> None:
-        for reader in self._readers:
-            reader.close()
+        """Stop every reader (and its decoder child); again is a no-op."""
+        if not self._closed:
+            self._closed = True
+            for reader in self._readers:
+                reader.close()
 
     @property
     def waited_for_buffers(self) -> float:
