@@ -99,7 +99,7 @@ def skips_nonref(cfg: MediaConfig, info: MediaInfo) -> bool:
     """Whether a decoder whose sampling allows it (the face pass's, never the rendered frames') leaves
     non-reference frames undecoded (`skip_frame noref`): when media.face_skip_nonref is on and the
     video has B-frames. The fps filter then repeats the nearest decoded frame in their
-    place, so a sample shows its own frame or one next to it (measured on x264's defaults: 40 % less
+    place, so a sample shows its own frame or one next to it (measured on x264's defaults: 30-40 % less
     decoder CPU, bench/RESULTS.md, issue 15 sixth round); counts and seeks are unchanged. A stream
     without B-frames may have non-reference P-frames next to each other: never skipped."""
     video = info.video
