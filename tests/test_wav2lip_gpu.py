@@ -61,3 +61,18 @@ def test_the_model_stays_resident_on_the_gpu_across_jobs(config: Wav2LipEngineCo
         out = engine.render(Chunk(0, frames, np.array([[0, 0, 96, 96]] * 2, np.int32)), features)
         assert out.is_cuda and out.shape == frames.shape
     assert engine.model is first and next(first.parameters()).is_cuda
+
+
+def test_the_mel_filled_on_the_gpu_from_its_own_thread_equals_the_whole_one() -> None:
+    from daemon.worker.engines.wav2lip import mel
+    from daemon.worker.engines.wav2lip.engine import MelFeatures
+
+    wav = speechlike(70.0, seed=9)  # more than one 4096-column block after the first
+    whole = mel.pad_to_window(mel.melspectrogram(wav))
+    features = MelFeatures(wav, 25.0, 1750, "cuda")
+    last = features.windows(np.array([1749, 0]))  # the last frame first: waits for the whole mel
+    assert last.device.type == "cuda"
+    starts = mel.window_starts(whole.shape[1], 25.0, 1750)
+    expected = np.stack([whole[:, starts[1749]:starts[1749] + 16], whole[:, :16]])[:, None]
+    assert np.array_equal(last.cpu().numpy(), expected)
+    assert np.array_equal(features.mel.cpu().numpy(), whole)
