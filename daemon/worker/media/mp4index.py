@@ -24,9 +24,10 @@ def video_samples(path: Path) -> int | None:
             moov = next((span for kind, span in _boxes(f, 0, end) if kind == b"moov"), None)
             if moov is None:
                 return None
-            if any(kind == b"mvex" for kind, _ in _boxes(f, *moov)):
+            inside = list(_boxes(f, *moov))
+            if any(kind == b"mvex" for kind, _ in inside):
                 return None  # fragmented: the samples are in the fragments, not the index
-            for kind, trak in _boxes(f, *moov):
+            for kind, trak in inside:
                 if kind == b"trak" and (count := _video_track(f, trak)) is not None:
                     return count
     except (OSError, ValueError, struct.error):

@@ -77,8 +77,8 @@ def mel_blocks(wav16k: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(WIN) / WIN)  # periodic Hann
     basis = mel_basis().astype(np.float64)
     whole = _whole(samples) if samples.size <= _WHOLE else None
-    for start in (0, *range(min(n, _FIRST_BLOCK), n, _BLOCK)):
-        stop = min(n, _FIRST_BLOCK if start == 0 else start + _BLOCK)
+    cuts = [0, *range(min(n, _FIRST_BLOCK), n, _BLOCK), n]
+    for start, stop in zip(cuts, cuts[1:], strict=False):
         # frame f covers padded samples f·HOP .. f·HOP + N_FFT, i.e. y[f·HOP − N_FFT/2 ..] reflected
         lo, hi = start * HOP, (stop - 1) * HOP + N_FFT
         segment = whole[lo:hi] if whole is not None else _padded(samples, lo, hi)
