@@ -244,8 +244,9 @@ class ChunkedRenderer:
 def _batches(chunk: int, start: int, end: int, batch: int) -> list[tuple[int, int]]:
     """(start, count) of chunk `chunk`'s batches: `batch` frames each, the last one shorter; the job's
     very first batch is FIRST_BATCH frames, so the engine and the first encoder start once that many are
-    decoded instead of a whole batch (nothing else runs yet: a batch's decode is the whole box's wait).
-    Only chunk 0's: an attempt resumed at a later chunk renders it in the batches the first one did."""
+    decoded instead of a whole batch (on the GPU box that start did not come measurably sooner:
+    bench/RESULTS.md, issue 15 sixth round). Only chunk 0's: an attempt resumed at a later chunk renders
+    it in the batches the first one did."""
     first = FIRST_BATCH if chunk == 0 and batch > FIRST_BATCH else batch
     cuts = [start, *range(start + first, end, batch), end]
     return [(a, b - a) for a, b in zip(cuts, cuts[1:], strict=False)]
