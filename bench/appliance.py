@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -83,10 +84,14 @@ def fresh_copy(src: Path, dst: Path, tag: str) -> Path:
     return dst
 
 
-def plain(clip: Path, speech: Path, out: Path) -> float:
+def plain(clip: Path, speech: Path, out: Path) -> tuple[float, float]:
+    """(wall s, CPU s: user + system of the ffmpeg child) of the plain transcode."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     ff("-i", clip, "-i", speech, "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-c:a", "aac", out)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def kind(proc: psutil.Process) -> str:
@@ -212,11 +217,15 @@ class Appliance:
     def submit(self, speech: Path, clip: Path, name: str) -> dict[str, Any]:
         before = set(os.listdir(self.root / "done"))
         cpu = CpuSampler(self.workers())
+        spy = profiler(self.workers(), name)
         started = time.perf_counter()
         done = subprocess.run(["lipsyncd", "submit", "--wait", "--timeout", "1200", "--name", name,
                                str(speech), str(clip)], env=self.env, capture_output=True, text=True)
         wall = time.perf_counter() - started
         split = cpu.stop()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its samples and exits
+            spy.wait(timeout=60)
         if done.returncode != 0:
             raise RuntimeError(f"submit failed ({done.returncode}): {done.stdout[-1500:]} {done.stderr[-1500:]}")
         [job] = set(os.listdir(self.root / "done")) - before
@@ -250,6 +259,21 @@ def checkpoint(path: Path) -> Path:
     return path
 
 
+def profiler(workers: list[int], name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the worker's threads (Python and native frames) while a job runs, when
+    $PROFILE_DIR is set: DIR/NAME.txt holds collapsed stacks (one per line, its sample count last)."""
+    where = os.environ.get("PROFILE_DIR")
+    if not where or not workers:
+        return None
+    Path(where).mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen([os.environ.get("PY_SPY", "py-spy"), "record", "--pid", str(workers[0]), "--threads",
+                            "--native", "--nonblocking", "--rate", "200", "--format", "raw",
+                            "-o", str(Path(where) / f"{name}.txt")],
+                           stdout=subprocess.DEVNULL, stderr=open(Path(where) / f"{name}.log", "wb"))
+    time.sleep(0.5)  # attached before the job is submitted
+    return spy
+
+
 def parse(case: str) -> tuple[str, int]:
     """"warm720" → ("warm", 720): warm / new / noface / long, and the clip height."""
     height = case.lstrip("abcdefghijklmnopqrstuvwxyz")
@@ -263,9 +287,10 @@ def one_case(app: Appliance, files: dict[str, Path], work: Path, case: str, run:
                 + str(height)]
     clip = files[f"warm{height}"] if state == "warm" else fresh_copy(src, work / f"{case}-{run}.mp4", f"{case}-{run}")
     # the 30-minute case is there for its memory: no plain transcode (70 s of device time)
-    plain_s = float("nan") if state == "thirty" else plain(clip, speech, work / "plain.mp4")
+    plain_s, plain_cpu = (float("nan"), float("nan")) if state == "thirty" else plain(clip, speech, work / "plain.mp4")
     plain_bytes = (work / "plain.mp4").stat().st_size if state != "thirty" else None
-    row = {"case": case, "run": run, "plain_s": round(plain_s, 3), "plain_bytes": plain_bytes,
+    row = {"case": case, "run": run, "plain_s": round(plain_s, 3), "plain_cpu_s": round(plain_cpu, 2),
+           "plain_bytes": plain_bytes,
            **app.submit(speech, clip, f"{case}-{run}")}
     row["render_over_plain"] = round(row["render_s"] / plain_s, 3)
     row["submit_over_plain"] = round(row["submit_to_done_s"] / plain_s, 3)
