@@ -267,7 +267,7 @@ def profiler(workers: list[int], name: str) -> subprocess.Popen[bytes] | None:
         return None
     Path(where).mkdir(parents=True, exist_ok=True)
     spy = subprocess.Popen([os.environ.get("PY_SPY", "py-spy"), "record", "--pid", str(workers[0]), "--threads",
-                            "--native", "--nonblocking", "--rate", "200", "--format", "raw",
+                            "--native", "--rate", "100", "--format", "raw",
                             "-o", str(Path(where) / f"{name}.txt")],
                            stdout=subprocess.DEVNULL, stderr=open(Path(where) / f"{name}.log", "wb"))
     time.sleep(0.5)  # attached before the job is submitted

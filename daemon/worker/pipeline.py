@@ -29,7 +29,7 @@ from daemon.worker.engines import frames as yuv
 from daemon.worker.engines.base import Chunk, Engine, face_tracking
 from daemon.worker.faces import Boxes, FaceFinder, FixedBoxes
 from daemon.worker.media import encoder as enc
-from daemon.worker.media.cores import split
+from daemon.worker.media.cores import one_blas_thread, split
 from daemon.worker.media.decoder import FrameSource, read_model_audio
 from daemon.worker.media.plan import Plan, make_plan
 from daemon.worker.media.preflight import check_decoded_audio, preflight
@@ -71,7 +71,8 @@ class ChunkedRenderer:
         tracking = face_tracking(engine)  # wav2lip: S3FD for the face pass when its checkpoint is set
         self.faces = FaceFinder(config.media, internal_dir / "facecache",
                                 tracking.sample_detector() if tracking else None)
-        yuv.share_cpu(engine.device)
+        yuv.share_cpu()  # torch and numpy's BLAS on one thread each: their idle pools spin
+        one_blas_thread()
 
     def render(self, request: RenderRequest, progress: ProgressFn, should_stop: StopFn) -> dict[str, Any]:
         job = self._start(request, progress)

@@ -24,15 +24,16 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def share_cpu(device: torch.device, threads: int = 1) -> None:
-    """On CPU, keep torch to `threads` intra-op threads while ffmpeg children decode and encode.
+def share_cpu(threads: int = 1) -> None:
+    """Keep torch to `threads` intra-op threads while ffmpeg children decode and encode.
 
-    Measured on 2 cores (bench/RESULTS.md): with torch's default (one OpenMP thread per core) the warp
-    stage of a 1080p clip took 20-27 s for 500 frames, spinning against the x264 threads; with 1 thread
-    2.4-3.7 s. A process-wide setting, so it is applied once, by the renderer that owns the pipes.
+    On a CPU (measured on 2 cores, bench/RESULTS.md): with torch's default (one OpenMP thread per core)
+    the warp stage of a 1080p clip took 20-27 s for 500 frames, spinning against the x264 threads; with 1
+    thread 2.4-3.7 s. On a GPU box the host's torch work is copies and index tensors, and an OpenMP pool
+    that wakes for one spins on every core after it. A process-wide setting, so it is applied once, by
+    the renderer that owns the pipes.
     """
-    if device.type == "cpu":
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
 
 
 def face_region(boxes: np.ndarray, width: int, height: int) -> Region | None:

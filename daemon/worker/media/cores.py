@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from threadpoolctl import threadpool_limits
+
 from daemon.core.config import MediaConfig
 
 ENCODERS_PER_8_CORES = 3  # children per core count (6 on 16 cores), each with cores / children threads
@@ -40,6 +42,17 @@ class Split:
             return self.encoder_threads
         share = -(-self.tail_cpus * chunk_frames // (chunk_frames + frames_after))  # at most tail_cpus
         return max(self.encoder_threads, share)
+
+
+def one_blas_thread() -> None:
+    """numpy's BLAS on one thread in this process, from now on (the worker calls it once).
+
+    The worker's only BLAS call is the mel filter bank's product, a few ms per block; OpenBLAS runs it
+    on a thread per core, and its idle threads spin for a while after each call, against the x264
+    children (10 minutes of speech on the 2-core dev box: 0.54-0.60 CPU-s for the mel with one thread,
+    1.13-1.35 with two, in the same wall time; `bench/mel_threads.py`, bench/RESULTS.md).
+    """
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def usable_cpus() -> int:
