@@ -28,6 +28,11 @@ def realistic_random_weights(seed: int = 0) -> dict[str, torch.Tensor]:
     return model.eval().state_dict()
 
 
+# float32 through the generator's ~40 layers against the float64 reference: the rounding depends on the
+# CPU's kernels (1.05-1.13e-5 with torch's AVX2 kernels on an AMD EPYC, under 1e-5 on an earlier box)
+FP32_TOLERANCE = 3e-5
+
+
 @pytest.fixture(scope="module")
 def weights() -> dict[str, torch.Tensor]:
     return realistic_random_weights()
@@ -84,7 +89,10 @@ def test_fp32_forward_matches_reference_after_checkpoint_round_trip(
     ours = generate(model, audio, faces, "fp32")
     expected = ref.forward(weights, audio, faces)
     assert ours.shape == (3, 3, 96, 96)
-    assert float((ours.double() - expected).abs().max()) <= 1e-5
+    assert float((ours.double() - expected).abs().max()) <= FP32_TOLERANCE
+    with torch.no_grad():  # the same layers in float64: the wiring itself, free of float32 rounding
+        exact = model.double()(audio.double(), faces.double())
+    assert float((exact - expected).abs().max()) <= 1e-9
     assert 0.05 < float(expected.std()) and 0.02 < float(expected.min()) and float(expected.max()) < 0.98
     assert "36,298,035" in description
 
@@ -102,7 +110,7 @@ def test_training_layout_folds_time_into_the_batch(weights) -> None:  # type: ig
     assert out.shape == (1, 3, 2, 96, 96)
     for t in range(2):
         expected = ref.forward(weights, audio[:, t], faces[:, :, t])
-        assert float((out[:, :, t].double() - expected).abs().max()) <= 1e-5
+        assert float((out[:, :, t].double() - expected).abs().max()) <= FP32_TOLERANCE
 
 
 def _half_vs_full(state: dict[str, torch.Tensor], audio: torch.Tensor, faces: torch.Tensor,
