@@ -373,3 +373,36 @@ def test_a_lane_lets_the_next_child_go_before_it_counts_its_segment(tmp_path: Pa
     release.set()
     lane.join()
     assert lane.counted == 3 and free.qsize() == 1
+
+
+def test_a_lane_writes_every_byte_when_signals_interrupt_its_writes(tmp_path: Path) -> None:
+    """A signal that reaches the writer thread mid-write (a stop request, SIGSTOP/SIGCONT, a profiler
+    attaching) cuts a raw pipe write short; the lane writes the rest instead of dropping it."""
+    import queue
+    import signal
+
+    from daemon.worker.media.lane import Lane
+
+    out = tmp_path / "written"
+    free: queue.Queue[np.ndarray] = queue.Queue()
+    # the child reads nothing for a while: every write fills the pipe and blocks, where signals land
+    argv = ["sh", "-c", f"sleep 0.3; exec cat > '{out}'"]
+    frames = np.arange(6 * (4 << 20), dtype=np.uint32).astype(np.uint8).reshape(6, 4 << 20)
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)  # a handler: the write returns, not restarts
+    try:
+        lane = Lane(argv, 0, len(frames), 1 << 16, 60, free)
+        for k in range(0, len(frames), 2):
+            lane.put(frames[k:k + 2])
+        hits = 0
+        while lane.running and hits < 20_000:
+            try:
+                signal.pthread_kill(lane._thread.ident or 0, signal.SIGUSR1)
+            except ProcessLookupError:
+                break
+            hits += 1
+            time.sleep(0.001)
+        lane.join()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert hits > 10  # the writes were interrupted, many times
+    assert out.read_bytes() == frames.tobytes()

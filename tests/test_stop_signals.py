@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import psutil
@@ -168,3 +169,29 @@ def test_children_killed_while_the_worker_stops_are_an_interruption_not_bad_inpu
     roles.start("worker", "--gpu", "0", env=env)
     wait_for(lambda: len(entries(root / "done")) == 1, 180, "the job to finish after the restart")
     assert entries(root / "failed") == []
+
+
+@pytest.mark.slow  # a real worker and a 40 s job
+def test_a_worker_paused_and_continued_mid_render_finishes_the_job(root: Path, media_dir: Path,
+                                                                   roles: Roles) -> None:
+    """SIGSTOP and SIGCONT (an operator's `kill -STOP`, a debugger or profiler attaching) cut the worker's
+    blocking pipe writes short; every frame must still reach its encoder, and the job must end in done/."""
+    env = env_for(root)
+    roles.start("intake", env=env)
+    worker = roles.start("worker", "--gpu", "0", env=env)
+    drop_job(root, "talk", media_dir / "talk.wav", media_dir / "talk.mp4")
+    _rendering_mid_job(root)
+    pauses = 0
+    while _processing_job(root) is not None and pauses < 400:
+        worker.send_signal(signal.SIGSTOP)
+        time.sleep(0.005)
+        worker.send_signal(signal.SIGCONT)
+        time.sleep(0.02)
+        pauses += 1
+    assert pauses > 20  # the render was paused many times, not finished before the first
+    wait_for(lambda: entries(root / "done") or entries(root / "failed"), 180, "the job to end")
+    assert entries(root / "failed") == [], [p.read_text() for p in (root / "failed").glob("*/error.txt")]
+    assert len(entries(root / "done")) == 1
+    [job] = entries(root / "done")
+    report = json.loads((root / "done" / job / "report.json").read_text())
+    assert report["attempts"] == 1 and not (report.get("stats") or {}).get("resumed_from"), report

@@ -125,7 +125,7 @@ class Lane:
         while (frames := self._todo.get()) is not None:
             try:
                 if self._error is None and child is not None:
-                    child.stdin.write(frames.data.cast("B"))
+                    child.write_all(frames.data.cast("B"))
             except BaseException as exc:  # handed to the caller's thread by check()
                 self._error = exc
             finally:
