@@ -216,8 +216,9 @@ class Appliance:
 
     def submit(self, speech: Path, clip: Path, name: str) -> dict[str, Any]:
         before = set(os.listdir(self.root / "done"))
-        cpu = CpuSampler(self.workers())
-        spy = profiler(self.workers(), name)
+        workers = self.workers()
+        cpu = CpuSampler(workers)
+        spy = profiler(workers, name)
         started = time.perf_counter()
         done = subprocess.run(["lipsyncd", "submit", "--wait", "--timeout", "1200", "--name", name,
                                str(speech), str(clip)], env=self.env, capture_output=True, text=True)
@@ -266,10 +267,10 @@ def profiler(workers: list[int], name: str) -> subprocess.Popen[bytes] | None:
     if not where or not workers:
         return None
     Path(where).mkdir(parents=True, exist_ok=True)
-    spy = subprocess.Popen([os.environ.get("PY_SPY", "py-spy"), "record", "--pid", str(workers[0]), "--threads",
-                            "--native", "--rate", "100", "--format", "raw",
-                            "-o", str(Path(where) / f"{name}.txt")],
-                           stdout=subprocess.DEVNULL, stderr=open(Path(where) / f"{name}.log", "wb"))
+    with open(Path(where) / f"{name}.log", "wb") as log:  # py-spy's messages; the child keeps its own copy
+        spy = subprocess.Popen([os.environ.get("PY_SPY", "py-spy"), "record", "--pid", str(workers[0]),
+                                "--threads", "--native", "--rate", "100", "--format", "raw",
+                                "-o", str(Path(where) / f"{name}.txt")], stdout=subprocess.DEVNULL, stderr=log)
     time.sleep(0.5)  # attached before the job is submitted
     return spy
 
