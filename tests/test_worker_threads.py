@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,10 +29,12 @@ print(json.dumps({"before": before, "after": {"blas": blas(), "torch": torch.get
 
 def test_the_renderer_leaves_blas_and_torch_one_thread_each(tmp_path: Path) -> None:
     # a fresh process: the settings are process-wide, and the test process's own must not decide it
-    env_free = {"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "", "OMP_NUM_THREADS": ""}
+    # four threads each to begin with (both libraries take at most one per core)
+    env_free = {"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "4", "OMP_NUM_THREADS": "4"}
     done = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path)], capture_output=True, text=True,
                           timeout=120, env={**env_free, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["before"]["blas"] and max(seen["before"]["blas"]) >= 2  # the default: a thread per core
+    start = min(4, os.cpu_count() or 1)
+    assert seen["before"]["blas"] and seen["before"] == {"blas": [start] * len(seen["before"]["blas"]), "torch": start}
     assert seen["after"] == {"blas": [1] * len(seen["before"]["blas"]), "torch": 1}
