@@ -80,6 +80,13 @@ def ffprobe(path: Path) -> dict:
     return json.loads(out.stdout)
 
 
+def ffprobe_packets(path: Path) -> list[dict]:
+    """The first video stream's packets, in file (decode) order, with their flags."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=flags",
+                          "-of", "json", str(path)], check=True, timeout=60, capture_output=True).stdout
+    return list(json.loads(out).get("packets", []))
+
+
 def stream(info: dict, kind: str) -> dict:
     return next(s for s in info["streams"] if s["codec_type"] == kind)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 
 from daemon.core.config import MediaConfig
 from daemon.core.errors import EnvironmentFault, JobRejected
-from daemon.worker.media import process
+from daemon.worker.media import mp4index, process
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,10 @@ def write_done(job_dir: Path, result: Path, video: Path, stats: dict[str, Any], 
     frames = Frames.of(stats)
     try:
         boxes = _cached_boxes(facecache, video)
-        picks = _picks(boxes, min(frames.frames, frames.source_frames or frames.frames))
+        keyframes = mp4index.keyframes(result)
+        picks = _picks(boxes, min(frames.frames, frames.source_frames or frames.frames), keyframes)
         if picks and boxes is not None:
-            argv = _mouths_argv(media.ffmpeg, result, frames, [(i, boxes[i]) for i in picks])
+            argv = _mouths_argv(media.ffmpeg, result, frames, [(i, boxes[i]) for i in picks], keyframes)
         else:
             first = boxes[0] if boxes is not None and len(boxes) and boxes[0][0] >= 0 else None
             argv = _first_frame_argv(media.ffmpeg, result, first)
@@ -97,24 +99,43 @@ def _cached_boxes(facecache: Path, video: Path) -> np.ndarray | None:
     return np.load(entries[0]) if entries else None
 
 
-def _picks(boxes: np.ndarray | None, frames: int) -> list[int]:
-    """Up to TILES frame indices with a face, spread over the result's first pass through its source."""
+def _picks(boxes: np.ndarray | None, frames: int, keyframes: Sequence[int] | None = None) -> list[int]:
+    """Up to TILES frame indices with a face, spread over the result's first pass through its source.
+
+    Each is the keyframe with a face nearest to its place where the result has enough of them: a seek
+    lands on a keyframe and decodes every frame from there to the one asked for, so mouths at the
+    middle of GOPs cost about half a GOP of decoding each (four of them, 1 s of a 60 s 720p job on the
+    2-core box, after its result was already made; bench/RESULTS.md, issue 15 eighth round).
+    """
     if boxes is None or frames <= 1:
         return []
     present = np.flatnonzero(boxes[:frames, 0] >= 0)
     if len(present) < TILES:
         return []
-    return [int(present[int(len(present) * (k + 0.5) / TILES)]) for k in range(TILES)]
+    places = [int(present[int(len(present) * (k + 0.5) / TILES)]) for k in range(TILES)]
+    keyed = [k for k in keyframes or () if k < frames and boxes[k, 0] >= 0]
+    if len(keyed) < TILES:
+        return places
+    picks: list[int] = []
+    for place in places:  # the nearest keyframe not taken yet
+        picks.append(min((k for k in keyed if k not in picks), key=lambda k: abs(k - place)))
+    return sorted(picks)
 
 
-def _input(path: Path, at: float | None) -> Any:
+def _input(path: Path, at: float | None, keyframe: bool = False) -> Any:
+    """The video of `path` from `at` seconds on: the first frame shown at or after it (ffmpeg's accurate
+    seek decodes from the keyframe before it), or with `keyframe`, the keyframe it lands on itself."""
     kwargs: dict[str, Any] = {"protocol_whitelist": "file"}  # our own files, read as files only
     if at is not None:
         kwargs["ss"] = f"{at:.3f}"
+    if keyframe:
+        kwargs["noaccurate_seek"] = None  # a flag: the seek's own frame, nothing decoded before it
     return ffmpeg.input(f"file:{path.resolve()}", **kwargs).video
 
 
-def _mouths_argv(tool: str, result: Path, frames: Frames, picks: list[tuple[int, np.ndarray]]) -> list[str]:
+def _mouths_argv(tool: str, result: Path, frames: Frames, picks: list[tuple[int, np.ndarray]],
+                 keyframes: Sequence[int] | None = None) -> list[str]:
+    keys = set(keyframes or ())
     tiles = []
     for index, (x1, y1, x2, y2) in picks:
         side = max(8, int(0.8 * (x2 - x1)))
@@ -122,8 +143,10 @@ def _mouths_argv(tool: str, result: Path, frames: Frames, picks: list[tuple[int,
         side = min(side, frames.width or side, frames.height or side)
         x = int(min(max(0, cx - side / 2), max(0, (frames.width or side) - side)))
         y = int(min(max(0, cy - side / 2), max(0, (frames.height or side) - side)))
-        at = (index + 0.25) / frames.fps  # inside frame `index`'s display interval
-        tiles.append(_input(result, at).filter("crop", side, side, x, y).filter("scale", TILE, TILE))
+        # a keyframe: a quarter frame into its interval, where the seek lands on it; any other frame:
+        # half a frame before it, so that it is the first one shown at or after that time
+        at = (index + 0.25) / frames.fps if index in keys else max(0.0, (index - 0.5) / frames.fps)
+        tiles.append(_input(result, at, index in keys).filter("crop", side, side, x, y).filter("scale", TILE, TILE))
     return _compile(tool, ffmpeg.filter(tiles, "hstack", inputs=len(tiles)))
 
 
