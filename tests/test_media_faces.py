@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import mediagen as g
@@ -161,3 +162,26 @@ def test_the_face_pass_skips_non_reference_frames_of_video_with_b_frames_and_fin
     # a sample shows its own frame or the one beside it: the gently moving face is where it was
     assert min(iou(a.astype(float), b.astype(float)) for a, b in zip(skipped, decoded, strict=True)) > 0.8
     assert min(iou(b.astype(float), EXPECTED) for b in skipped) > 0.5
+
+
+def test_the_content_hash_is_read_once_per_unchanged_file_and_again_once_it_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from daemon.worker.faces import cache
+
+    path = tmp_path / "presenter.mp4"
+    path.write_bytes(b"a" * 3_000_000)
+    reads: list[int] = []
+    real_blake2b = cache.hashlib.blake2b
+
+    def counting(*args: object, **kwargs: object) -> object:
+        reads.append(1)
+        return real_blake2b(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache.hashlib, "blake2b", counting)
+    first = cache.content_hash(path)
+    assert cache.content_hash(path) == first and len(reads) == 1  # the job's end asks again: no read
+    st = path.stat()
+    path.write_bytes(b"b" * 3_000_000)  # new content, same size, its old times put back
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert cache.content_hash(path) == real_blake2b(b"b" * 3_000_000, digest_size=20).hexdigest() != first
+    assert len(reads) == 2
