@@ -104,8 +104,9 @@ def _picks(boxes: np.ndarray | None, frames: int, keyframes: Sequence[int] | Non
 
     Each is the keyframe with a face nearest to its place where the result has enough of them: a seek
     lands on a keyframe and decodes every frame from there to the one asked for, so mouths at the
-    middle of GOPs cost about half a GOP of decoding each (four of them, 1 s of a 60 s 720p job on the
-    2-core box, after its result was already made; bench/RESULTS.md, issue 15 eighth round).
+    middle of GOPs cost about half a GOP of decoding each (four of them, 0.8 s of a 60 s 720p job on the
+    2-core box against 0.17 s at keyframes, after its result was already made; bench/RESULTS.md, issue 15
+    eighth round).
     """
     if boxes is None or frames <= 1:
         return []
@@ -145,8 +146,9 @@ def _mouths_argv(tool: str, result: Path, frames: Frames, picks: list[tuple[int,
         y = int(min(max(0, cy - side / 2), max(0, (frames.height or side) - side)))
         # a keyframe: a quarter frame into its interval, where the seek lands on it; any other frame:
         # half a frame before it, so that it is the first one shown at or after that time
-        at = (index + 0.25) / frames.fps if index in keys else max(0.0, (index - 0.5) / frames.fps)
-        tiles.append(_input(result, at, index in keys).filter("crop", side, side, x, y).filter("scale", TILE, TILE))
+        keyframe = index in keys
+        at = (index + 0.25) / frames.fps if keyframe else max(0.0, (index - 0.5) / frames.fps)
+        tiles.append(_input(result, at, keyframe).filter("crop", side, side, x, y).filter("scale", TILE, TILE))
     return _compile(tool, ffmpeg.filter(tiles, "hstack", inputs=len(tiles)))
 
 
